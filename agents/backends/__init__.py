@@ -1,0 +1,23 @@
+"""Backends serve one model each behind `agents.requests.Backend`. Engines are imported only
+when selected, so the vLLM and HTTP dependencies are optional."""
+
+from __future__ import annotations
+
+from agents.config import OpenAIBackendConfig, TransformersBackendConfig, VllmBackendConfig
+from agents.requests import Backend
+
+
+def make_backend(model: str, config) -> Backend:
+    if isinstance(config, TransformersBackendConfig):
+        from agents.backends.transformers_backend import TransformersBackend
+
+        return TransformersBackend(model, config)
+    if isinstance(config, VllmBackendConfig):
+        from agents.backends.vllm_backend import VllmBackend
+
+        return VllmBackend(model, config)
+    if isinstance(config, OpenAIBackendConfig):
+        from agents.backends.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(model, config)
+    raise TypeError(f"no backend for {config!r}")

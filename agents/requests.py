@@ -1,0 +1,52 @@
+"""The one narrow interface between the dialogue engine and every backend.
+
+A backend takes a list of `ChatRequest` and returns one `Completion` per request, in order.
+Several samples of the same prompt are several requests with different seeds; requests that
+share a prefix arrive next to each other so that an engine with prefix caching can reuse it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 256
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: tuple[tuple[str, str], ...]  # (role, content) pairs, hashable for grouping
+    sampling: Sampling
+    seed: int
+
+    def chat(self) -> list[dict[str, str]]:
+        return [{"role": role, "content": content} for role, content in self.messages]
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop", "length" or "error"
+    latency_s: float
+    error: str | None = None
+    cached: bool = False  # served from the generation cache, not generated now
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Backend(Protocol):
+    """Serves one model. `model_id` identifies what it serves in caches and manifests."""
+
+    model_id: str
+
+    def generate(self, requests: list[ChatRequest]) -> list[Completion]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""The `agora` command line. The packages that do the work are agents, dialogue and trainers."""

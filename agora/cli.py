@@ -1,0 +1,82 @@
+"""`agora SUBCOMMAND [hydra overrides...]`: one Hydra app per subcommand.
+
+Each subcommand has a primary config of the same name in conf/. Errors the user can fix are
+printed as one message, without a traceback, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from agents.errors import AgoraError
+
+USAGE = """usage: agora COMMAND [key=value ...]
+
+commands:
+  simulate   run a protocol over a dataset and write dialogue trees  (agora simulate --help)
+  render     print one tree of a run as a transcript                  (agora render run=DIR tree=ID)
+"""
+
+
+def simulate_command(cfg: DictConfig) -> None:
+    from dialogue.config import validate
+    from dialogue.simulate import simulate
+    from dialogue.summary import format_summary
+
+    config = validate(cfg)
+    out = HydraConfig.get().runtime.output_dir
+    print(f"out={out}", flush=True)
+    result = simulate(config, out)
+    print(format_summary(result.summary, result.stats.generated_tokens, result.stats.tokens_per_s, result.stats.cached_turns))
+    if result.skipped_rows:
+        print(f"skipped dataset rows: {result.skipped_rows}")
+    if result.stats.failed_requests:
+        print(f"failed requests (recorded on their turns): {result.stats.failed_requests}")
+    print(f"out={out}")
+
+
+def render_command(cfg: DictConfig) -> None:
+    from dialogue.render import render_text
+    from dialogue.rundir import RunDir
+
+    run = RunDir(cfg.run)
+    if not run.trees_path.exists():
+        raise AgoraError(f"run={cfg.run}: no trees.jsonl there")
+    trees = {tree.tree_id: tree for tree in run.trees()}
+    if cfg.tree is None:
+        print("trees: " + " ".join(trees))
+        return
+    tree_id = str(cfg.tree)
+    if tree_id not in trees:
+        raise AgoraError(f"tree={tree_id}: not in {run.trees_path} (it has {len(trees)} trees)")
+    if cfg.format != "text":
+        raise AgoraError(f"format={cfg.format}: only 'text' is available")
+    print(render_text(trees[tree_id]))
+
+
+COMMANDS = {"simulate": simulate_command, "render": render_command}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command, overrides = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"agora: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
+        sys.exit(2)
+
+    def task(cfg: DictConfig) -> None:
+        try:
+            COMMANDS[command](cfg)
+        except AgoraError as e:
+            print(f"agora {command}: error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    sys.argv = [f"agora {command}", *overrides]
+    hydra.main(config_path="pkg://conf", config_name=command, version_base="1.3")(task)()

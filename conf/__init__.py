@@ -1,0 +1,1 @@
+# Hydra configs, importable so that `pkg://conf` finds them wherever Agora is installed.

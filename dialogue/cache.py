@@ -1,0 +1,86 @@
+"""The generation cache: every completion in SQLite, keyed by what determines it.
+
+The key hashes (model id, messages, sampling parameters, seed); each sample of a turn has its
+own seed, derived from the run seed, the tree and the turn id, so the sample index is part of
+it. A resumed or replayed run takes cached completions instead of generating them again.
+Failed requests are not stored, so a later run retries them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+
+from agents.requests import Backend, ChatRequest, Completion
+
+
+def request_key(model_id: str, request: ChatRequest) -> str:
+    s = request.sampling
+    payload = [model_id, request.messages, [s.temperature, s.top_p, s.max_tokens], request.seed]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+
+
+class GenerationCache:
+    def __init__(self, path: str | Path):
+        self.db = sqlite3.connect(str(path))
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, completion TEXT NOT NULL)"
+        )
+        self.db.commit()
+
+    def get_many(self, keys: list[str]) -> dict[str, Completion]:
+        found: dict[str, Completion] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):  # SQLite limits bound parameters per query
+            chunk = unique[start : start + 500]
+            rows = self.db.execute(
+                f"SELECT key, completion FROM completions WHERE key IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            found.update({key: Completion(**json.loads(value)) for key, value in rows})
+        return found
+
+    def put_many(self, items: dict[str, Completion]) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO completions VALUES (?, ?)",
+            [(key, json.dumps(c.to_dict())) for key, c in items.items()],
+        )
+        self.db.commit()
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class CachedBackend:
+    """A backend that answers from the cache first and stores what it had to generate."""
+
+    def __init__(self, backend: Backend, cache: GenerationCache, cache_id: str):
+        self.backend = backend
+        self.cache = cache
+        self.cache_id = cache_id  # backend kind and model, e.g. "transformers:smollm2-135m"
+        self.model_id = backend.model_id
+        self.hits = 0
+
+    def generate(self, requests: list[ChatRequest]) -> list[Completion]:
+        keys = [request_key(self.cache_id, r) for r in requests]
+        cached = self.cache.get_many(keys)
+        missing = [i for i, k in enumerate(keys) if k not in cached]
+        fresh = self.backend.generate([requests[i] for i in missing]) if missing else []
+        self.cache.put_many({keys[i]: c for i, c in zip(missing, fresh) if c.error is None})
+        self.hits += len(requests) - len(missing)
+        by_index = dict(zip(missing, fresh))
+        return [
+            by_index[i] if i in by_index else replace(cached[k], cached=True)
+            for i, k in enumerate(keys)
+        ]
+
+    def close(self) -> None:
+        self.backend.close()
+

@@ -1,0 +1,181 @@
+"""The simulation engine: all trees of a run, expanded level by level.
+
+Each level gathers every frontier turn of every active tree, asks the protocol for their
+children, builds all the messages, and sends one batch per backend (siblings next to each
+other, so prefix caching can reuse what they share). Answers for the whole level are then read
+in one batch. A tree is handed to `on_tree_done` as soon as no branch of it grows any more.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from agents.agent import Agent
+from agents.requests import Backend, ChatRequest, Completion
+from dialogue.judge import Judge
+from dialogue.messages import build_messages
+from dialogue.protocols.base import ChildSpec, Protocol
+from dialogue.questions import show_question
+from dialogue.tree import DialogueTree, GenInfo, Turn, child_id
+
+ROOT_ID = "0"
+
+
+def derive_seed(seed: int, tree_id: str, turn_id: str) -> int:
+    """A per-turn seed that depends on nothing but the run seed and where the turn sits."""
+    digest = hashlib.sha256(f"{seed}:{tree_id}:{turn_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+@dataclass
+class Stats:
+    turns: int = 0
+    generated_tokens: int = 0  # by a backend in this invocation, cached completions excluded
+    cached_turns: int = 0
+    failed_requests: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class _Job:
+    tree: DialogueTree
+    parent: str | None
+    turn_id: str
+    spec: ChildSpec
+    request: ChatRequest
+    completion: Completion | None = None
+
+
+@dataclass
+class Engine:
+    protocol: Protocol
+    agents: dict[str, Agent]
+    backends: dict[str, Backend]  # by Agent.backend_key
+    judge: Judge
+    answer_format: str  # appended to every role instruction
+    seed: int = 0
+    progress: bool = True
+    stats: Stats = field(default_factory=Stats)
+
+    def run(self, trees: list[DialogueTree], on_tree_done: Callable[[DialogueTree], None]) -> Stats:
+        started = time.perf_counter()
+        bar = tqdm(total=len(trees), desc="trees", unit="tree", disable=not self.progress)
+        frontier: list[tuple[DialogueTree, str | None]] = [(t, None) for t in trees]
+        while frontier:
+            jobs = self._jobs(frontier)
+            growing = {id(job.tree) for job in jobs}
+            for tree in dict.fromkeys(t for t, _ in frontier):
+                if id(tree) not in growing:
+                    on_tree_done(tree)
+                    bar.update(1)
+            if not jobs:
+                break
+            self._generate(jobs)
+            self._add_turns(jobs)
+            frontier = [(job.tree, job.turn_id) for job in jobs if job.completion.error is None]
+            # Trees whose every new turn failed have no frontier left: they are finished too.
+            for tree in dict.fromkeys(job.tree for job in jobs):
+                if not any(t is tree for t, _ in frontier):
+                    on_tree_done(tree)
+                    bar.update(1)
+            self.stats.seconds = time.perf_counter() - started
+            bar.set_postfix(
+                turns=self.stats.turns,
+                tokens=self.stats.generated_tokens,
+                tok_s=f"{self.stats.tokens_per_s:.0f}",
+            )
+        bar.close()
+        self.stats.seconds = time.perf_counter() - started
+        return self.stats
+
+    def _jobs(self, frontier: list[tuple[DialogueTree, str | None]]) -> list[_Job]:
+        jobs = []
+        for tree, parent in frontier:
+            if parent is None:
+                specs = [self.protocol.first()]
+            else:
+                specs = self.protocol.children(tree, tree.turn(parent))
+            index = 0
+            for spec in specs:
+                for _ in range(spec.samples):
+                    turn_id = ROOT_ID if parent is None else child_id(parent, index)
+                    index += 1
+                    jobs.append(_Job(tree, parent, turn_id, spec, self._request(tree, parent, turn_id, spec)))
+        return jobs
+
+    def _request(self, tree: DialogueTree, parent: str | None, turn_id: str, spec: ChildSpec) -> ChatRequest:
+        agent = self.agents[spec.speaker]
+        instruction = self.protocol.instructions[spec.instruction]
+        messages = build_messages(
+            speaker=spec.speaker,
+            persona=agent.persona,
+            question=show_question(tree.question),
+            context=self.protocol.context(tree, parent, spec.speaker),
+            instruction=f"{instruction}\n\n{self.answer_format}".strip(),
+            many_agents=len(self.agents) > 2,
+        )
+        return ChatRequest(messages, agent.sampling, derive_seed(self.seed, tree.tree_id, turn_id))
+
+    def _generate(self, jobs: list[_Job]) -> None:
+        by_backend: dict[str, list[_Job]] = {}
+        for job in jobs:
+            by_backend.setdefault(self.agents[job.spec.speaker].backend_key, []).append(job)
+        for key, group in by_backend.items():
+            completions = self.backends[key].generate([job.request for job in group])
+            for job, completion in zip(group, completions):
+                job.completion = completion
+
+    def _add_turns(self, jobs: list[_Job]) -> None:
+        readings = self.judge.read_batch([(job.completion.text, job.tree.question) for job in jobs])
+        for job, reading in zip(jobs, readings):
+            done = job.completion
+            parent = job.tree.turn(job.parent) if job.parent is not None else None
+            answer = reading.answer
+            if reading.only_agrees and parent is not None:
+                answer = parent.answer  # "I agree" adopts the other agent's answer
+            agrees = None
+            if parent is not None and (reading.only_agrees or (answer is not None and parent.answer is not None)):
+                agrees = reading.only_agrees or answer == parent.answer
+            agent = self.agents[job.spec.speaker]
+            s = job.request.sampling
+            job.tree.add_turn(
+                Turn(
+                    id=job.turn_id,
+                    parent=job.parent,
+                    depth=0 if parent is None else parent.depth + 1,
+                    speaker=job.spec.speaker,
+                    instruction=job.spec.instruction,
+                    text=done.text,
+                    answer=answer,
+                    correct=self.judge.is_correct(answer, job.tree.question),
+                    agrees_with_parent=agrees,
+                    gen=GenInfo(
+                        model=agent.model,
+                        temperature=s.temperature,
+                        top_p=s.top_p,
+                        max_tokens=s.max_tokens,
+                        seed=job.request.seed,
+                        prompt_tokens=done.prompt_tokens,
+                        completion_tokens=done.completion_tokens,
+                        finish_reason=done.finish_reason,
+                        latency_s=done.latency_s,
+                        error=done.error,
+                    ),
+                )
+            )
+            self.stats.turns += 1
+            if done.error is not None:
+                self.stats.failed_requests += 1
+            elif done.cached:
+                self.stats.cached_turns += 1
+            else:
+                self.stats.generated_tokens += done.completion_tokens

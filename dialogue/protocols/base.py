@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol as TypingProtocol
+
+from dialogue.tree import DialogueTree, Turn
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    speaker: str  # agent name
+    instruction: str  # role instruction name
+    samples: int = 1
+
+
+class Protocol(TypingProtocol):
+    name: str
+    instructions: dict[str, str]  # role instruction name -> wording, from conf/protocol/
+
+    def first(self) -> ChildSpec:
+        """The root turn: exactly one."""
+
+    def children(self, tree: DialogueTree, turn: Turn) -> list[ChildSpec]:
+        """What to generate under `turn`; empty when the branch stops there."""
+
+    def context(self, tree: DialogueTree, parent: str | None, speaker: str) -> list[Turn]:
+        """The earlier turns that `speaker` sees when speaking under `parent`."""

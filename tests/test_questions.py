@@ -1,0 +1,110 @@
+import json
+
+import pytest
+
+from agents.errors import AgoraError
+from dialogue.questions import DatasetConfig, FieldMap, arithmetic_problems, load_questions
+
+
+def test_bundled_set_has_at_least_100_well_formed_questions():
+    loaded = load_questions(DatasetConfig())
+    qs = loaded.questions
+    assert len(qs) >= 100
+    assert len({q.question_id for q in qs}) == len(qs)
+    for q in qs:
+        assert len(q.choices) == 4
+        assert q.gold in "ABCD"
+        assert q.aliases and q.aliases[0] == q.choices["ABCD".index(q.gold)]
+    # answers are spread over the letters, so "always A" is not a winning strategy
+    assert len({q.gold for q in qs}) == 4
+
+
+def test_arithmetic_problems_are_seeded_and_exact():
+    a = arithmetic_problems(20, seed=3, steps=3)
+    assert a == arithmetic_problems(20, seed=3, steps=3)
+    assert a != arithmetic_problems(20, seed=4, steps=3)
+    for q in a:
+        assert int(q.gold) >= 0 and q.aliases == [q.gold]
+        assert q.question.endswith("have now?")
+    # a worked example: replay the sentences to check the stated answer
+    q = arithmetic_problems(1, seed=11, steps=4)[0]
+    value = None
+    for sentence in q.question.split(". "):
+        words = sentence.replace("?", "").replace(".", "").split()
+        if value is None:
+            value = int(words[2])
+        elif "given" in words or "finds" in words:
+            value += int(next(w for w in words if w.isdigit()))
+        elif "away" in words:
+            value -= int(next(w for w in words if w.isdigit()))
+        elif "times" in words:
+            value *= int(next(w for w in words if w.isdigit()))
+        elif "piles" in words:
+            value //= int(next(w for w in words if w.isdigit()))
+    assert str(value) == q.gold
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_triviaqa_shaped_records(tmp_path):
+    path = write_jsonl(tmp_path / "trivia.jsonl", [
+        {"question_id": "t1", "question": "Capital of France?", "answer": {"value": "Paris", "aliases": ["Paris", "paris, france"]}},
+    ])
+    cfg = DatasetConfig(path=str(path), fields=FieldMap(id="question_id", answer="answer.value", aliases="answer.aliases"))
+    (q,) = load_questions(cfg).questions
+    assert (q.question_id, q.gold, q.choices) == ("t1", "Paris", None)
+    assert "paris, france" in q.aliases
+
+
+def test_mmlu_shaped_records_in_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "mmlu.parquet"
+    pq.write_table(pa.table({"question": ["2+2?"], "choices": [["3", "4", "5", "6"]], "answer": [1]}), path)
+    (q,) = load_questions(DatasetConfig(path=str(path), fields=FieldMap(choices="choices"))).questions
+    assert q.choices == ["3", "4", "5", "6"] and q.gold == "B"
+
+
+def test_gsm8k_shaped_records_in_csv(tmp_path):
+    path = tmp_path / "gsm.csv"
+    path.write_text('question,answer\n"Tom has 3 apples and buys 2. How many?","3 + 2 = 5\n#### 5"\n')
+    cfg = DatasetConfig(path=str(path), answer_regex=r"####\s*(.+)$")
+    (q,) = load_questions(cfg).questions
+    assert q.gold == "5"
+
+
+def test_choices_from_several_columns_and_answer_as_text(tmp_path):
+    path = write_jsonl(tmp_path / "mc.jsonl", [{"q": "Sky colour?", "a": "red", "b": "blue", "gold": "blue"}])
+    cfg = DatasetConfig(path=str(path), fields=FieldMap(question="q", choices=["a", "b"], answer="gold"))
+    (q,) = load_questions(cfg).questions
+    assert q.gold == "B"
+
+
+def test_bad_row_names_file_and_line(tmp_path):
+    path = write_jsonl(tmp_path / "bad.jsonl", [
+        {"question": "fine?", "answer": "yes"},
+        {"question": "", "answer": "yes"},
+        {"question": "no answer?"},
+    ])
+    with pytest.raises(AgoraError, match=rf"{path}:2: row has no question"):
+        load_questions(DatasetConfig(path=str(path)))
+    loaded = load_questions(DatasetConfig(path=str(path), on_bad_row="skip"))
+    assert len(loaded.questions) == 1 and loaded.skipped == 2
+
+
+def test_invalid_json_line_is_named(tmp_path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"question": "a?", "answer": "b"}\n{"question": \n')
+    with pytest.raises(AgoraError, match=rf"{path}:2: invalid JSON"):
+        load_questions(DatasetConfig(path=str(path)))
+
+
+def test_unknown_bundled_name_and_missing_file():
+    with pytest.raises(AgoraError, match="unknown dataset 'nope'"):
+        load_questions(DatasetConfig(name="nope"))
+    with pytest.raises(AgoraError, match="no such file"):
+        load_questions(DatasetConfig(path="/nonexistent/file.jsonl"))

@@ -1,0 +1,186 @@
+"""`agora simulate` on a tiny random model: shape, reproducibility, resume, and bad input."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import networkx as nx
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from agents.errors import AgoraError
+from dialogue.simulate import simulate
+from tests.conftest import compose_simulate, simulate_config, tiny_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def read_lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "trees.jsonl").read_text().splitlines()]
+
+
+def test_trees_have_the_documented_shape(tiny_model, tmp_path):
+    out = tmp_path / "run"
+    result = simulate(simulate_config(tiny_overrides(tiny_model, out)), out)
+    lines = read_lines(out)
+    assert len(lines) == 3 == result.summary.trees
+    for data in lines:
+        graph = nx.node_link_graph(data, edges="edges")
+        assert graph.graph["protocol"] == "pbt_tree" and graph.graph["schema_version"] == 1
+        assert 1 <= graph.number_of_nodes() <= 21
+        for _, turn in graph.nodes(data=True):
+            assert turn["speaker"] in ("A", "B") and turn["instruction"]
+            assert {"text", "answer", "correct", "agrees_with_parent", "gen"} <= set(turn)
+            # a missing answer only ever stops a branch through agreement, never silently
+        depths = [d["depth"] for _, d in graph.nodes(data=True)]
+        assert depths.count(0) == 1 and depths.count(1) == 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["finished_at"]
+    assert manifest["models"] == {"A": tiny_model, "B": tiny_model}
+    assert (out / "gen_cache.sqlite").exists()
+
+
+def test_same_seed_same_trees_other_seed_other_trees(tiny_model, tmp_path):
+    runs = {}
+    for name, seed in [("a", 1), ("b", 1), ("c", 2)]:
+        out = tmp_path / name
+        simulate(simulate_config(tiny_overrides(tiny_model, out, f"seed={seed}", "dataset.limit=2")), out)
+        runs[name] = (out / "trees.jsonl").read_text()
+    strip = lambda text: [
+        {n["id"]: (n["text"], n["answer"]) for n in json.loads(line)["nodes"]} for line in text.splitlines()
+    ]
+    assert strip(runs["a"]) == strip(runs["b"])
+    assert strip(runs["a"]) != strip(runs["c"])
+
+
+def test_completion_does_not_depend_on_batch_neighbours(tiny_model):
+    from agents.backends.transformers_backend import TransformersBackend
+    from agents.config import TransformersBackendConfig
+    from agents.requests import ChatRequest, Sampling
+
+    backend = TransformersBackend(tiny_model, TransformersBackendConfig(batch_size=8))
+    target = ChatRequest((("user", "Which planet is closest to the sun?"),), Sampling(1.0, 0.9, 16), seed=7)
+    others = [ChatRequest((("user", "x " * k),), Sampling(1.0, 0.9, 16), seed=k) for k in range(1, 6)]
+    alone = backend.generate([target])[0].text
+    batched = backend.generate([*others[:3], target, *others[3:]])[3].text
+    assert alone == batched
+
+
+def test_resume_skips_written_trees_and_drops_a_torn_line(tiny_model, tmp_path):
+    out = tmp_path / "run"
+    simulate(simulate_config(tiny_overrides(tiny_model, out)), out)
+    lines = (out / "trees.jsonl").read_text().splitlines(keepends=True)
+    # as if killed while writing the third tree
+    (out / "trees.jsonl").write_text(lines[0] + lines[1] + lines[2][: len(lines[2]) // 2])
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "status": "running", "finished_at": None}))
+    result = simulate(simulate_config(tiny_overrides(tiny_model, out)), out)
+    again = (out / "trees.jsonl").read_text().splitlines(keepends=True)
+    assert again == lines  # the same trees, each once; the cache served the finished turns
+    assert result.stats.cached_turns > 0 and result.stats.generated_tokens == 0
+
+
+def test_resume_with_another_config_is_refused(tiny_model, tmp_path):
+    out = tmp_path / "run"
+    simulate(simulate_config(tiny_overrides(tiny_model, out, "dataset.limit=1")), out)
+    with pytest.raises(AgoraError, match="different config"):
+        simulate(simulate_config(tiny_overrides(tiny_model, out, "dataset.limit=1", "seed=5")), out)
+
+
+def test_misspelt_key_is_named():
+    with pytest.raises(ConfigCompositionException, match="detph"):
+        compose_simulate(["protocol.detph=3"])
+    with pytest.raises(AgoraError, match=r"agents\.B\.sampling\.temprature"):
+        from dialogue.config import validate
+        from omegaconf import OmegaConf
+
+        cfg = compose_simulate([])
+        OmegaConf.set_struct(cfg, False)
+        cfg.agents.B.sampling.temprature = 0.3
+        validate(cfg)
+
+
+def test_unknown_model_and_persona_are_named_and_nothing_is_written(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(AgoraError, match="unknown model 'no-such-model'"):
+        simulate(simulate_config(["agents.B.model=no-such-model", f"out={out}"]), out)
+    with pytest.raises(AgoraError, match="not in the local Hugging Face cache"):
+        simulate(simulate_config(["agents.B.model=nobody/nothing-7b", f"out={out}"]), out)
+    with pytest.raises(AgoraError, match="unknown persona 'grumpy'"):
+        simulate(simulate_config(["agents.A.persona=grumpy", f"out={out}"]), out)
+    assert not out.exists()
+
+
+def agora(*args, env=None, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "agora", *args], cwd=REPO, capture_output=True, text=True,
+        env={**os.environ, **(env or {})}, **kw,
+    )
+
+
+def test_bad_row_fails_naming_file_and_line_and_leaves_no_finished_run(tiny_model, tmp_path):
+    data = tmp_path / "mine.jsonl"
+    data.write_text('{"question": "ok?", "answer": "yes"}\n{"answer": "no question"}\n')
+    out = tmp_path / "run"
+    proc = agora("simulate", *tiny_overrides(tiny_model, out, f"dataset.path={data}"))
+    assert proc.returncode == 2
+    assert f"{data}:2: row has no question" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (out / "manifest.json").exists()
+    proc = agora("simulate", *tiny_overrides(tiny_model, out, f"dataset.path={data}", "dataset.on_bad_row=skip"))
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped dataset rows: 1" in proc.stdout
+    assert len(read_lines(out)) == 1
+
+
+def test_sigkill_then_rerun_completes_every_question_once(tiny_model, tmp_path):
+    out = tmp_path / "run"
+    args = ["simulate", *tiny_overrides(tiny_model, out, "dataset.limit=6", "backend.batch_size=4",
+                                        "agents.A.sampling.max_tokens=24", "agents.B.sampling.max_tokens=24")]
+    proc = subprocess.Popen([sys.executable, "-m", "agora", *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cache = out / "gen_cache.sqlite"
+
+    def cached_completions() -> int:
+        try:
+            with sqlite3.connect(cache, timeout=0.1) as db:
+                return db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and cached_completions() < 6:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    trees = out / "trees.jsonl"
+    written = trees.read_text().count("\n") if trees.exists() else 0
+    assert written < 6 and json.loads((out / "manifest.json").read_text())["status"] == "running"
+    done = agora(*args)
+    assert done.returncode == 0, done.stderr
+    ids = [line["graph"]["tree_id"] for line in read_lines(out)]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 6
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_cli_prints_run_directory_summary_and_renders(tiny_model, tmp_path):
+    out = tmp_path / "run"
+    proc = agora("simulate", *tiny_overrides(tiny_model, out, "dataset.limit=1"))
+    assert proc.returncode == 0, proc.stderr
+    assert f"out={out}" in proc.stdout
+    for field in ("trees: 1", "generated tokens:", "tokens/s:", "first-answer accuracy: A", "persuasion attempts:"):
+        assert field in proc.stdout
+    assert (out / ".hydra" / "config.yaml").exists()  # the composed config beside the results
+    tree_id = read_lines(out)[0]["graph"]["tree_id"]
+    shown = agora("render", f"run={out}", f"tree={tree_id}")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"tree {tree_id}")
+    assert "[0] A · neutral ·" in shown.stdout and "[0.0] B · resist ·" in shown.stdout
+    missing = agora("render", f"run={out}", "tree=nope")
+    assert missing.returncode == 2 and "tree=nope" in missing.stderr
