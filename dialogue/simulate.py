@@ -83,7 +83,7 @@ def build_agents(
         backend_cfg = agent_cfg.backend or config.backend
         key = f"{backend_cfg.type}:{agent_cfg.model}:{backend_cfg.model_dump_json()}"
         if key not in backends:
-            backend = make_backend(agent_cfg.model, backend_cfg)
+            backend = make_backend(agent_cfg.model, backend_cfg, seed=config.seed)
             backends[key] = CachedBackend(backend, cache, f"{backend_cfg.type}:{agent_cfg.model}")
         agents[name] = Agent(name, agent_cfg.model, personas[name], agent_cfg.sampling.to_sampling(), key)
     return agents, backends
@@ -97,7 +97,7 @@ def _judge(config: SimulateConfig, kind: str, base_kind: str, agents, backends) 
         backend = backends[persuader.backend_key]
     else:
         check_model_name(config.judge_model)
-        backend = make_backend(config.judge_model, config.backend)
+        backend = make_backend(config.judge_model, config.backend, seed=config.seed)
         backends[f"judge:{config.judge_model}"] = backend
     return Judge("llm", base_kind, backend, config.prompts.judge)
 

@@ -7,7 +7,8 @@ from agents.config import OpenAIBackendConfig, TransformersBackendConfig, VllmBa
 from agents.requests import Backend
 
 
-def make_backend(model: str, config) -> Backend:
+def make_backend(model: str, config, seed: int = 0) -> Backend:
+    """`seed` is the engine seed of backends that cannot seed each request (vLLM on CPU)."""
     if isinstance(config, TransformersBackendConfig):
         from agents.backends.transformers_backend import TransformersBackend
 
@@ -15,7 +16,7 @@ def make_backend(model: str, config) -> Backend:
     if isinstance(config, VllmBackendConfig):
         from agents.backends.vllm_backend import VllmBackend
 
-        return VllmBackend(model, config)
+        return VllmBackend(model, config, seed=seed)
     if isinstance(config, OpenAIBackendConfig):
         from agents.backends.openai_backend import OpenAIBackend
 

@@ -8,6 +8,7 @@ from itertools import groupby
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LogitsProcessor
 
+from agents.backends.chat import merge_system, template_takes_system
 from agents.config import TransformersBackendConfig
 from agents.models import resolve_model
 from agents.requests import ChatRequest, Completion, Sampling
@@ -79,13 +80,10 @@ class TransformersBackend:
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
-        self.merge_system = not _template_takes_system(self.tokenizer)
+        self.merge_system = not template_takes_system(self.tokenizer)
 
     def prompt_ids(self, request: ChatRequest) -> list[int]:
-        chat = request.chat()
-        if self.merge_system and chat and chat[0]["role"] == "system":
-            system, first, *rest = chat
-            chat = [{"role": "user", "content": system["content"] + "\n\n" + first["content"]}, *rest]
+        chat = merge_system(request.chat()) if self.merge_system else request.chat()
         text = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -162,12 +160,3 @@ def _eos_ids(model, tokenizer) -> list[int]:
         ids.append(tokenizer.eos_token_id)
     return ids
 
-
-def _template_takes_system(tokenizer) -> bool:
-    marker = "agora-system-probe"
-    probe = [{"role": "system", "content": marker}, {"role": "user", "content": "hello"}]
-    try:
-        text = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
-    except Exception:  # templates reject a system role by raising their own error types
-        return False
-    return marker in text

