@@ -19,8 +19,12 @@ CHATML = (
 )
 
 
-def build_tiny_model(path: Path) -> Path:
-    """A randomly initialised Llama with a byte-level BPE tokenizer trained here, offline."""
+def build_tiny_model(path: Path, initializer_range: float = 0.02) -> Path:
+    """A randomly initialised Llama with a byte-level BPE tokenizer trained here, offline.
+
+    At the usual initialisation its next-token distribution hardly depends on the context; a
+    larger `initializer_range` gives a model whose outputs do, for tests that must see a wrong
+    position or a misaligned cache change the result."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -48,7 +52,7 @@ def build_tiny_model(path: Path) -> Path:
         vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True, initializer_range=initializer_range,
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)

@@ -6,14 +6,16 @@ import torch
 from agents.backends.transformers_backend import TransformersBackend, nucleus
 from agents.config import TransformersBackendConfig
 from agents.requests import ChatRequest, Sampling
+from tests.conftest import build_tiny_model
 
 CONTEXT = (("system", "You are in a discussion."), ("user", "Which planet is closest to the Sun?"),
            ("assistant", "Mercury, I think."))
 
 
 @pytest.fixture(scope="module")
-def backend(tiny_model):
-    return TransformersBackend(tiny_model, TransformersBackendConfig(batch_size=4))
+def backend(tmp_path_factory):
+    model = build_tiny_model(tmp_path_factory.mktemp("sharp-llama"), initializer_range=0.5)
+    return TransformersBackend(str(model), TransformersBackendConfig(batch_size=4))
 
 
 def reference(backend, request):
@@ -37,31 +39,51 @@ def test_greedy_matches_generate_with_shared_prefixes_and_uneven_batches(backend
         assert completion.text == backend.tokenizer.decode(expected, skip_special_tokens=True).strip()
 
 
+def test_rows_admitted_mid_batch_generate_what_they_generate_alone(backend):
+    """Continuous batching: with room for four rows, seven requests of different lengths and
+    sampling settings join as others finish; each completion equals the request run on its own."""
+    requests = [
+        ChatRequest((("user", f"Question {k}: " + "which planet? " * k),), Sampling(0.7 * (k % 2), 0.9, 3 + k), seed=k)
+        for k in range(7)
+    ]
+    together = backend.generate(requests)
+    for request, completion in zip(requests, together):
+        alone = backend.generate([request])[0]
+        assert (completion.text, completion.completion_tokens) == (alone.text, alone.completion_tokens)
+    greedy = [(r, c) for r, c in zip(requests, together) if r.sampling.temperature == 0]
+    for request, completion in greedy:
+        assert completion.completion_tokens == len(reference(backend, request))
+
+
 def test_prefill_gives_each_row_the_logits_of_its_unpadded_prompt(backend):
     """Padding, prefix sharing and position ids must not change what the model sees; greedy tokens
     of a random tiny model are too flat to show it, so compare the logits themselves."""
-    requests = [ChatRequest(CONTEXT + (("user", last),), Sampling(), seed=0) for last in ["Why?", "Mars, surely."]]
+    # a prefix tree three deep, a duplicate, and a prompt that is a prefix of another's context
+    lasts = ["Why?", "Mars, surely.", "Mars, surely not.", "Mars, surely not."]
+    requests = [ChatRequest(CONTEXT + (("user", last),), Sampling(), seed=0) for last in lasts]
+    requests.append(ChatRequest(CONTEXT[:2], Sampling(), seed=0))
     requests.append(ChatRequest((("user", "Something else entirely, and longer " * 3),), Sampling(), seed=0))
     prompts = [backend.prompt_ids(r) for r in requests]
-    _, _, logits = backend._prefill(prompts, requests)
+    running = backend._prefill(list(range(len(requests))), prompts, requests)
+    logits = running.logits[torch.tensor(running.rows).argsort()]
     with torch.inference_mode():
         for row, prompt in enumerate(prompts):
             alone = backend.model(input_ids=torch.tensor([prompt])).logits[0, -1]
             torch.testing.assert_close(logits[row], alone, rtol=1e-4, atol=1e-4)
 
 
-def test_siblings_stay_in_one_batch(backend):
+def test_siblings_are_admitted_together(backend):
     requests = [ChatRequest(CONTEXT + (("user", f"instruction {k}"),), Sampling(), seed=k) for k in range(3)]
-    requests += [ChatRequest((("user", f"alone {k}"),), Sampling(), seed=k) for k in range(3)]
-    batches = backend._batches(list(range(6)), requests, [backend.prompt_ids(r) for r in requests])
-    assert any({0, 1, 2} <= set(b) for b in batches)
-    assert all(len(b) <= 4 for b in batches) and sorted(i for b in batches for i in b) == list(range(6))
+    requests += [ChatRequest((("user", f"alone {k}"), ("assistant", "Yes."), ("user", "Go on.")), Sampling(), seed=k)
+                 for k in range(3)]
+    groups = backend.sibling_groups(requests, [backend.prompt_ids(r) for r in requests])
+    assert sorted(map(sorted, groups)) == [[0, 1, 2], [3], [4], [5]]
 
 
 def test_nucleus_keeps_the_smallest_set_reaching_top_p():
     probs = torch.tensor([[0.5, 0.05, 0.3, 0.15], [0.97, 0.01, 0.01, 0.01]])
-    kept, ids = nucleus(probs, 0.8)
+    kept, ids = nucleus(probs, torch.tensor([0.8, 0.8]))
     assert ids[0, :2].tolist() == [0, 2] and kept[0].gt(0).sum() == 2
     assert kept[1].gt(0).sum() == 1
-    everything, _ = nucleus(probs, 1.0)
+    everything, _ = nucleus(probs, torch.tensor([1.0, 1.0]))
     assert torch.equal(everything, probs)

@@ -1,13 +1,13 @@
 """In-process generation with Hugging Face transformers: the embedded default, CPU or GPU.
 
-The backend runs its own loop over the model instead of `generate()`, for two savings that
+The backend runs its own loop over the model instead of `generate()`, for three savings that
 matter most where compute is scarce:
-- Siblings (requests whose messages differ only in the last one) share a prompt prefix; it is
-  run through the model once per group and its KV cache is copied to each sibling, which then
-  only runs its own suffix. On a CPU, where reading the prompt costs more than writing the
-  reply, this is most of the work.
-- A row that has finished leaves the batch, so one long reply does not keep every finished row
-  computing until it ends.
+- Continuous batching: a row that finishes leaves the batch at once and a waiting request takes
+  its place, so the batch stays full instead of waiting on its one longest reply.
+- Siblings (requests whose messages differ only in the last one) are admitted together; their
+  shared prompt prefix runs through the model once and its KV cache is copied to each of them.
+  On a CPU, where reading the prompt costs more than writing the reply, this saves most of it.
+- Every row carries its own sampling parameters, so requests of different agents share a batch.
 Each row samples with its own generator, so a completion depends only on its seed and prompt,
 not on which other requests shared its batch.
 """
@@ -15,9 +15,11 @@ not on which other requests shared its batch.
 from __future__ import annotations
 
 import time
-from itertools import groupby
+from collections import deque
+from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from agents.backends.chat import merge_system, template_takes_system
@@ -26,15 +28,15 @@ from agents.models import resolve_model
 from agents.requests import ChatRequest, Completion, Sampling
 
 
-def nucleus(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The smallest set of most probable tokens whose mass reaches top_p, per row: (probabilities
-    with the tokens outside the set zeroed, their token ids), most probable first.
+def nucleus(probs: torch.Tensor, top_p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the smallest set of most probable tokens whose mass reaches that row's top_p:
+    (probabilities with the tokens outside the set zeroed, their token ids), most probable first.
 
     The set is a prefix of the sorted order, so `topk` with a k that grows until the prefix
     holds top_p of the mass finds exactly it, without sorting the whole vocabulary every step.
     """
     vocab = probs.shape[-1]
-    if top_p >= 1.0:
+    if bool((top_p >= 1.0).all()):
         return probs, torch.arange(vocab, device=probs.device).expand_as(probs)
     k = min(64, vocab)
     while True:
@@ -42,21 +44,64 @@ def nucleus(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Tens
         if k == vocab or bool((top.sum(dim=-1) >= top_p).all()):
             break
         k = min(k * 4, vocab)
-    outside = top.cumsum(dim=-1) - top > top_p
+    outside = top.cumsum(dim=-1) - top > top_p[:, None]
     return top.masked_fill(outside, 0.0), ids
 
 
-def sample_next(logits: torch.Tensor, sampling: Sampling, generators: list[torch.Generator]) -> torch.Tensor:
-    """One token per row: greedy at temperature 0, else a nucleus draw with the row's generator."""
-    if sampling.temperature == 0:
-        return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
-    candidates, token_ids = nucleus(probs, sampling.top_p)
+def sample_next(logits: torch.Tensor, sampling: list[Sampling], generators: list[torch.Generator]) -> torch.Tensor:
+    """One token per row: greedy where the row's temperature is 0, else a nucleus draw with the
+    row's own generator."""
+    greedy = logits.argmax(dim=-1)
+    temperature = torch.tensor([s.temperature for s in sampling], device=logits.device)
+    if bool((temperature == 0).all()):
+        return greedy
+    top_p = torch.tensor([s.top_p for s in sampling], device=logits.device)
+    probs = torch.softmax(logits.float() / temperature.clamp(min=1e-5)[:, None], dim=-1)
+    candidates, token_ids = nucleus(probs, top_p)
     # Inverse-CDF draw: one uniform number per row from that row's own generator.
     u = torch.cat([torch.rand(1, generator=g, device=logits.device) for g in generators])
     cdf = candidates.cumsum(dim=-1)
     pick = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None]).clamp(max=cdf.shape[-1] - 1)
-    return token_ids.gather(-1, pick).squeeze(-1)
+    sampled = token_ids.gather(-1, pick).squeeze(-1)
+    return torch.where(temperature == 0, greedy, sampled)
+
+
+@dataclass
+class Running:
+    """The rows being decoded together: their KV cache, the attention mask over it (rows are
+    left-padded to a common width), each row's last position, and the logits of its next token."""
+
+    rows: list[int]
+    cache: DynamicCache
+    mask: torch.Tensor
+    positions: torch.Tensor
+    logits: torch.Tensor
+    tokens: list[list[int]] = field(default_factory=list)
+
+    def keep(self, slots: list[int]) -> None:
+        index = torch.tensor(slots, device=self.mask.device)
+        self.cache.reorder_cache(index)
+        self.rows = [self.rows[s] for s in slots]
+        self.tokens = [self.tokens[s] for s in slots]
+        self.mask, self.positions, self.logits = self.mask[index], self.positions[index], self.logits[index]
+        # Columns that are padding in every remaining row hold nothing; drop them.
+        start = int(self.mask.any(dim=0).int().argmax())
+        if start > 0:
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[..., start:, :], layer.values[..., start:, :]
+            self.mask = self.mask[:, start:]
+
+    def extend(self, other: Running) -> None:
+        """Take in newly prefilled rows, left-padding whichever cache is narrower."""
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        for mine, theirs in zip(self.cache.layers, other.cache.layers):
+            mine.keys = torch.cat([_pad_left(mine.keys, width), _pad_left(theirs.keys, width)])
+            mine.values = torch.cat([_pad_left(mine.values, width), _pad_left(theirs.values, width)])
+        self.mask = torch.cat([_pad_left(self.mask, width), _pad_left(other.mask, width)])
+        self.rows += other.rows
+        self.tokens += other.tokens
+        self.positions = torch.cat([self.positions, other.positions])
+        self.logits = torch.cat([self.logits, other.logits])
 
 
 class TransformersBackend:
@@ -86,94 +131,76 @@ class TransformersBackend:
         text = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def generate(self, requests: list[ChatRequest]) -> list[Completion]:
-        results: list[Completion | None] = [None] * len(requests)
-        prompts = [self.prompt_ids(r) for r in requests]
-        by_sampling = sorted(range(len(requests)), key=lambda i: _sampling_key(requests[i]))
-        for _, same_sampling in groupby(by_sampling, key=lambda i: _sampling_key(requests[i])):
-            for batch in self._batches(list(same_sampling), requests, prompts):
-                outs = self._generate_batch([prompts[i] for i in batch], [requests[i] for i in batch])
-                for i, completion in zip(batch, outs):
-                    results[i] = completion
-        return results  # type: ignore[return-value]
-
-    def _batches(self, rows: list[int], requests: list[ChatRequest], prompts: list[list[int]]) -> list[list[int]]:
-        """Sibling groups kept whole, shortest first so that padding stays small."""
-        groups: dict[tuple, list[int]] = {}
-        for i in rows:
-            groups.setdefault(requests[i].messages[:-1], []).append(i)
-        ordered = sorted(groups.values(), key=lambda g: max(len(prompts[i]) for i in g))
-        batches: list[list[int]] = [[]]
-        for group in ordered:
-            for start in range(0, len(group), self.batch_size):
-                chunk = group[start : start + self.batch_size]
-                if len(batches[-1]) + len(chunk) > self.batch_size:
-                    batches.append([])
-                batches[-1].extend(chunk)
-        return [b for b in batches if b]
-
     @torch.inference_mode()
-    def _generate_batch(self, prompts: list[list[int]], requests: list[ChatRequest]) -> list[Completion]:
+    def generate(self, requests: list[ChatRequest]) -> list[Completion]:
         started = time.perf_counter()
-        sampling = requests[0].sampling
-        cache, mask, logits = self._prefill(prompts, requests)
+        prompts = [self.prompt_ids(r) for r in requests]
+        waiting = deque(self.sibling_groups(requests, prompts))
         generators = [torch.Generator(device=self.device).manual_seed(r.seed) for r in requests]
-        tokens: list[list[int]] = [[] for _ in prompts]
-        stopped = [False] * len(prompts)
-        active = list(range(len(prompts)))
-        positions = mask.sum(dim=-1) - 1
-        while True:
-            picks = sample_next(logits, sampling, [generators[i] for i in active]).tolist()
+        results: list[Completion | None] = [None] * len(requests)
+        running: Running | None = None
+        while waiting or running:
+            room = self.batch_size - (len(running.rows) if running else 0)
+            # Admit in chunks of a quarter batch or more, so each prefill call is worth making.
+            if waiting and len(waiting[0]) <= room and (running is None or room >= max(1, self.batch_size // 4)):
+                admitted: list[int] = []
+                while waiting and len(admitted) + len(waiting[0]) <= room:
+                    admitted += waiting.popleft()
+                new = self._prefill(admitted, prompts, requests)
+                if running is None:
+                    running = new
+                else:
+                    running.extend(new)
+            picks = sample_next(running.logits, [requests[r].sampling for r in running.rows],
+                                [generators[r] for r in running.rows]).tolist()
             keep = []
-            for slot, (row, token) in enumerate(zip(active, picks)):
-                if token in self.eos_ids:
-                    stopped[row] = True
-                    continue
-                tokens[row].append(token)
-                if len(tokens[row]) < sampling.max_tokens:
+            for slot, (row, token) in enumerate(zip(running.rows, picks)):
+                tokens = running.tokens[slot]
+                stopped = token in self.eos_ids
+                if not stopped:
+                    tokens.append(token)
+                if stopped or len(tokens) >= requests[row].sampling.max_tokens:
+                    results[row] = self._completion(tokens, stopped, len(prompts[row]), started)
+                else:
                     keep.append(slot)
             if not keep:
-                break
-            if len(keep) < len(active):  # finished rows leave the batch and its cache
-                index = torch.tensor(keep, device=self.device)
-                cache.reorder_cache(index)
-                mask, positions = mask[index], positions[index]
-            active = [active[k] for k in keep]
-            next_ids = torch.tensor([[tokens[row][-1]] for row in active], device=self.device)
-            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=-1)
-            positions = positions + 1
-            out = self.model(input_ids=next_ids, attention_mask=mask, position_ids=positions[:, None],
-                             past_key_values=cache, use_cache=True)
-            logits = out.logits[:, -1]
-        latency = time.perf_counter() - started
-        return [
-            Completion(
-                text=self.tokenizer.decode(tokens[row], skip_special_tokens=True).strip(),
-                prompt_tokens=len(prompts[row]),
-                completion_tokens=len(tokens[row]) + stopped[row],
-                finish_reason="stop" if stopped[row] else "length",
-                latency_s=latency,
-            )
-            for row in range(len(prompts))
-        ]
+                running = None
+                continue
+            if len(keep) < len(running.rows):
+                running.keep(keep)
+            self._step(running)
+        return results  # type: ignore[return-value]
 
-    def _prefill(self, prompts: list[list[int]], requests: list[ChatRequest]):
-        """Run the prompts through the model, each sibling group's shared prefix only once.
-
-        Returns the KV cache (one row per prompt), the attention mask over what it holds, and
-        the logits for each prompt's first new token.
-        """
+    def sibling_groups(self, requests: list[ChatRequest], prompts: list[list[int]]) -> list[list[int]]:
+        """Requests that share all messages but the last, at most a batch each, shortest first
+        so that rows admitted together need little padding."""
         groups: dict[tuple, list[int]] = {}
-        for row, request in enumerate(requests):
-            groups.setdefault(request.messages[:-1], []).append(row)
-        group_of = [0] * len(prompts)
+        for i, request in enumerate(requests):
+            groups.setdefault(request.messages[:-1], []).append(i)
+        chunks = [g[k : k + self.batch_size] for g in groups.values() for k in range(0, len(g), self.batch_size)]
+        return sorted(chunks, key=lambda g: max(len(prompts[i]) for i in g))
+
+    def _step(self, running: Running) -> None:
+        next_ids = torch.tensor([[tokens[-1]] for tokens in running.tokens], device=self.device)
+        running.mask = torch.cat([running.mask, running.mask.new_ones((len(running.rows), 1))], dim=-1)
+        running.positions = running.positions + 1
+        out = self.model(input_ids=next_ids, attention_mask=running.mask, position_ids=running.positions[:, None],
+                         past_key_values=running.cache, use_cache=True)
+        running.logits = out.logits[:, -1]
+
+    def _prefill(self, rows: list[int], prompts: list[list[int]], requests: list[ChatRequest]) -> Running:
+        """Run the prompts of `rows` through the model, each sibling group's shared prefix once."""
+        groups: dict[tuple, list[int]] = {}
+        for slot, row in enumerate(rows):
+            groups.setdefault(requests[row].messages[:-1], []).append(slot)
+        group_of = [0] * len(rows)
         prefixes = []
-        for g, rows in enumerate(groups.values()):
+        for g, slots in enumerate(groups.values()):
+            group = [prompts[rows[s]] for s in slots]
             # every row keeps at least its last token to run, which yields its first logits
-            shared = min(_common_prefix([prompts[r] for r in rows]), min(len(prompts[r]) for r in rows) - 1)
-            prefixes.append(prompts[rows[0]][:shared])
-            for r in rows:
-                group_of[r] = g
+            prefixes.append(group[0][: min(_common_prefix(group), min(map(len, group)) - 1)])
+            for s in slots:
+                group_of[s] = g
         cache = DynamicCache()
         prefix_ids, prefix_mask = self._left_pad(prefixes)
         if prefix_ids.shape[1] > 0:
@@ -183,14 +210,14 @@ class TransformersBackend:
             cache.reorder_cache(index)  # one copy of its group's prefix per row
             prefix_mask = prefix_mask[index]
         else:
-            prefix_mask = prefix_mask.new_zeros((len(prompts), 0))
-        suffixes = [prompts[r][len(prefixes[group_of[r]]):] for r in range(len(prompts))]
+            prefix_mask = prefix_mask.new_zeros((len(rows), 0))
+        suffixes = [prompts[row][len(prefixes[group_of[s]]):] for s, row in enumerate(rows)]
         suffix_ids, suffix_mask = self._left_pad(suffixes)
         mask = torch.cat([prefix_mask, suffix_mask], dim=-1)
-        out = self.model(input_ids=suffix_ids, attention_mask=mask,
-                         position_ids=_positions(mask)[:, -suffix_ids.shape[1]:],
+        positions = _positions(mask)
+        out = self.model(input_ids=suffix_ids, attention_mask=mask, position_ids=positions[:, -suffix_ids.shape[1]:],
                          past_key_values=cache, use_cache=True, logits_to_keep=1)
-        return cache, mask, out.logits[:, -1]
+        return Running(list(rows), cache, mask, positions[:, -1], out.logits[:, -1], [[] for _ in rows])
 
     def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(r) for r in rows)
@@ -202,8 +229,26 @@ class TransformersBackend:
                 mask[i, width - len(row):] = 1
         return ids.to(self.device), mask.to(self.device)
 
+    def _completion(self, tokens: list[int], stopped: bool, prompt_tokens: int, started: float) -> Completion:
+        return Completion(
+            text=self.tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(tokens) + stopped,
+            finish_reason="stop" if stopped else "length",
+            latency_s=time.perf_counter() - started,
+        )
+
     def close(self) -> None:
         del self.model
+
+
+def _pad_left(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Zeros before the sequence axis (the last of a mask, the second last of keys and values)."""
+    axis = -1 if x.dim() == 2 else -2
+    missing = width - x.shape[axis]
+    if missing == 0:
+        return x
+    return F.pad(x, (missing, 0) if axis == -1 else (0, 0, missing, 0))
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
@@ -221,11 +266,6 @@ def _common_prefix(rows: list[list[int]]) -> int:
                 length = k
                 break
     return length
-
-
-def _sampling_key(request: ChatRequest) -> tuple:
-    s = request.sampling
-    return (s.temperature, s.top_p, s.max_tokens)
 
 
 def _eos_ids(model, tokenizer) -> list[int]:
