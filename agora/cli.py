@@ -18,6 +18,7 @@ USAGE = """usage: agora COMMAND [key=value ...]
 
 commands:
   simulate   run a protocol over a dataset and write dialogue trees  (agora simulate --help)
+  mine       turn run directories into a training dataset            (agora mine run=DIR miner=pbt out=DIR)
   render     print one tree of a run as a transcript                  (agora render run=DIR tree=ID)
 """
 
@@ -39,6 +40,21 @@ def simulate_command(cfg: DictConfig) -> None:
     print(f"out={out}")
 
 
+def mine_command(cfg: DictConfig) -> None:
+    from dialogue.config import validate
+    from dialogue.export import MineConfig, mine
+
+    config = validate(cfg, MineConfig)
+    card = mine(config)
+    for problem in card["bad_lines"]:
+        print(f"skipped {problem}", file=sys.stderr)
+    counts = card["counts"]
+    print(f"{card['miner']}: {card['rows']} rows  " + "  ".join(f"{k}={v}" for k, v in counts["split"].items()))
+    if counts["label"]:
+        print("labels: " + "  ".join(f"{k}={v}" for k, v in counts["label"].items()))
+    print(f"out={config.out}")
+
+
 def render_command(cfg: DictConfig) -> None:
     from dialogue.render import render_text
     from dialogue.rundir import RunDir
@@ -58,7 +74,16 @@ def render_command(cfg: DictConfig) -> None:
     print(render_text(trees[tree_id]))
 
 
-COMMANDS = {"simulate": simulate_command, "render": render_command}
+COMMANDS = {"simulate": simulate_command, "mine": mine_command, "render": render_command}
+
+
+def merge_repeated(overrides: list[str], key: str) -> list[str]:
+    """`run=A run=B` -> `run=['A','B']`: Hydra takes a key once, users name several runs."""
+    values = [o.split("=", 1)[1] for o in overrides if o.startswith(f"{key}=")]
+    if len(values) < 2:
+        return overrides
+    quoted = ",".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values)
+    return [o for o in overrides if not o.startswith(f"{key}=")] + [f"{key}=[{quoted}]"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return
-    command, overrides = argv[0], argv[1:]
+    command, overrides = argv[0], merge_repeated(argv[1:], "run")
     if command not in COMMANDS:
         print(f"agora: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)

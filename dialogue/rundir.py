@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+import networkx as nx
+
 from agents.errors import AgoraError
 from dialogue.tree import DialogueTree
 
@@ -82,7 +84,9 @@ class RunDir:
             f.flush()
             os.fsync(f.fileno())
 
-    def trees(self) -> Iterator[DialogueTree]:
+    def trees(self, bad_lines: list[str] | None = None) -> Iterator[DialogueTree]:
+        """The trees in file order. A line that is not a whole dialogue tree is an error naming
+        the file and line, or, when `bad_lines` is a list, is reported there and skipped."""
         if not self.trees_path.exists():
             return
         with self.trees_path.open(encoding="utf-8") as f:
@@ -90,6 +94,17 @@ class RunDir:
                 if not line.strip():
                     continue
                 try:
-                    yield DialogueTree.from_json(json.loads(line))
-                except (json.JSONDecodeError, KeyError, TypeError) as e:
-                    raise AgoraError(f"{self.trees_path}:{line_no}: not a dialogue tree ({e})") from e
+                    tree = DialogueTree.from_json(json.loads(line))
+                    tree.question, tree.turns()  # every node must be a valid turn
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError, nx.NetworkXError) as e:
+                    problem = f"{self.trees_path}:{line_no}: not a dialogue tree ({_first_line(e)})"
+                    if bad_lines is None:
+                        raise AgoraError(problem) from e
+                    bad_lines.append(problem)
+                    continue
+                yield tree
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

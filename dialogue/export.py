@@ -1,0 +1,252 @@
+"""`agora mine`: run directories in, a Hugging Face dataset out.
+
+One parquet file per split (train, validation, test; an empty split has none) and `card.json` with the counts, the source
+runs and the config. Rows are in the formats TRL reads without conversion: conversational
+`prompt`/`chosen`/`rejected` (pbt, for DPO), `prompt`/`completion`/`label` (kto),
+`prompt`/`completion` (sft), `prompt`/`positives`/`negatives`/`ranked` (aft).
+
+Prompts are rebuilt from the trees as the responder saw the dialogue, but under the neutral
+instruction named by `miner.instruction`: the role instructions that produced the
+counterfactual replies are never part of the training prompt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from datasets import Dataset, Features, Value
+from pydantic import Field, field_validator, model_validator
+
+from agents.config import Strict
+from agents.errors import AgoraError
+from dialogue.config import load_persona
+from dialogue.messages import build_messages
+from dialogue.mining import AnswerGroup, Messages, aft_groups, pbt_pairs
+from dialogue.protocols import PROTOCOL_CONFIGS, make_protocol
+from dialogue.questions import show_question
+from dialogue.rundir import RunDir
+from dialogue.tree import DialogueTree, Turn
+
+SPLITS = ("train", "validation", "test")
+
+
+class MinerConfig(Strict):
+    name: Literal["pbt", "aft", "kto", "sft"] = "pbt"
+    score: Literal["immediate", "subtree"] = "immediate"
+    margin: float = Field(0.5, gt=0.0, le=1.0)  # subtree rule: least score difference of a pair
+    balance: bool = False  # equally many accept and resist rows per split
+    instruction: str = "neutral"  # the source run's instruction that the training prompt uses
+    splits: dict[str, float] = {"train": 0.8, "validation": 0.1, "test": 0.1}
+
+    @field_validator("splits")
+    @classmethod
+    def _splits(cls, splits: dict[str, float]) -> dict[str, float]:
+        if set(splits) != set(SPLITS) or any(v < 0 for v in splits.values()) or abs(sum(splits.values()) - 1) > 1e-6:
+            raise ValueError("must give train, validation and test fractions that sum to 1")
+        return splits
+
+
+class MineConfig(Strict):
+    run: list[str] = Field(min_length=1)
+    out: str
+    seed: int = 0
+    overwrite: bool = False
+    miner: MinerConfig = MinerConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_run(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("run"), str):
+            data = {**data, "run": [data["run"]]}
+        return data
+
+
+MESSAGES = [{"role": Value("string"), "content": Value("string")}]
+_KEYS = {"tree_id": Value("string"), "question_id": Value("string"), "level": Value("int64"), "run": Value("string")}
+FEATURES = {
+    "pbt": Features({"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES, "label": Value("string"),
+                     "chosen_instruction": Value("string"), "rejected_instruction": Value("string"), **_KEYS}),
+    "kto": Features({"prompt": MESSAGES, "completion": MESSAGES, "label": Value("bool"),
+                     "pbt_label": Value("string"), "instruction": Value("string"), **_KEYS}),
+    "sft": Features({"prompt": MESSAGES, "completion": MESSAGES, "label": Value("string"),
+                     "instruction": Value("string"), **_KEYS}),
+    "aft": Features({"prompt": MESSAGES, "positives": [Value("string")], "negatives": [Value("string")],
+                     "ranked": [Value("string")], "speaker": Value("string"), **_KEYS}),
+}
+
+
+def mine(config: MineConfig) -> dict:
+    out = Path(config.out)
+    if out.exists() and any(out.iterdir()) and not config.overwrite:
+        raise AgoraError(f"out={out}: already holds files; choose a new out=DIR or pass overwrite=true")
+    rows: list[dict] = []
+    sources, bad_lines = [], []
+    for run_path in config.run:
+        run = RunDir(run_path)
+        manifest = run.manifest()
+        if manifest is None or not run.trees_path.exists():
+            raise AgoraError(f"run={run_path}: not a run directory (no manifest.json or trees.jsonl)")
+        prompt = prompt_builder(manifest, config.miner.instruction, run_path)
+        before = len(bad_lines)
+        trees = list(run.trees(bad_lines=bad_lines))
+        for tree in trees:
+            rows.extend(_rows(config.miner, tree, prompt, str(run_path)))
+        sources.append({"run": str(run_path), "status": manifest.get("status"), "trees": len(trees),
+                        "bad_lines": len(bad_lines) - before})
+    by_split = {split: [] for split in SPLITS}
+    for row in rows:
+        by_split[split_of(row["question_id"], config.miner.splits, config.seed)].append(row)
+    if config.miner.balance and config.miner.name != "aft":
+        by_split = {s: balance(r, _label_key(config.miner.name), config.seed) for s, r in by_split.items()}
+    card = _card(config, by_split, sources, bad_lines)
+    _write(out, config.miner.name, by_split, card, config.overwrite)
+    return card
+
+
+def prompt_builder(manifest: dict, instruction: str, run_path: str) -> Callable[[DialogueTree, str, str], Messages]:
+    """(tree, last turn, speaker) -> the messages `speaker` saw after that turn, under the
+    neutral instruction and the answer format of the source run."""
+    config = manifest["config"]
+    protocol_config = config["protocol"]
+    protocol = make_protocol(PROTOCOL_CONFIGS[protocol_config["name"]].model_validate(protocol_config))
+    if instruction not in protocol.instructions:
+        raise AgoraError(f"miner.instruction: '{instruction}' is not an instruction of run={run_path} "
+                         f"({', '.join(protocol.instructions)})")
+    formats = config["prompts"]["answer_format"]
+    personas: dict[str, str] = {}
+
+    def prompt(tree: DialogueTree, last: str, speaker: str) -> Messages:
+        persona_name = tree.graph.graph["agents"].get(speaker, {}).get("persona", "neutral")
+        if persona_name not in personas:
+            personas[persona_name] = load_persona(persona_name)
+        kind = manifest.get("answer_kind") or ("choice" if tree.question.choices else "alias")
+        wording = f"{protocol.instructions[instruction]}\n\n{formats[kind]}".strip()
+        return build_messages(speaker=speaker, persona=personas[persona_name], question=show_question(tree.question),
+                              context=protocol.context(tree, last, speaker), instruction=wording,
+                              many_agents=len(tree.graph.graph["agents"]) > 2)
+
+    return prompt
+
+
+def _rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str) -> list[dict]:
+    if miner.name == "aft":
+        return [_aft_row(g, prompt(tree, g.parent, g.speaker), run) for g in aft_groups(tree)]
+    pairs = pbt_pairs(tree, miner.score, miner.margin)
+    rows, seen = [], set()
+    for pair in pairs:
+        messages = _chat(prompt(tree, pair.persuasion, pair.chosen.speaker))
+        keys = {"tree_id": pair.tree_id, "question_id": pair.question_id, "level": pair.level, "run": run}
+        if miner.name == "pbt":
+            rows.append({"prompt": messages, "chosen": _reply(pair.chosen), "rejected": _reply(pair.rejected),
+                         "label": pair.label, "chosen_instruction": pair.chosen.instruction,
+                         "rejected_instruction": pair.rejected.instruction, **keys})
+            continue
+        # kto and sft: each response once, however many pairs it is part of
+        sides = [(pair.chosen, True), (pair.rejected, False)] if miner.name == "kto" else [(pair.chosen, True)]
+        for turn, good in sides:
+            if turn.id in seen:
+                continue
+            seen.add(turn.id)
+            row = {"prompt": messages, "completion": _reply(turn), "instruction": turn.instruction, **keys}
+            if miner.name == "kto":
+                rows.append({**row, "label": good, "pbt_label": pair.label})
+            else:
+                rows.append({**row, "label": pair.label})
+    return rows
+
+
+def _aft_row(group: AnswerGroup, prompt: Messages, run: str) -> dict:
+    texts = lambda turns: [t.text for t in turns]
+    return {"prompt": _chat(prompt), "positives": texts(group.positives), "negatives": texts(group.negatives),
+            "ranked": texts(group.ranked), "speaker": group.speaker, "tree_id": group.tree_id,
+            "question_id": group.question_id, "level": group.level, "run": run}
+
+
+def _chat(messages: Messages) -> list[dict]:
+    return [{"role": role, "content": content} for role, content in messages]
+
+
+def _reply(turn: Turn) -> list[dict]:
+    return [{"role": "assistant", "content": turn.text}]
+
+
+def split_of(question_id: str, fractions: dict[str, float], seed: int) -> str:
+    """A question's split depends only on its id and the seed, so a question mined from several
+    runs always lands in the same split."""
+    digest = hashlib.sha256(f"{seed}:{question_id}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    edge = 0.0
+    for split in SPLITS:
+        edge += fractions[split]
+        if u < edge:
+            return split
+    return SPLITS[-1]
+
+
+def balance(rows: list[dict], key: str, seed: int) -> list[dict]:
+    """Equally many accept and resist rows: the larger side is subsampled, seeded."""
+    sides = {label: [r for r in rows if r[key] == label] for label in ("accept", "resist")}
+    n = min(len(v) for v in sides.values())
+    rng = random.Random(seed)
+    keep = {id(r) for side in sides.values() for r in rng.sample(side, n)}
+    return [r for r in rows if id(r) in keep]
+
+
+def _label_key(miner: str) -> str:
+    return "pbt_label" if miner == "kto" else "label"
+
+
+def _card(config: MineConfig, by_split: dict[str, list[dict]], sources: list[dict], bad_lines: list[str]) -> dict:
+    miner = config.miner.name
+    counts: dict[str, Counter] = {"split": Counter(), "label": Counter(), "level": Counter(), "instruction": Counter()}
+    for split, rows in by_split.items():
+        counts["split"][split] = len(rows)
+        for row in rows:
+            if miner != "aft":
+                counts["label"][str(row[_label_key(miner)])] += 1
+            counts["level"][str(row["level"])] += 1
+            for field, side in (("chosen_instruction", "chosen"), ("rejected_instruction", "rejected"),
+                                ("instruction", "reply")):
+                if field in row:
+                    counts["instruction"][f"{side}:{row[field]}"] += 1
+    return {
+        "miner": miner,
+        "rows": sum(counts["split"].values()),
+        "counts": {k: dict(sorted(v.items())) for k, v in counts.items()},
+        "questions": {s: len({r["question_id"] for r in rows}) for s, rows in by_split.items()},
+        "sources": sources,
+        "bad_lines": bad_lines,
+        "config": config.model_dump(mode="json"),
+    }
+
+
+def _write(out: Path, miner: str, by_split: dict[str, list[dict]], card: dict, overwrite: bool) -> None:
+    """Everything is written beside `out` and moved into place at the end, so a crash leaves no
+    dataset that looks complete."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    try:
+        for split, rows in by_split.items():
+            if not rows:  # `datasets` cannot load an empty parquet split; the card counts it as 0
+                continue
+            features = FEATURES[miner]
+            columns = {name: [row[name] for row in rows] for name in features}
+            Dataset.from_dict(columns, features=features).to_parquet(str(tmp / f"{split}.parquet"))
+        (tmp / "card.json").write_text(json.dumps(card, indent=2))
+        if out.exists():
+            if not overwrite and any(out.iterdir()):
+                raise AgoraError(f"out={out}: already holds files")
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)

@@ -1,0 +1,134 @@
+"""Mining dialogue trees: pure functions from trees to training examples, no model calls.
+
+PBT preference pairs (DESIGN section 6). Take a turn P by agent X whose children are turns by
+another agent Y (Y responding to X under different instructions). With `y_prev` Y's answer at
+Y's last turn above P and `x` X's answer at P, and only where the two differ:
+- x wrong, y_prev correct (misleading persuasion): a child keeping a correct answer is chosen
+  over a child moving to a wrong one; label `resist`.
+- x correct, y_prev wrong (correct persuasion): a child adopting a correct answer is chosen over
+  a child staying wrong; label `accept`.
+- both wrong, or Y never spoke before P: no pair.
+This holds at every level of the tree. With `score="subtree"` a child is scored by the mean
+correctness of Y's answers over its whole subtree, and two children are paired when their
+scores differ by at least `margin`, the higher one chosen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import product
+from typing import Literal
+
+import networkx as nx
+
+from dialogue.tree import DialogueTree, Turn
+
+Messages = tuple[tuple[str, str], ...]
+PromptFn = Callable[[DialogueTree, str, str], Messages]  # (tree, last turn id, speaker) -> messages
+
+
+@dataclass(frozen=True)
+class Pair:
+    tree_id: str
+    question_id: str
+    label: Literal["accept", "resist"]
+    level: int  # depth of the two responses
+    persuasion: str  # id of P, the turn both responses answer
+    chosen: Turn
+    rejected: Turn
+
+
+def pbt_pairs(tree: DialogueTree, score: Literal["immediate", "subtree"] = "immediate",
+              margin: float = 0.5) -> list[Pair]:
+    pairs = []
+    for p_id in tree.graph.nodes:
+        children = [tree.turn(c) for c in tree.children(p_id)]
+        if len(children) < 2:
+            continue
+        persuasion = tree.turn(p_id)
+        responder = children[0].speaker
+        if responder == persuasion.speaker or any(c.speaker != responder for c in children):
+            continue
+        before = last_turn_of(tree, responder, persuasion.parent)
+        label = _situation(persuasion, before)
+        if label is None:
+            continue
+        if score == "immediate":
+            scored = [(c, 1.0 if c.correct else 0.0) for c in children if c.correct is not None]
+            needed = 1.0
+        else:
+            scored = [(c, s) for c in children if (s := subtree_score(tree, c.id, responder)) is not None]
+            needed = margin
+        for (a, score_a), (b, score_b) in product(scored, scored):
+            if score_a - score_b >= needed and a.text.strip() != b.text.strip():
+                pairs.append(Pair(tree.tree_id, tree.question.question_id, label, a.depth, p_id, a, b))
+    return sorted(pairs, key=lambda p: (p.level, p.persuasion, p.chosen.id, p.rejected.id))
+
+
+def last_turn_of(tree: DialogueTree, speaker: str, turn_id: str | None) -> Turn | None:
+    """The latest turn by `speaker` on the path from the root to `turn_id`, inclusive."""
+    if turn_id is None:
+        return None
+    for turn in reversed(tree.path(turn_id)):
+        if turn.speaker == speaker:
+            return turn
+    return None
+
+
+def subtree_score(tree: DialogueTree, turn_id: str, speaker: str) -> float | None:
+    """Mean correctness of `speaker`'s judged answers in the subtree rooted at `turn_id`."""
+    ids = [turn_id, *nx.descendants(tree.graph, turn_id)]
+    verdicts = [tree.graph.nodes[i]["correct"] for i in ids if tree.graph.nodes[i]["speaker"] == speaker]
+    verdicts = [v for v in verdicts if v is not None]
+    return sum(verdicts) / len(verdicts) if verdicts else None
+
+
+def _situation(persuasion: Turn, before: Turn | None) -> Literal["accept", "resist"] | None:
+    if before is None or persuasion.answer is None or before.answer is None:
+        return None
+    if persuasion.answer == before.answer or persuasion.correct is None or before.correct is None:
+        return None
+    if not persuasion.correct and before.correct:
+        return "resist"
+    if persuasion.correct and not before.correct:
+        return "accept"
+    return None
+
+
+@dataclass(frozen=True)
+class AnswerGroup:
+    """Several answers by one speaker to the same context, split by correctness (AFT)."""
+
+    tree_id: str
+    question_id: str
+    parent: str  # the turn they answer
+    speaker: str
+    level: int
+    positives: tuple[Turn, ...]
+    negatives: tuple[Turn, ...]
+    ranked: tuple[Turn, ...]  # best first: correct before wrong, then by subtree score
+
+
+def aft_groups(tree: DialogueTree) -> list[AnswerGroup]:
+    """Sibling answers by one speaker with at least one correct and one wrong among them."""
+    groups = []
+    for parent in tree.graph.nodes:
+        by_speaker: dict[str, list[Turn]] = {}
+        for i in tree.children(parent):
+            turn = tree.turn(i)
+            if turn.correct is not None and turn.text.strip():
+                by_speaker.setdefault(turn.speaker, []).append(turn)
+        for speaker, answers in by_speaker.items():
+            positives = tuple(a for a in answers if a.correct)
+            negatives = tuple(a for a in answers if not a.correct)
+            if not positives or not negatives:
+                continue
+
+            def rank_key(turn: Turn) -> tuple:
+                survival = subtree_score(tree, turn.id, speaker)
+                return (not turn.correct, -(survival if survival is not None else 0.0), turn.id)
+
+            groups.append(AnswerGroup(tree.tree_id, tree.question.question_id, parent, speaker,
+                                      answers[0].depth, positives, negatives, tuple(sorted(answers, key=rank_key))))
+    return groups

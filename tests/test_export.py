@@ -1,0 +1,143 @@
+"""`agora mine` end to end: a default simulation (on a scripted backend whose answers are known)
+is mined, and TRL trains on the exported files with no conversion in between."""
+
+import json
+import math
+import shutil
+
+import pytest
+from datasets import load_dataset
+
+import dialogue.simulate
+from agents.errors import AgoraError
+from dialogue.export import MineConfig, mine, split_of
+from dialogue.simulate import simulate
+from tests.conftest import ScriptedBackend, agora, instruction_of, simulate_config
+
+PERSUADER = {"neutral", "logical", "emotional", "credibility"}
+
+
+def scripted_run(path, monkeypatch, questions=24, seed=0):
+    """The default pbt_tree config. A always answers A; B answers B, except under `accept`,
+    where it takes A. Questions whose gold is A give accept pairs, gold B gives resist pairs."""
+    config = simulate_config([f"out={path}", f"dataset.limit={questions}", "progress=false", f"seed={seed}"])
+    instructions = config.protocol.instructions
+
+    def rule(request):
+        name = instruction_of(request, instructions)
+        letter = "A" if name in PERSUADER | {"accept"} else "B"
+        return f"I have thought about it ({name}). Answer: {letter}"
+
+    monkeypatch.setattr(dialogue.simulate, "make_backend", lambda *a, **k: ScriptedBackend(rule))
+    simulate(config, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        return scripted_run(tmp_path_factory.mktemp("run"), mp)
+
+
+def mined(run_dir, out, **miner):
+    return mine(MineConfig(run=[str(run_dir)], out=str(out), miner=miner))
+
+
+def test_pbt_rows_have_neutral_prompts_labels_and_clean_splits(run_dir, tmp_path):
+    card = mined(run_dir, tmp_path / "pbt", name="pbt")
+    assert card["rows"] > 0 and set(card["counts"]["label"]) == {"accept", "resist"}
+    assert card["sources"][0]["trees"] == 24 and card["bad_lines"] == []
+    splits = {s: load_dataset("parquet", data_files=str(tmp_path / "pbt" / f"{s}.parquet"))["train"]
+              for s in ("train", "validation", "test")}
+    assert sum(len(d) for d in splits.values()) == card["rows"]
+    questions = [set(d["question_id"]) for d in splits.values()]
+    assert not (questions[0] & questions[1] or questions[0] & questions[2] or questions[1] & questions[2])
+    role_wording = json.loads((run_dir / "manifest.json").read_text())["config"]["protocol"]["instructions"]
+    for row in splits["train"]:
+        prompt_text = " ".join(m["content"] for m in row["prompt"])
+        assert role_wording["neutral"].split()[0] in prompt_text
+        for name in ("resist", "accept", "logical", "emotional", "credibility"):
+            assert role_wording[name] not in prompt_text
+        assert row["prompt"][-1]["role"] == "user" and row["chosen"][0]["role"] == "assistant"
+        assert row["chosen"] != row["rejected"]
+        # accept: the chosen reply took the persuader's correct answer
+        expected = {"accept": "accept", "resist": "resist"}[row["label"]]
+        assert row["chosen_instruction"] == expected and row["level"] == 3
+
+
+def test_balance_keeps_equally_many_accept_and_resist(run_dir, tmp_path):
+    card = mined(run_dir, tmp_path / "bal", name="pbt", balance=True)
+    for path in (tmp_path / "bal").glob("*.parquet"):
+        labels = load_dataset("parquet", data_files=str(path))["train"]["label"]
+        assert labels.count("accept") == labels.count("resist")
+    assert card["counts"]["label"]["accept"] == card["counts"]["label"]["resist"] > 0
+
+
+def test_two_runs_of_the_same_questions_never_share_a_question_across_splits(run_dir, tmp_path, monkeypatch):
+    other = scripted_run(tmp_path / "run2", monkeypatch, seed=1)
+    out = tmp_path / "both"
+    result = agora("mine", f"run={run_dir}", f"run={other}", f"out={out}")
+    assert result.returncode == 0, result.stderr
+    card = json.loads((out / "card.json").read_text())
+    assert [s["run"] for s in card["sources"]] == [str(run_dir), str(other)]
+    seen = {}
+    for path in out.glob("*.parquet"):
+        for qid in load_dataset("parquet", data_files=str(path))["train"]["question_id"]:
+            assert seen.setdefault(qid, path.stem) == path.stem
+    assert len(seen) == card["questions"]["train"] + card["questions"]["validation"] + card["questions"]["test"]
+    assert split_of("q7", card["config"]["miner"]["splits"], 0) == split_of("q7", card["config"]["miner"]["splits"], 0)
+
+
+def test_a_corrupt_line_is_reported_with_its_number_and_the_rest_is_mined(run_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    lines = (copy / "trees.jsonl").read_text().splitlines(keepends=True)
+    lines[2] = lines[2][: len(lines[2]) // 2] + "\n"
+    (copy / "trees.jsonl").write_text("".join(lines))
+    out = tmp_path / "mined"
+    result = agora("mine", f"run={copy}", f"out={out}")
+    assert result.returncode == 0, result.stderr
+    assert "trees.jsonl:3:" in result.stderr
+    card = json.loads((out / "card.json").read_text())
+    assert card["sources"][0]["trees"] == 23 and len(card["bad_lines"]) == 1
+
+
+def test_an_existing_dataset_is_not_overwritten_by_accident(run_dir, tmp_path):
+    mined(run_dir, tmp_path / "once", name="sft")
+    with pytest.raises(AgoraError, match="overwrite=true"):
+        mined(run_dir, tmp_path / "once", name="sft")
+    assert (tmp_path / "once" / "card.json").exists()
+
+
+def test_kto_sft_and_aft_views(run_dir, tmp_path):
+    kto = mined(run_dir, tmp_path / "kto", name="kto")
+    rows = load_dataset("parquet", data_files=str(tmp_path / "kto" / "train.parquet"))["train"]
+    assert set(rows["label"]) == {True, False} and set(rows.column_names) >= {"prompt", "completion", "label"}
+    sft = mined(run_dir, tmp_path / "sft", name="sft")
+    pbt = mined(run_dir, tmp_path / "pbt", name="pbt")
+    # each chosen reply once, and here every chosen reply is in exactly one pair
+    assert sft["rows"] == pbt["rows"] and kto["rows"] == 2 * pbt["rows"]
+    # aft: B's two independent answers differ in correctness on gold-A and gold-B questions
+    aft = mined(run_dir, tmp_path / "aft", name="aft")
+    assert aft["rows"] > 0
+    row = load_dataset("parquet", data_files=str(tmp_path / "aft" / "train.parquet"))["train"][0]
+    assert row["positives"] and row["negatives"] and sorted(row["ranked"]) == sorted(row["positives"] + row["negatives"])
+
+
+@pytest.mark.parametrize("miner", ["pbt", "kto", "sft"])
+def test_trl_trains_one_step_on_the_exported_train_split(miner, run_dir, tmp_path, tiny_model):
+    """The files go to TRL exactly as written: no conversion code in between."""
+    import trl
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    mined(run_dir, tmp_path / miner, name=miner)
+    train = load_dataset("parquet", data_files=str(tmp_path / miner / "train.parquet"))["train"]
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    common = dict(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=4, use_cpu=True,
+                  report_to="none", save_strategy="no", logging_steps=1, max_length=512)
+    trainer_class, config_class = {"pbt": (trl.DPOTrainer, trl.DPOConfig), "kto": (trl.KTOTrainer, trl.KTOConfig),
+                                   "sft": (trl.SFTTrainer, trl.SFTConfig)}[miner]
+    trainer = trainer_class(model=model, args=config_class(**common), train_dataset=train, processing_class=tokenizer)
+    result = trainer.train()
+    assert result.global_step == 1 and math.isfinite(result.training_loss)

@@ -1,0 +1,112 @@
+"""Mining rules on trees built by hand, where the right pairs are known."""
+
+from dialogue.mining import aft_groups, pbt_pairs, subtree_score
+from dialogue.questions import Question
+from dialogue.tree import DialogueTree, Turn
+
+QUESTION = Question(question_id="q1", question="Which is right?", choices=["right", "wrong", "no", "nope"], gold="A")
+
+
+def build(turns: dict[str, tuple[str, str, str | None]]) -> DialogueTree:
+    """{turn id: (speaker, instruction, answer)}; gold is A, so answer A is correct."""
+    tree = DialogueTree.new("t1", QUESTION, "pbt_tree", {"A": {"model": "m", "persona": "neutral"},
+                                                          "B": {"model": "m", "persona": "neutral"}})
+    for turn_id, (speaker, instruction, answer) in turns.items():
+        parent = turn_id.rsplit(".", 1)[0] if "." in turn_id else None
+        parent_answer = tree.turn(parent).answer if parent else None
+        tree.add_turn(Turn(
+            id=turn_id, parent=parent, depth=turn_id.count("."), speaker=speaker, instruction=instruction,
+            text=f"{speaker} at {turn_id} says {answer}", answer=answer,
+            correct=None if answer is None else answer == "A",
+            agrees_with_parent=None if parent is None or answer is None else answer == parent_answer,
+        ))
+    return tree
+
+
+def summary(pairs):
+    return [(p.label, p.level, p.persuasion, p.chosen.id, p.rejected.id) for p in pairs]
+
+
+# Level 0: A answers. Level 1: B answers alone (B never heard A: no pair can come from it).
+# Level 2: A persuades. Level 3: B responds under resist (.0) and accept (.1).
+def test_misleading_persuasion_resisted_is_chosen_over_followed():
+    tree = build({"0": ("A", "neutral", "B"), "0.0": ("B", "resist", "A"),
+                  "0.0.0": ("A", "logical", "B"),
+                  "0.0.0.0": ("B", "resist", "A"), "0.0.0.1": ("B", "accept", "B")})
+    assert summary(pbt_pairs(tree)) == [("resist", 3, "0.0.0", "0.0.0.0", "0.0.0.1")]
+
+
+def test_correct_persuasion_accepted_is_chosen_over_refused():
+    tree = build({"0": ("A", "neutral", "A"), "0.0": ("B", "resist", "C"),
+                  "0.0.0": ("A", "logical", "A"),
+                  "0.0.0.0": ("B", "resist", "C"), "0.0.0.1": ("B", "accept", "A")})
+    assert summary(pbt_pairs(tree)) == [("accept", 3, "0.0.0", "0.0.0.1", "0.0.0.0")]
+
+
+def test_no_pair_when_both_wrong_or_agreeing_or_undecided():
+    both_wrong = build({"0": ("A", "neutral", "B"), "0.0": ("B", "resist", "C"), "0.0.0": ("A", "logical", "B"),
+                        "0.0.0.0": ("B", "resist", "C"), "0.0.0.1": ("B", "accept", "A")})
+    agreement = build({"0": ("A", "neutral", "A"), "0.0": ("B", "resist", "A"), "0.0.0": ("A", "logical", "A"),
+                       "0.0.0.0": ("B", "resist", "A"), "0.0.0.1": ("B", "accept", "B")})
+    same_outcome = build({"0": ("A", "neutral", "B"), "0.0": ("B", "resist", "A"), "0.0.0": ("A", "logical", "B"),
+                          "0.0.0.0": ("B", "resist", "A"), "0.0.0.1": ("B", "accept", "A")})
+    unreadable = build({"0": ("A", "neutral", "B"), "0.0": ("B", "resist", "A"), "0.0.0": ("A", "logical", "B"),
+                        "0.0.0.0": ("B", "resist", "A"), "0.0.0.1": ("B", "accept", None)})
+    for tree in (both_wrong, agreement, same_outcome, unreadable):
+        assert pbt_pairs(tree) == []
+
+
+def test_independent_first_answers_make_no_pair():
+    # B's level-1 answers differ in correctness, but B had said nothing before A's turn.
+    tree = build({"0": ("A", "neutral", "B"), "0.0": ("B", "resist", "A"), "0.1": ("B", "accept", "B")})
+    assert pbt_pairs(tree) == []
+
+
+def test_the_same_situations_at_level_five_of_a_deeper_tree():
+    tree = build({
+        "0": ("A", "neutral", "B"), "0.0": ("B", "resist", "A"),
+        "0.0.0": ("A", "logical", "B"),
+        "0.0.0.0": ("B", "resist", "A"), "0.0.0.1": ("B", "accept", "B"),  # level 3: resist pair
+        # under 0.0.0.0 (B still right): A keeps misleading -> resist again at level 5
+        "0.0.0.0.0": ("A", "emotional", "B"),
+        "0.0.0.0.0.0": ("B", "resist", "A"), "0.0.0.0.0.1": ("B", "accept", "B"),
+        # under 0.0.0.1 (B now wrong, holds B): A switched to the right answer -> accept at level 5
+        "0.0.0.1.0": ("A", "logical", "A"),
+        "0.0.0.1.0.0": ("B", "resist", "B"), "0.0.0.1.0.1": ("B", "accept", "A"),
+    })
+    assert summary(pbt_pairs(tree)) == [
+        ("resist", 3, "0.0.0", "0.0.0.0", "0.0.0.1"),
+        ("resist", 5, "0.0.0.0.0", "0.0.0.0.0.0", "0.0.0.0.0.1"),
+        ("accept", 5, "0.0.0.1.0", "0.0.0.1.0.1", "0.0.0.1.0.0"),
+    ]
+
+
+def test_subtree_rule_scores_whole_subtrees_and_respects_the_margin():
+    # Both level-3 replies are right, so the immediate rule has no pair; below them, B holds on
+    # under one (2/2 right) and gives in under the other (1/3 right).
+    tree = build({
+        "0": ("A", "neutral", "B"), "0.0": ("B", "resist", "A"), "0.0.0": ("A", "logical", "B"),
+        "0.0.0.0": ("B", "resist", "A"), "0.0.0.1": ("B", "accept", "A"),
+        "0.0.0.0.0": ("A", "logical", "B"), "0.0.0.0.0.0": ("B", "resist", "A"),
+        "0.0.0.1.0": ("A", "logical", "B"), "0.0.0.1.0.0": ("B", "resist", "B"), "0.0.0.1.0.1": ("B", "accept", "B"),
+    })
+    assert subtree_score(tree, "0.0.0.0", "B") == 1.0
+    assert abs(subtree_score(tree, "0.0.0.1", "B") - 1 / 3) < 1e-9
+    assert [p for p in pbt_pairs(tree, "immediate") if p.level == 3] == []
+    level3 = [p for p in pbt_pairs(tree, "subtree", margin=0.5) if p.level == 3]
+    assert summary(level3) == [("resist", 3, "0.0.0", "0.0.0.0", "0.0.0.1")]
+    assert [p for p in pbt_pairs(tree, "subtree", margin=0.7) if p.level == 3] == []
+
+
+def test_aft_groups_split_sibling_answers_by_correctness_and_rank_by_survival():
+    tree = build({
+        "0": ("A", "neutral", "B"),
+        "0.0": ("B", "resist", "A"), "0.1": ("B", "accept", "C"), "0.2": ("B", "other", "A"),
+        "0.0.0": ("A", "logical", "B"), "0.0.0.0": ("B", "resist", "B"),  # 0.0 later gives in
+        "0.2.0": ("A", "logical", "B"), "0.2.0.0": ("B", "resist", "A"),  # 0.2 holds
+    })
+    groups = [g for g in aft_groups(tree) if g.parent == "0"]
+    assert len(groups) == 1
+    group = groups[0]
+    assert {t.id for t in group.positives} == {"0.0", "0.2"} and [t.id for t in group.negatives] == ["0.1"]
+    assert [t.id for t in group.ranked] == ["0.2", "0.0", "0.1"]
