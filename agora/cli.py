@@ -19,7 +19,7 @@ USAGE = """usage: agora COMMAND [key=value ...]
 commands:
   simulate   run a protocol over a dataset and write dialogue trees  (agora simulate --help)
   mine       turn run directories into a training dataset            (agora mine run=DIR miner=pbt out=DIR)
-  render     print one tree of a run as a transcript                  (agora render run=DIR tree=ID)
+  render     one tree of a run as text, an HTML page or Graphviz dot   (agora render run=DIR tree=ID format=html)
 """
 
 
@@ -56,9 +56,13 @@ def mine_command(cfg: DictConfig) -> None:
 
 
 def render_command(cfg: DictConfig) -> None:
-    from dialogue.render import render_text
+    from pathlib import Path
+
+    from dialogue.render import RENDERERS
     from dialogue.rundir import RunDir
 
+    if cfg.format not in RENDERERS:
+        raise AgoraError(f"format={cfg.format}: choose one of {', '.join(RENDERERS)}")
     run = RunDir(cfg.run)
     if not run.trees_path.exists():
         raise AgoraError(f"run={cfg.run}: no trees.jsonl there")
@@ -69,9 +73,14 @@ def render_command(cfg: DictConfig) -> None:
     tree_id = str(cfg.tree)
     if tree_id not in trees:
         raise AgoraError(f"tree={tree_id}: not in {run.trees_path} (it has {len(trees)} trees)")
-    if cfg.format != "text":
-        raise AgoraError(f"format={cfg.format}: only 'text' is available")
-    print(render_text(trees[tree_id]))
+    page = RENDERERS[cfg.format](trees[tree_id])
+    if cfg.format == "text" and cfg.out is None:
+        print(page)
+        return
+    out = Path(cfg.out) if cfg.out else run.path / "render" / f"{tree_id}.{cfg.format}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    print(f"out={out}")
 
 
 COMMANDS = {"simulate": simulate_command, "mine": mine_command, "render": render_command}

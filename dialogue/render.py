@@ -1,26 +1,39 @@
-"""A dialogue tree as an indented text transcript."""
+"""A dialogue tree for people: an indented text transcript, a self-contained HTML page, or
+Graphviz dot.
+
+All three show the same things: the question and its gold answer, every turn with its speaker,
+instruction, extracted answer and verdict, and where a branch stopped on agreement. The HTML
+page also marks the pairs that `agora mine miner=pbt` would take from the tree. It needs no
+network and no script: branches fold with <details>, and every piece of model text is escaped.
+"""
 
 from __future__ import annotations
 
+import html
+import json
 import textwrap
 
+from dialogue.mining import pbt_pairs
 from dialogue.questions import LETTERS, show_question
 from dialogue.tree import DialogueTree, Turn
 
 
-def render_text(tree: DialogueTree, width: int = 100) -> str:
+def gold_text(tree: DialogueTree) -> str:
     question = tree.question
-    gold = question.gold
     if question.choices:
-        gold = f"{gold} ({question.choices[LETTERS.index(gold)]})"
-    lines = [f"tree {tree.tree_id}  [{tree.graph.graph['protocol']}]", show_question(question), f"gold: {gold}", ""]
+        return f"{question.gold} ({question.choices[LETTERS.index(question.gold)]})"
+    return question.gold
+
+
+def render_text(tree: DialogueTree, width: int = 100) -> str:
+    lines = [f"tree {tree.tree_id}  [{tree.graph.graph['protocol']}]", show_question(tree.question),
+             f"gold: {gold_text(tree)}", ""]
 
     def visit(turn_id: str) -> None:
         turn = tree.turn(turn_id)
         indent = "    " * turn.depth
         lines.append(f"{indent}[{turn.id}] {turn.speaker} · {turn.instruction} · {_verdict(turn)}")
-        body = turn.text if turn.text else f"(no text: {turn.gen.error if turn.gen else 'empty'})"
-        for paragraph in body.splitlines() or [""]:
+        for paragraph in _body(turn).splitlines() or [""]:
             wrapped = textwrap.wrap(paragraph, width=max(40, width - len(indent) - 2)) or [""]
             lines.extend(f"{indent}  {w}" for w in wrapped)
         if turn.agrees_with_parent:
@@ -30,6 +43,83 @@ def render_text(tree: DialogueTree, width: int = 100) -> str:
 
     visit(tree.root())
     return "\n".join(lines)
+
+
+def render_html(tree: DialogueTree) -> str:
+    pairs = pbt_pairs(tree)
+    roles: dict[str, list[str]] = {}
+    for n, pair in enumerate(pairs, start=1):
+        roles.setdefault(pair.chosen.id, []).append(f"chosen in pair {n} ({pair.label})")
+        roles.setdefault(pair.rejected.id, []).append(f"rejected in pair {n} ({pair.label})")
+    esc = html.escape
+
+    def visit(turn_id: str) -> str:
+        turn = tree.turn(turn_id)
+        verdict = "unknown" if turn.correct is None else ("correct" if turn.correct else "incorrect")
+        marks = "".join(f'<span class="pair">{esc(r)}</span>' for r in roles.get(turn.id, []))
+        stop = '<span class="stop">agrees: branch stops</span>' if turn.agrees_with_parent else ""
+        children = "".join(visit(c) for c in tree.children(turn_id))
+        return (
+            f'<details open class="turn {verdict}" data-id="{esc(turn.id)}"><summary>'
+            f'<span class="id">[{esc(turn.id)}]</span> <b>{esc(turn.speaker)}</b> · {esc(turn.instruction)} · '
+            f'<span class="answer">{esc(_verdict(turn))}</span>{stop}{marks}</summary>'
+            f'<div class="text">{esc(_body(turn))}</div>{children}</details>'
+        )
+
+    pair_items = "".join(
+        f"<li>pair {n}: <b>{p.label}</b> at level {p.level}, answering [{esc(p.persuasion)}]: "
+        f"[{esc(p.chosen.id)}] {esc(p.chosen.instruction)} chosen over [{esc(p.rejected.id)}] "
+        f"{esc(p.rejected.instruction)}</li>"
+        for n, p in enumerate(pairs, start=1)
+    ) or "<li>none</li>"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>tree {esc(tree.tree_id)}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; max-width: 70em; }}
+.question {{ white-space: pre-wrap; background: #f4f4f4; padding: .6em; border-radius: 4px; }}
+details.turn {{ margin: .3em 0 .3em 1.2em; border-left: 4px solid #bbb; padding-left: .6em; }}
+details.turn.correct {{ border-color: #2a9d2a; }}
+details.turn.correct > summary .answer {{ color: #1d7a1d; }}
+details.turn.incorrect {{ border-color: #c33; }}
+details.turn.incorrect > summary .answer {{ color: #b22; }}
+summary {{ cursor: pointer; }}
+.id {{ color: #777; font-family: monospace; }}
+.text {{ white-space: pre-wrap; margin: .3em 0; color: #222; }}
+.stop {{ margin-left: .6em; color: #777; font-style: italic; }}
+.pair {{ margin-left: .6em; background: #fff3c4; padding: 0 .3em; border-radius: 3px; }}
+</style></head><body>
+<h1>tree {esc(tree.tree_id)} <small>{esc(tree.graph.graph["protocol"])}</small></h1>
+<div class="question">{esc(show_question(tree.question))}</div>
+<p>gold: <b class="gold">{esc(gold_text(tree))}</b></p>
+<h2>pairs that pbt mining takes</h2><ul class="pairs">{pair_items}</ul>
+<h2>dialogue</h2>
+{visit(tree.root())}
+</body></html>
+"""
+
+
+def render_dot(tree: DialogueTree) -> str:
+    """Graphviz: one box per turn, green or red by verdict, dashed edges into agreeing turns."""
+    quote = lambda s: json.dumps(s, ensure_ascii=False)  # dot reads JSON's \" \\ \n escapes alike
+    lines = [f"digraph {quote('tree ' + tree.tree_id)} {{", "  node [shape=box, style=filled];",
+             f"  label={quote(show_question(tree.question) + ' | gold: ' + gold_text(tree))};"]
+    for turn in tree.turns():
+        color = {True: "#d8f5d8", False: "#f8d7d7", None: "#eeeeee"}[turn.correct]
+        label = f"[{turn.id}] {turn.speaker} · {turn.instruction}\n{_verdict(turn)}"
+        lines.append(f"  {quote(turn.id)} [label={quote(label)}, fillcolor={quote(color)}];")
+        if turn.parent is not None:
+            style = ", style=dashed" if turn.agrees_with_parent else ""
+            lines.append(f"  {quote(turn.parent)} -> {quote(turn.id)} [label=\"\"{style}];")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+RENDERERS = {"text": render_text, "html": render_html, "dot": render_dot}
+
+
+def _body(turn: Turn) -> str:
+    return turn.text if turn.text else f"(no text: {turn.gen.error if turn.gen and turn.gen.error else 'empty'})"
 
 
 def _verdict(turn: Turn) -> str:
