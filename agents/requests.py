@@ -33,7 +33,7 @@ class Completion:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str  # "stop", "length" or "error"
+    finish_reason: str  # "stop", "length", "error", or "fixed" for a turn whose text was given
     latency_s: float
     error: str | None = None
     cached: bool = False  # served from the generation cache, not generated now

@@ -19,6 +19,8 @@ USAGE = """usage: agora COMMAND [key=value ...]
 commands:
   simulate   run a protocol over a dataset and write dialogue trees  (agora simulate --help)
   mine       turn run directories into a training dataset            (agora mine run=DIR miner=pbt out=DIR)
+  replay     regenerate one agent's turns of a run                   (agora replay run=DIR replay.agent=B agents.B.model=M)
+             and compare two runs' answers                           (agora replay diff DIR_A DIR_B)
   render     one tree of a run as text, an HTML page or Graphviz dot   (agora render run=DIR tree=ID format=html)
 """
 
@@ -55,6 +57,23 @@ def mine_command(cfg: DictConfig) -> None:
     print(f"out={config.out}")
 
 
+def replay_command(cfg: DictConfig) -> None:
+    from omegaconf import OmegaConf
+
+    from dialogue.replay import replay
+    from dialogue.summary import format_summary, summarize
+
+    overrides = OmegaConf.to_container(cfg.agents) if "agents" in cfg else {}
+    trees = cfg.replay.trees
+    tree_ids = None if trees is None else [str(t) for t in (trees if not isinstance(trees, str) else trees.split(","))]
+    print(f"out={cfg.out}", flush=True)
+    run, stats = replay(str(cfg.run), str(cfg.replay.agent), overrides, str(cfg.out), tree_ids, cfg.progress)
+    persuadee = (run.manifest() or {})["config"]["protocol"]["persuadee"]
+    print(format_summary(summarize(list(run.trees()), {persuadee}), stats.generated_tokens, stats.tokens_per_s,
+                         stats.cached_turns))
+    print(f"out={cfg.out}")
+
+
 def render_command(cfg: DictConfig) -> None:
     from pathlib import Path
 
@@ -83,7 +102,31 @@ def render_command(cfg: DictConfig) -> None:
     print(f"out={out}")
 
 
-COMMANDS = {"simulate": simulate_command, "mine": mine_command, "render": render_command}
+COMMANDS = {"simulate": simulate_command, "mine": mine_command, "replay": replay_command, "render": render_command}
+
+
+def replay_diff(args: list[str]) -> None:
+    from dialogue.replay import diff
+
+    if len(args) != 2:
+        print("usage: agora replay diff RUN_A RUN_B", file=sys.stderr)
+        sys.exit(2)
+    try:
+        print(diff(*args))
+    except AgoraError as e:
+        print(f"agora replay diff: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def replay_override(override: str) -> str:
+    """`agents.B.model=M` adds to a config that has no agents (they come from the source run);
+    `replay.trees=a,b` is a list, not a sweep."""
+    if override.startswith("agents."):
+        return "+" + override
+    if override.startswith("replay.trees=") and "," in override and "[" not in override:
+        key, value = override.split("=", 1)
+        return f"{key}=[{value}]"
+    return override
 
 
 def merge_repeated(overrides: list[str], key: str) -> list[str]:
@@ -101,6 +144,10 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         return
     command, overrides = argv[0], merge_repeated(argv[1:], "run")
+    if command == "replay":
+        if overrides[:1] == ["diff"]:
+            return replay_diff(overrides[1:])
+        overrides = [replay_override(o) for o in overrides]
     if command not in COMMANDS:
         print(f"agora: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)

@@ -101,7 +101,7 @@ class Engine:
         jobs = []
         for tree, parent in frontier:
             if parent is None:
-                specs = [self.protocol.first()]
+                specs = [self.protocol.first(tree)]
             else:
                 specs = self.protocol.children(tree, tree.turn(parent))
             index = 0
@@ -128,6 +128,9 @@ class Engine:
     def _generate(self, jobs: list[_Job]) -> None:
         by_backend: dict[str, list[_Job]] = {}
         for job in jobs:
+            if job.spec.fixed_text is not None:
+                job.completion = Completion(job.spec.fixed_text, 0, 0, "fixed", 0.0)
+                continue
             by_backend.setdefault(self.agents[job.spec.speaker].backend_key, []).append(job)
         for key, group in by_backend.items():
             completions = self.backends[key].generate([job.request for job in group])
@@ -147,6 +150,18 @@ class Engine:
                 agrees = reading.only_agrees or answer == parent.answer
             agent = self.agents[job.spec.speaker]
             s = job.request.sampling
+            gen = None if job.spec.fixed_text is not None else GenInfo(
+                model=agent.model,
+                temperature=s.temperature,
+                top_p=s.top_p,
+                max_tokens=s.max_tokens,
+                seed=job.request.seed,
+                prompt_tokens=done.prompt_tokens,
+                completion_tokens=done.completion_tokens,
+                finish_reason=done.finish_reason,
+                latency_s=done.latency_s,
+                error=done.error,
+            )
             job.tree.add_turn(
                 Turn(
                     id=job.turn_id,
@@ -158,21 +173,12 @@ class Engine:
                     answer=answer,
                     correct=self.judge.is_correct(answer, job.tree.question),
                     agrees_with_parent=agrees,
-                    gen=GenInfo(
-                        model=agent.model,
-                        temperature=s.temperature,
-                        top_p=s.top_p,
-                        max_tokens=s.max_tokens,
-                        seed=job.request.seed,
-                        prompt_tokens=done.prompt_tokens,
-                        completion_tokens=done.completion_tokens,
-                        finish_reason=done.finish_reason,
-                        latency_s=done.latency_s,
-                        error=done.error,
-                    ),
+                    gen=gen,
                 )
             )
             self.stats.turns += 1
+            if job.spec.fixed_text is not None:
+                continue
             if done.error is not None:
                 self.stats.failed_requests += 1
             elif done.cached:

@@ -52,7 +52,7 @@ def simulate(config: SimulateConfig, out: str | Path) -> Result:
         cache = GenerationCache(run.cache_path)
         agents, backends = build_agents(config, personas, cache)
         try:
-            judge = _judge(config, kind, base_kind, agents, backends)
+            judge = make_judge(config, kind, base_kind, agents, backends)
             engine = Engine(
                 protocol=protocol,
                 agents=agents,
@@ -89,7 +89,7 @@ def build_agents(
     return agents, backends
 
 
-def _judge(config: SimulateConfig, kind: str, base_kind: str, agents, backends) -> Judge:
+def make_judge(config: SimulateConfig, kind: str, base_kind: str, agents, backends) -> Judge:
     if kind != "llm":
         return Judge(kind)
     persuader = agents[config.protocol.persuader]

@@ -11,13 +11,14 @@ class ChildSpec:
     speaker: str  # agent name
     instruction: str  # role instruction name
     samples: int = 1
+    fixed_text: str | None = None  # a turn whose words are given (a recorded turn, a set challenge)
 
 
 class Protocol(TypingProtocol):
     name: str
     instructions: dict[str, str]  # role instruction name -> wording, from conf/protocol/
 
-    def first(self) -> ChildSpec:
+    def first(self, tree: DialogueTree) -> ChildSpec:
         """The root turn: exactly one."""
 
     def children(self, tree: DialogueTree, turn: Turn) -> list[ChildSpec]:

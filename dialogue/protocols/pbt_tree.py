@@ -63,7 +63,7 @@ class PbtTree:
     def agents(self) -> list[str]:
         return [self.config.persuader, self.config.persuadee]
 
-    def first(self) -> ChildSpec:
+    def first(self, tree: DialogueTree) -> ChildSpec:
         return ChildSpec(self.config.persuader, self.config.first.instructions[0])
 
     def children(self, tree: DialogueTree, turn: Turn) -> list[ChildSpec]:
