@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from agents.config import AgentConfig, BackendConfig, Strict
 from agents.errors import AgoraError
-from dialogue.protocols.pbt_tree import PbtTreeConfig
+from dialogue.protocols import ProtocolConfig
 from dialogue.questions import DatasetConfig
 
 
@@ -27,16 +27,15 @@ class SimulateConfig(Strict):
     seed: int = 0
     agents: dict[str, AgentConfig] = Field(min_length=1)
     backend: BackendConfig
-    protocol: PbtTreeConfig
+    protocol: ProtocolConfig
     dataset: DatasetConfig
     prompts: PromptsConfig
-    judge_model: str | None = None  # the LLM extractor's model; null: the persuader's
+    judge_model: str | None = None  # the LLM extractor's model; null: the first role's
     progress: bool = True
 
     @model_validator(mode="after")
     def _roles_are_agents(self) -> "SimulateConfig":
-        for role in ("persuader", "persuadee"):
-            name = getattr(self.protocol, role)
+        for role, name in self.protocol.roles.items():
             if name not in self.agents:
                 raise ValueError(
                     f"protocol.{role} is '{name}', which is not among agents ({', '.join(self.agents)})"

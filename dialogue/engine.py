@@ -120,7 +120,7 @@ class Engine:
             persona=agent.persona,
             question=show_question(tree.question),
             context=self.protocol.context(tree, parent, spec.speaker),
-            instruction=f"{instruction}\n\n{self.answer_format}".strip(),
+            instruction=f"{instruction}\n\n{self.answer_format}".strip() if spec.asks_answer else instruction,
             many_agents=len(self.agents) > 2,
         )
         return ChatRequest(messages, agent.sampling, derive_seed(self.seed, tree.tree_id, turn_id))
@@ -138,6 +138,7 @@ class Engine:
                 job.completion = completion
 
     def _add_turns(self, jobs: list[_Job]) -> None:
+        parse = getattr(self.protocol, "parse", None)
         readings = self.judge.read_batch([(job.completion.text, job.tree.question) for job in jobs])
         for job, reading in zip(jobs, readings):
             done = job.completion
@@ -173,6 +174,7 @@ class Engine:
                     answer=answer,
                     correct=self.judge.is_correct(answer, job.tree.question),
                     agrees_with_parent=agrees,
+                    parsed=parse(job.spec, done.text) if parse else None,
                     gen=gen,
                 )
             )

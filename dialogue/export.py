@@ -19,7 +19,6 @@ import random
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -30,7 +29,7 @@ from agents.config import Strict
 from agents.errors import AgoraError
 from dialogue.config import load_persona
 from dialogue.messages import build_messages
-from dialogue.mining import AnswerGroup, Messages, aft_groups, pbt_pairs
+from dialogue.mining import AnswerGroup, CritiqueExamples, Messages, aft_groups, critique_examples, pbt_pairs
 from dialogue.protocols import PROTOCOL_CONFIGS, make_protocol
 from dialogue.questions import show_question
 from dialogue.rundir import RunDir
@@ -40,7 +39,7 @@ SPLITS = ("train", "validation", "test")
 
 
 class MinerConfig(Strict):
-    name: Literal["pbt", "aft", "kto", "sft"] = "pbt"
+    name: Literal["pbt", "aft", "kto", "sft", "critique"] = "pbt"
     score: Literal["immediate", "subtree"] = "immediate"
     margin: float = Field(0.5, gt=0.0, le=1.0)  # subtree rule: least score difference of a pair
     balance: bool = False  # equally many accept and resist rows per split
@@ -81,55 +80,77 @@ FEATURES = {
                      "instruction": Value("string"), **_KEYS}),
     "aft": Features({"prompt": MESSAGES, "positives": [Value("string")], "negatives": [Value("string")],
                      "ranked": [Value("string")], "speaker": Value("string"), **_KEYS}),
+    # miner=critique writes four datasets, one folder each
+    "critique/critique_sft": Features({"prompt": MESSAGES, "completion": MESSAGES, **_KEYS}),
+    "critique/critique_pairs": Features({"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES, **_KEYS}),
+    "critique/correction_sft": Features({"prompt": MESSAGES, "completion": MESSAGES, **_KEYS}),
+    "critique/revision_pairs": Features({"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES,
+                                         "label": Value("string"), **_KEYS}),
 }
+SUBSETS = {"critique": ["critique_sft", "critique_pairs", "correction_sft", "revision_pairs"]}
 
 
 def mine(config: MineConfig) -> dict:
     out = Path(config.out)
     if out.exists() and any(out.iterdir()) and not config.overwrite:
         raise AgoraError(f"out={out}: already holds files; choose a new out=DIR or pass overwrite=true")
-    rows: list[dict] = []
-    sources, bad_lines = [], []
+    miner = config.miner
+    subsets = SUBSETS.get(miner.name, [""])
+    rows: dict[str, list[dict]] = {subset: [] for subset in subsets}
+    sources, bad_lines, failed_parses = [], [], 0
     for run_path in config.run:
         run = RunDir(run_path)
         manifest = run.manifest()
         if manifest is None or not run.trees_path.exists():
             raise AgoraError(f"run={run_path}: not a run directory (no manifest.json or trees.jsonl)")
-        prompt = prompt_builder(manifest, config.miner.instruction, run_path)
+        prompt = prompt_builder(manifest, run_path, [] if miner.name == "critique" else [miner.instruction])
         before = len(bad_lines)
         trees = list(run.trees(bad_lines=bad_lines))
         for tree in trees:
-            rows.extend(_rows(config.miner, tree, prompt, str(run_path)))
+            if miner.name == "critique":
+                found = critique_examples(tree)
+                failed_parses += found.failed_parses
+                for subset, subset_rows in _critique_rows(found, tree, prompt, str(run_path)).items():
+                    rows[subset].extend(subset_rows)
+            else:
+                rows[""].extend(_rows(miner, tree, prompt, str(run_path)))
         sources.append({"run": str(run_path), "status": manifest.get("status"), "trees": len(trees),
                         "bad_lines": len(bad_lines) - before})
-    by_split = {split: [] for split in SPLITS}
-    for row in rows:
-        by_split[split_of(row["question_id"], config.miner.splits, config.seed)].append(row)
-    if config.miner.balance and config.miner.name != "aft":
-        by_split = {s: balance(r, _label_key(config.miner.name), config.seed) for s, r in by_split.items()}
-    card = _card(config, by_split, sources, bad_lines)
-    _write(out, config.miner.name, by_split, card, config.overwrite)
+    by_subset = {}
+    for subset, subset_rows in rows.items():
+        by_split = {split: [] for split in SPLITS}
+        for row in subset_rows:
+            by_split[split_of(row["question_id"], miner.splits, config.seed)].append(row)
+        if miner.balance and miner.name in ("pbt", "kto", "sft"):
+            by_split = {s: balance(r, _label_key(miner.name), config.seed) for s, r in by_split.items()}
+        by_subset[subset] = by_split
+    card = {**_card(config, by_subset, sources, bad_lines), "failed_parses": failed_parses}
+    _write(out, miner.name, by_subset, card, config.overwrite)
     return card
 
 
-def prompt_builder(manifest: dict, instruction: str, run_path: str) -> Callable[[DialogueTree, str, str], Messages]:
-    """(tree, last turn, speaker) -> the messages `speaker` saw after that turn, under the
-    neutral instruction and the answer format of the source run."""
+def prompt_builder(manifest: dict, run_path: str, needed: list[str]):
+    """(tree, last turn, speaker, instruction name) -> the messages `speaker` saw after that turn,
+    under that instruction of the source run and, where it asks for one, its answer format."""
     config = manifest["config"]
     protocol_config = config["protocol"]
     protocol = make_protocol(PROTOCOL_CONFIGS[protocol_config["name"]].model_validate(protocol_config))
-    if instruction not in protocol.instructions:
-        raise AgoraError(f"miner.instruction: '{instruction}' is not an instruction of run={run_path} "
-                         f"({', '.join(protocol.instructions)})")
+    for instruction in needed:
+        if instruction not in protocol.instructions:
+            raise AgoraError(f"miner.instruction: '{instruction}' is not an instruction of run={run_path} "
+                             f"({', '.join(protocol.instructions)})")
     formats = config["prompts"]["answer_format"]
+    free_form = getattr(protocol, "no_answer_format", set())
     personas: dict[str, str] = {}
 
-    def prompt(tree: DialogueTree, last: str, speaker: str) -> Messages:
+    def prompt(tree: DialogueTree, last: str, speaker: str, instruction: str) -> Messages:
         persona_name = tree.graph.graph["agents"].get(speaker, {}).get("persona", "neutral")
         if persona_name not in personas:
             personas[persona_name] = load_persona(persona_name)
         kind = manifest.get("answer_kind") or ("choice" if tree.question.choices else "alias")
-        wording = f"{protocol.instructions[instruction]}\n\n{formats[kind]}".strip()
+        wording = protocol.instructions[instruction]
+        if instruction not in free_form:
+            wording = f"{wording}\n\n{formats[kind]}".strip()
         return build_messages(speaker=speaker, persona=personas[persona_name], question=show_question(tree.question),
                               context=protocol.context(tree, last, speaker), instruction=wording,
                               many_agents=len(tree.graph.graph["agents"]) > 2)
@@ -139,11 +160,11 @@ def prompt_builder(manifest: dict, instruction: str, run_path: str) -> Callable[
 
 def _rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str) -> list[dict]:
     if miner.name == "aft":
-        return [_aft_row(g, prompt(tree, g.parent, g.speaker), run) for g in aft_groups(tree)]
+        return [_aft_row(g, prompt(tree, g.parent, g.speaker, miner.instruction), run) for g in aft_groups(tree)]
     pairs = pbt_pairs(tree, miner.score, miner.margin)
     rows, seen = [], set()
     for pair in pairs:
-        messages = _chat(prompt(tree, pair.persuasion, pair.chosen.speaker))
+        messages = _chat(prompt(tree, pair.persuasion, pair.chosen.speaker, miner.instruction))
         keys = {"tree_id": pair.tree_id, "question_id": pair.question_id, "level": pair.level, "run": run}
         if miner.name == "pbt":
             rows.append({"prompt": messages, "chosen": _reply(pair.chosen), "rejected": _reply(pair.rejected),
@@ -162,6 +183,20 @@ def _rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str) -> list[dict
             else:
                 rows.append({**row, "label": pair.label})
     return rows
+
+
+def _critique_rows(found: CritiqueExamples, tree: DialogueTree, prompt, run: str) -> dict[str, list[dict]]:
+    keys = lambda turn: {"tree_id": tree.tree_id, "question_id": tree.question.question_id, "level": turn.depth,
+                         "run": run}
+    asked = lambda turn: _chat(prompt(tree, turn.parent, turn.speaker, turn.instruction))
+    return {
+        "critique_sft": [{"prompt": asked(c), "completion": _reply(c), **keys(c)} for c in found.critiques],
+        "critique_pairs": [{"prompt": asked(a), "chosen": _reply(a), "rejected": _reply(b), **keys(a)}
+                           for a, b in found.critique_pairs],
+        "correction_sft": [{"prompt": asked(r), "completion": _reply(r), **keys(r)} for r in found.corrections],
+        "revision_pairs": [{"prompt": asked(a), "chosen": _reply(a), "rejected": _reply(b), "label": label, **keys(a)}
+                           for a, b, label in found.revision_pairs],
+    }
 
 
 def _aft_row(group: AnswerGroup, prompt: Messages, run: str) -> dict:
@@ -205,42 +240,49 @@ def _label_key(miner: str) -> str:
     return "pbt_label" if miner == "kto" else "label"
 
 
-def _card(config: MineConfig, by_split: dict[str, list[dict]], sources: list[dict], bad_lines: list[str]) -> dict:
+def _card(config: MineConfig, by_subset: dict[str, dict[str, list[dict]]], sources: list[dict],
+          bad_lines: list[str]) -> dict:
     miner = config.miner.name
     counts: dict[str, Counter] = {"split": Counter(), "label": Counter(), "level": Counter(), "instruction": Counter()}
-    for split, rows in by_split.items():
-        counts["split"][split] = len(rows)
-        for row in rows:
-            if miner != "aft":
-                counts["label"][str(row[_label_key(miner)])] += 1
-            counts["level"][str(row["level"])] += 1
-            for field, side in (("chosen_instruction", "chosen"), ("rejected_instruction", "rejected"),
-                                ("instruction", "reply")):
-                if field in row:
-                    counts["instruction"][f"{side}:{row[field]}"] += 1
+    questions: dict[str, set] = {split: set() for split in SPLITS}
+    for subset, by_split in by_subset.items():
+        prefix = f"{subset}/" if subset else ""
+        for split, rows in by_split.items():
+            counts["split"][prefix + split] = len(rows)
+            questions[split] |= {r["question_id"] for r in rows}
+            for row in rows:
+                if _label_key(miner) in row:
+                    counts["label"][prefix + str(row[_label_key(miner)])] += 1
+                counts["level"][prefix + str(row["level"])] += 1
+                for field, side in (("chosen_instruction", "chosen"), ("rejected_instruction", "rejected"),
+                                    ("instruction", "reply")):
+                    if field in row:
+                        counts["instruction"][f"{side}:{row[field]}"] += 1
     return {
         "miner": miner,
-        "rows": sum(counts["split"].values()),
+        "rows": sum(len(rows) for by_split in by_subset.values() for rows in by_split.values()),
         "counts": {k: dict(sorted(v.items())) for k, v in counts.items()},
-        "questions": {s: len({r["question_id"] for r in rows}) for s, rows in by_split.items()},
+        "questions": {s: len(q) for s, q in questions.items()},
         "sources": sources,
         "bad_lines": bad_lines,
         "config": config.model_dump(mode="json"),
     }
 
 
-def _write(out: Path, miner: str, by_split: dict[str, list[dict]], card: dict, overwrite: bool) -> None:
+def _write(out: Path, miner: str, by_subset: dict[str, dict[str, list[dict]]], card: dict, overwrite: bool) -> None:
     """Everything is written beside `out` and moved into place at the end, so a crash leaves no
     dataset that looks complete."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
     try:
-        for split, rows in by_split.items():
-            if not rows:  # `datasets` cannot load an empty parquet split; the card counts it as 0
-                continue
-            features = FEATURES[miner]
-            columns = {name: [row[name] for row in rows] for name in features}
-            Dataset.from_dict(columns, features=features).to_parquet(str(tmp / f"{split}.parquet"))
+        for subset, by_split in by_subset.items():
+            features = FEATURES[f"{miner}/{subset}" if subset else miner]
+            (tmp / subset).mkdir(exist_ok=True)
+            for split, rows in by_split.items():
+                if not rows:  # `datasets` cannot load an empty parquet split; the card counts it as 0
+                    continue
+                columns = {name: [row[name] for row in rows] for name in features}
+                Dataset.from_dict(columns, features=features).to_parquet(str(tmp / subset / f"{split}.parquet"))
         (tmp / "card.json").write_text(json.dumps(card, indent=2))
         if out.exists():
             if not overwrite and any(out.iterdir()):

@@ -132,3 +132,36 @@ def aft_groups(tree: DialogueTree) -> list[AnswerGroup]:
             groups.append(AnswerGroup(tree.tree_id, tree.question.question_id, parent, speaker,
                                       answers[0].depth, positives, negatives, tuple(sorted(answers, key=rank_key))))
     return groups
+
+
+@dataclass(frozen=True)
+class CritiqueExamples:
+    """What a `critique` tree teaches. The truth a critique is held to is the judged correctness
+    of the solution's final answer: the data has no per-step labels to check steps against."""
+
+    critiques: list[Turn]  # answer verdict matches the truth
+    critique_pairs: list[tuple[Turn, Turn]]  # (right verdict, wrong verdict) on one solution
+    corrections: list[Turn]  # a wrong solution fixed after a critique that rightly called it wrong
+    revision_pairs: list[tuple[Turn, Turn, str]]  # (correct, wrong, "fix" or "keep") under one critique
+    failed_parses: int
+
+
+def critique_examples(tree: DialogueTree) -> CritiqueExamples:
+    solution = tree.turn(tree.root())
+    critics = [tree.turn(c) for c in tree.children(solution.id)]
+    failed = sum(1 for c in critics if c.parsed is not None and "error" in c.parsed)
+    empty = CritiqueExamples([], [], [], [], failed)
+    if solution.correct is None:
+        return empty
+    judged = [c for c in critics if c.parsed is not None and "error" not in c.parsed]
+    right = [c for c in judged if c.parsed["answer_correct"] == solution.correct]
+    wrong = [c for c in judged if c.parsed["answer_correct"] != solution.correct]
+    corrections, revision_pairs = [], []
+    for critic in critics:
+        revisions = [tree.turn(r) for r in tree.children(critic.id)]
+        if not solution.correct and critic in right:
+            corrections += [r for r in revisions if r.correct]
+        label = "keep" if solution.correct else "fix"
+        revision_pairs += [(a, b, label) for a, b in product(revisions, revisions)
+                           if a.correct is True and b.correct is False and a.text.strip() != b.text.strip()]
+    return CritiqueExamples(right, list(product(right, wrong)), corrections, revision_pairs, failed)

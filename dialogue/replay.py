@@ -49,8 +49,14 @@ class Replay:
     def context(self, tree: DialogueTree, parent: str | None, speaker: str) -> list[Turn]:
         return self.protocol.context(tree, parent, speaker)
 
+    def parse(self, spec: ChildSpec, text: str) -> dict | None:
+        parse = getattr(self.protocol, "parse", None)
+        return parse(spec, text) if parse else None
+
     def _spec(self, turn: Turn) -> ChildSpec:
-        return ChildSpec(turn.speaker, turn.instruction, 1, None if turn.speaker == self.agent else turn.text)
+        fixed = None if turn.speaker == self.agent else turn.text
+        asks_answer = turn.instruction not in getattr(self.protocol, "no_answer_format", set())
+        return ChildSpec(turn.speaker, turn.instruction, 1, fixed, asks_answer)
 
 
 def replay_config(source: dict, agent: str, overrides: dict, out: str) -> SimulateConfig:
@@ -110,7 +116,7 @@ def replay(source_dir: str, agent: str, overrides: dict, out: str, tree_ids: lis
             for backend in backends.values():
                 backend.close()
             cache.close()
-    run.finish(summarize(list(run.trees()), {config.protocol.persuadee}).to_dict())
+    run.finish(summarize(list(run.trees()), {config.protocol.responder}).to_dict())
     return run, stats
 
 

@@ -69,7 +69,7 @@ def simulate(config: SimulateConfig, out: str | Path) -> Result:
             for backend in backends.values():
                 backend.close()
             cache.close()
-    summary = summarize(list(run.trees()), {config.protocol.persuadee})
+    summary = summarize(list(run.trees()), {config.protocol.responder})
     run.finish({**summary.to_dict(), "skipped_rows": loaded.skipped, "failed_requests": stats.failed_requests})
     return Result(run, stats, summary, loaded.skipped)
 
@@ -92,9 +92,9 @@ def build_agents(
 def make_judge(config: SimulateConfig, kind: str, base_kind: str, agents, backends) -> Judge:
     if kind != "llm":
         return Judge(kind)
-    persuader = agents[config.protocol.persuader]
-    if config.judge_model is None or config.judge_model == persuader.model:
-        backend = backends[persuader.backend_key]
+    first_role = agents[next(iter(config.protocol.roles.values()))]
+    if config.judge_model is None or config.judge_model == first_role.model:
+        backend = backends[first_role.backend_key]
     else:
         check_model_name(config.judge_model)
         backend = make_backend(config.judge_model, config.backend, seed=config.seed)

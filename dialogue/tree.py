@@ -40,6 +40,7 @@ class Turn(BaseModel):
     answer: str | None
     correct: bool | None
     agrees_with_parent: bool | None
+    parsed: dict | None = None  # structured content a protocol reads from the text (a critic's verdicts)
     gen: GenInfo | None = None
 
 

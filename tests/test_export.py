@@ -11,6 +11,8 @@ from datasets import load_dataset
 import dialogue.simulate
 from agents.errors import AgoraError
 from dialogue.export import MineConfig, mine, split_of
+from dialogue.questions import load_questions
+from dialogue.rundir import RunDir
 from dialogue.simulate import simulate
 from tests.conftest import ScriptedBackend, agora, instruction_of, simulate_config
 
@@ -141,3 +143,43 @@ def test_trl_trains_one_step_on_the_exported_train_split(miner, run_dir, tmp_pat
     trainer = trainer_class(model=model, args=config_class(**common), train_dataset=train, processing_class=tokenizer)
     result = trainer.train()
     assert result.global_step == 1 and math.isfinite(result.training_loss)
+
+
+def test_critique_protocol_run_mines_into_four_datasets(tmp_path, monkeypatch):
+    """protocol=critique on arithmetic. Solutions and revisions are right for even seeds; critics
+    give the right verdict, the wrong verdict, or prose that is not JSON, by seed."""
+    out = tmp_path / "run"
+    config = simulate_config([f"out={out}", "protocol=critique", "dataset=arithmetic", "dataset.limit=10",
+                              "progress=false"])
+    gold = {q.question: q.gold for q in load_questions(config.dataset).questions}
+
+    def rule(request):
+        question = next(text for role, text in request.messages if role == "user")
+        answer = gold[next(q for q in gold if question.startswith(q))]
+        instruction = instruction_of(request, config.protocol.instructions)
+        if instruction == "critique":
+            solution_right = f"Answer: {answer}" in request.messages[-1][1]
+            kind = request.seed % 3
+            if kind == 2:
+                return "This looks fine to me."
+            verdict = solution_right if kind == 0 else not solution_right
+            return json.dumps({"step_1": {"correctness": verdict, "explanation": "checked"},
+                               "answer_correctness": verdict})
+        return f"Step 1: think.\nAnswer: {answer if request.seed % 2 == 0 else 'no idea'}"
+
+    monkeypatch.setattr(dialogue.simulate, "make_backend", lambda *a, **k: ScriptedBackend(rule))
+    simulate(config, out)
+    trees = list(RunDir(out).trees())
+    assert all(len(t) == 1 + 3 + 3 * 2 for t in trees)
+    critics = [u for t in trees for u in t.turns() if u.instruction == "critique"]
+    assert any(c.parsed and "error" in c.parsed for c in critics) and any(c.parsed and "steps" in c.parsed for c in critics)
+    card = mine(MineConfig(run=[str(out)], out=str(tmp_path / "mined"), miner={"name": "critique"}))
+    assert card["failed_parses"] == sum(1 for c in critics if "error" in c.parsed)
+    assert {k.split("/")[0] for k in card["counts"]["split"]} == {"critique_sft", "critique_pairs", "correction_sft",
+                                                                  "revision_pairs"}
+    for subset in ("critique_sft", "critique_pairs", "correction_sft", "revision_pairs"):
+        assert sum(card["counts"]["split"][f"{subset}/{split}"] for split in ("train", "validation", "test")) > 0
+    for subset in ("critique_sft", "critique_pairs"):
+        row = load_dataset("parquet", data_files=str(tmp_path / "mined" / subset / "train.parquet"))["train"][0]
+        assert json.loads(row["chosen" if "chosen" in row else "completion"][0]["content"])["answer_correctness"] in (True, False)
+        assert "Answer:" not in row["prompt"][-1]["content"].split("\n\n")[-1]  # the critic is not asked for an answer line

@@ -110,3 +110,40 @@ def test_aft_groups_split_sibling_answers_by_correctness_and_rank_by_survival():
     group = groups[0]
     assert {t.id for t in group.positives} == {"0.0", "0.2"} and [t.id for t in group.negatives] == ["0.1"]
     assert [t.id for t in group.ranked] == ["0.2", "0.0", "0.1"]
+
+
+def test_critic_json_is_read_or_its_failure_recorded():
+    from dialogue.protocols.critique import parse_verdicts
+
+    good = 'Here you go: {"step_1": {"correctness": true, "explanation": "ok"}, ' \
+           '"step_2": {"correctness": false, "explanation": "no"}, "answer_correctness": false} Thanks.'
+    assert parse_verdicts(good) == {"steps": {"1": True, "2": False}, "answer_correct": False}
+    assert parse_verdicts("The solution looks fine.") == {"error": "no JSON object"}
+    assert parse_verdicts('{"step_1": {"correctness": tru}')["error"].startswith("invalid JSON")
+    assert parse_verdicts('{"step_1": {"correctness": true}}') == {"error": "no boolean answer_correctness"}
+
+
+def test_critique_examples_hold_critiques_to_the_solutions_correctness():
+    from dialogue.mining import critique_examples
+
+    verdict = lambda ok: {"steps": {"1": ok}, "answer_correct": ok}
+    tree = DialogueTree.new("t1", QUESTION, "critique", {})
+    turns = [  # (id, speaker, instruction, answer, parsed)
+        ("0", "A", "solve", "B", None),  # a wrong solution
+        ("0.0", "B", "critique", None, verdict(False)),  # rightly calls it wrong
+        ("0.1", "B", "critique", None, verdict(True)),  # wrongly calls it right
+        ("0.2", "B", "critique", None, {"error": "no JSON object"}),
+        ("0.0.0", "A", "revise", "A", None), ("0.0.1", "A", "revise", "B", None),  # fix, no fix
+        ("0.1.0", "A", "revise", "B", None), ("0.1.1", "A", "revise", "C", None),
+    ]
+    for turn_id, speaker, instruction, answer, parsed in turns:
+        parent = turn_id.rsplit(".", 1)[0] if "." in turn_id else None
+        tree.add_turn(Turn(id=turn_id, parent=parent, depth=turn_id.count("."), speaker=speaker,
+                           instruction=instruction, text=f"text of {turn_id}", answer=answer,
+                           correct=None if answer is None else answer == "A", agrees_with_parent=None, parsed=parsed))
+    found = critique_examples(tree)
+    assert [c.id for c in found.critiques] == ["0.0"]
+    assert [(a.id, b.id) for a, b in found.critique_pairs] == [("0.0", "0.1")]
+    assert [r.id for r in found.corrections] == ["0.0.0"]
+    assert [(a.id, b.id, label) for a, b, label in found.revision_pairs] == [("0.0.0", "0.0.1", "fix")]
+    assert found.failed_parses == 1

@@ -12,6 +12,7 @@ class ChildSpec:
     instruction: str  # role instruction name
     samples: int = 1
     fixed_text: str | None = None  # a turn whose words are given (a recorded turn, a set challenge)
+    asks_answer: bool = True  # append the answer format to the instruction
 
 
 class Protocol(TypingProtocol):
@@ -26,3 +27,6 @@ class Protocol(TypingProtocol):
 
     def context(self, tree: DialogueTree, parent: str | None, speaker: str) -> list[Turn]:
         """The earlier turns that `speaker` sees when speaking under `parent`."""
+
+    # Optional: `parse(spec, text) -> dict | None`, structured content read from a turn (kept as
+    # `Turn.parsed`, e.g. a critic's verdicts).

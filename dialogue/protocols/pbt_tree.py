@@ -51,6 +51,15 @@ class PbtTreeConfig(Strict):
             raise ValueError("protocol.persuader and protocol.persuadee must be different agents")
         return self
 
+    @property
+    def roles(self) -> dict[str, str]:
+        return {"persuader": self.persuader, "persuadee": self.persuadee}
+
+    @property
+    def responder(self) -> str:
+        """Whose answer changes the run summary counts."""
+        return self.persuadee
+
 
 class PbtTree:
     name = "pbt_tree"
