@@ -6,7 +6,11 @@
 Completions depend only on their own seed and prompt, so both sides generate the same turns;
 the benchmark prints the tokens/s of each and their ratio.
 
-    python benchmarks/simulate_throughput.py [--trees 16] [--backend transformers] [key=value ...]
+`--baseline hf-generate` (transformers backend only) makes (b) call transformers'
+`model.generate()` once per turn instead of Agora's own loop with one request: a baseline
+closer to the usual research script, but its sampling differs, so its trees (and lengths) do too.
+
+    python benchmarks/simulate_throughput.py [--trees 16] [--baseline same-loop|hf-generate] [key=value ...]
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -43,6 +48,40 @@ class OneCallPerTurn:
         self.backend.close()
 
 
+class GeneratePerTurn:
+    """The baseline as a plain script writes it: `model.generate()` for each turn on its own."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.model_id = backend.model_id
+
+    def generate(self, requests):
+        import torch
+
+        from agents.requests import Completion
+
+        out = []
+        for r in requests:
+            b = self.backend
+            ids = torch.tensor([b.prompt_ids(r)], device=b.device)
+            torch.manual_seed(r.seed)
+            sample = r.sampling.temperature > 0
+            extra = {"temperature": r.sampling.temperature, "top_p": r.sampling.top_p} if sample else {}
+            started = time.perf_counter()
+            with torch.inference_mode():
+                tokens = b.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=sample,
+                                          max_new_tokens=r.sampling.max_tokens, pad_token_id=b.pad_id, **extra)
+            new = tokens[0, ids.shape[1]:].tolist()
+            stopped = bool(new) and new[-1] in b.eos_ids
+            text = b.tokenizer.decode(new, skip_special_tokens=True).strip()
+            out.append(Completion(text, ids.shape[1], len(new), "stop" if stopped else "length",
+                                  time.perf_counter() - started))
+        return out
+
+    def close(self):
+        self.backend.close()
+
+
 def run(config, agents, backends, label):
     questions = load_questions(config.dataset).questions
     kind = judge_kind(config.dataset, questions)
@@ -60,6 +99,7 @@ def run(config, agents, backends, label):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trees", type=int, default=16)
+    parser.add_argument("--baseline", choices=["same-loop", "hf-generate"], default="same-loop")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/simulate.yaml")
     args = parser.parse_args()
     with initialize_config_module(config_module="conf", version_base="1.3"):
@@ -71,7 +111,8 @@ def main():
         agents, cached = build_agents(config, personas, GenerationCache(os.path.join(tmp, "unused.sqlite")))
     backends = {key: b.backend for key, b in cached.items()}
     engine_stats, engine_trees = run(config, agents, backends, "engine")
-    sequential = {key: OneCallPerTurn(b) for key, b in backends.items()}
+    wrapper = GeneratePerTurn if args.baseline == "hf-generate" else OneCallPerTurn
+    sequential = {key: wrapper(b) for key, b in backends.items()}
     seq_stats, seq_trees = run(config, agents, sequential, "sequential")
     texts = lambda trees: {t.tree_id: [(u.id, u.text) for u in t.turns()] for t in trees}
     engine_texts, seq_texts = texts(engine_trees), texts(seq_trees)
