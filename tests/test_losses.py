@@ -1,0 +1,89 @@
+"""The AFT and constrained-DPO losses against values worked out by hand."""
+
+import math
+
+import pytest
+import torch
+
+from trainers.losses import aft_loss, aft_ranking_loss, dpo_boundary_term
+
+
+def t(*values):
+    return torch.tensor([list(values)], dtype=torch.float64, requires_grad=True)
+
+
+def test_plain_alignment_term_matches_the_formula():
+    pos, neg = t(-1.0, -2.0), t(-3.0, -1.5)
+    expected = math.log(1 + sum(math.exp(n - p) for p in (-1.0, -2.0) for n in (-3.0, -1.5)))
+    assert aft_loss(pos, neg, constraint="none").item() == pytest.approx(expected)
+
+
+def test_boundary_loss_matches_the_formula():
+    pos, neg, beta = t(-1.0, -2.0), t(-3.0), 0.5
+    b = -2.0 - beta
+    expected = math.log(1 + sum(math.exp(-3.0 - p) + math.exp((2 * b - p) - -3.0) for p in (-1.0, -2.0)))
+    assert aft_loss(pos, neg, constraint="boundary", beta=beta).item() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("offset, sign", [(0.0, 0), (-0.7, -1), (0.7, 1)])
+def test_boundary_gradient_on_a_negative_is_zero_at_b_and_pushes_it_up_below_b(offset, sign):
+    pos, beta = t(-1.0, -2.0), 0.5
+    b = -2.0 - beta
+    neg = t(b + offset)
+    aft_loss(pos, neg, constraint="boundary", beta=beta).backward()
+    grad = neg.grad.item()
+    if sign == 0:
+        assert grad == pytest.approx(0.0, abs=1e-12)
+    else:  # gradient descent moves s_n against the gradient: up when below B, down when above
+        assert math.copysign(1, grad) == sign
+
+
+def test_detached_variant_sends_no_gradient_to_negatives():
+    pos, neg = t(-1.0, -2.0), t(-3.0, -0.5)
+    loss = aft_loss(pos, neg, constraint="detached")
+    loss.backward()
+    assert neg.grad is None or torch.all(neg.grad == 0)
+    assert pos.grad is not None and torch.all(pos.grad < 0)  # positives are pushed up
+    assert loss.item() == pytest.approx(aft_loss(pos.detach(), neg.detach(), constraint="none").item())
+
+
+def test_ranking_with_two_answers_equals_the_binary_loss():
+    for constraint in ("boundary", "detached", "none"):
+        scores = t(-1.2, -2.5)
+        binary = aft_loss(scores[:, :1], scores[:, 1:], constraint=constraint, beta=0.3)
+        ranked = aft_ranking_loss(scores, torch.tensor([[0, 1]]), constraint=constraint, beta=0.3)
+        assert ranked.item() == pytest.approx(binary.item())
+
+
+def test_ranking_takes_every_ordered_pair_with_b_over_the_answers_above():
+    s = [-1.0, -2.0, -3.0]
+    beta = 0.2
+    got = aft_ranking_loss(t(*s), torch.tensor([[0, 1, 2]]), constraint="boundary", beta=beta).item()
+    total = 0.0
+    for j in range(3):
+        above = [s[i] for i in range(j)]
+        if not above:
+            continue
+        b = min(above) - beta
+        for si in above:
+            total += math.exp(s[j] - si) + math.exp((2 * b - si) - s[j])
+    assert got == pytest.approx(math.log(1 + total))
+
+
+def test_padding_does_not_change_a_groups_loss():
+    alone = aft_loss(t(-1.0), t(-2.0, -3.0))
+    pos = torch.tensor([[-1.0, 0.0], [-0.5, -0.7]], dtype=torch.float64)
+    neg = torch.tensor([[-2.0, -3.0], [-1.0, 9.0]], dtype=torch.float64)
+    batch = aft_loss(pos, neg, torch.tensor([[1, 0], [1, 1]]), torch.tensor([[1, 1], [1, 0]]))
+    second = aft_loss(pos[1:], neg[1:, :1])
+    assert batch.item() == pytest.approx((alone.item() + second.item()) / 2)
+
+
+def test_dpo_boundary_term_value_and_gradients():
+    chosen = torch.tensor([-1.0], dtype=torch.float64, requires_grad=True)
+    rejected = torch.tensor([-1.5], dtype=torch.float64, requires_grad=True)
+    term = dpo_boundary_term(chosen, rejected, beta_c=0.1)
+    assert term.item() == pytest.approx(math.log(1 + math.exp((-1.0 - 0.2) - -1.5)))
+    term.sum().backward()
+    assert chosen.grad is None or chosen.grad.item() == 0  # T is held constant
+    assert rejected.grad.item() < 0  # descent raises a rejected score that falls too low

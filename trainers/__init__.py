@@ -1,0 +1,1 @@
+"""TRL-based trainers and the extra losses (AFT constraint alignment, constrained DPO)."""

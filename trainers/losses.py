@@ -1,0 +1,71 @@
+"""The losses of AFT (Wang et al. 2023) and of constrained DPO, as plain tensor functions.
+
+A score s(c) is the mean token log-probability of answer c given the prompt under the model
+being trained. Groups of different sizes come padded, with a boolean mask marking real entries.
+
+Alignment term over one group: L_A = log(1 + sum_p sum_n exp(s_n - s_p)).
+The boundary constraint adds, for each (p, n), exp(T - s_n) with B = min_p s_p - beta and
+T = 2B - s_p held constant: the gradient on s_n is then zero at s_n = B and pushes s_n up
+below it, so negatives are ranked under the positives without being driven to -infinity.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+Constraint = Literal["boundary", "detached", "none"]
+
+
+def aft_loss(pos: torch.Tensor, neg: torch.Tensor, pos_mask: torch.Tensor | None = None,
+             neg_mask: torch.Tensor | None = None, constraint: Constraint = "boundary",
+             beta: float = 0.1) -> torch.Tensor:
+    """Mean over groups of the constraint alignment loss. pos: [G, P] scores, neg: [G, N].
+
+    `detached`: L_A with the negatives' scores detached (no gradient reaches them).
+    `none`: plain L_A.
+    """
+    pos_mask = torch.ones_like(pos, dtype=torch.bool) if pos_mask is None else pos_mask.bool()
+    neg_mask = torch.ones_like(neg, dtype=torch.bool) if neg_mask is None else neg_mask.bool()
+    negatives = neg.detach() if constraint == "detached" else neg
+    pairs = pos_mask[:, :, None] & neg_mask[:, None, :]  # [G, P, N]
+    logits = [negatives[:, None, :] - pos[:, :, None]]
+    if constraint == "boundary":
+        boundary = pos.masked_fill(~pos_mask, float("inf")).min(dim=1).values - beta  # [G]
+        target = (2 * boundary[:, None] - pos).detach()  # T per positive: [G, P]
+        logits.append(target[:, :, None] - neg[:, None, :])
+    return _log1p_sum_exp(logits, pairs).mean()
+
+
+def aft_ranking_loss(scores: torch.Tensor, ranks: torch.Tensor, mask: torch.Tensor | None = None,
+                     constraint: Constraint = "boundary", beta: float = 0.1) -> torch.Tensor:
+    """The ranking variant: every ordered pair (i ranked above j, lower rank is better) plays
+    the part of (positive, negative), with B_j = min of the scores ranked above j, minus beta.
+    scores, ranks: [G, K]. With two answers of different rank it equals `aft_loss`."""
+    mask = torch.ones_like(scores, dtype=torch.bool) if mask is None else mask.bool()
+    above = (ranks[:, :, None] < ranks[:, None, :]) & mask[:, :, None] & mask[:, None, :]  # [G, i, j]
+    lower = scores.detach() if constraint == "detached" else scores
+    logits = [lower[:, None, :] - scores[:, :, None]]
+    if constraint == "boundary":
+        candidates = scores[:, :, None].expand_as(above).masked_fill(~above, float("inf"))
+        boundary = candidates.min(dim=1).values - beta  # B_j: [G, K]; inf where nothing is above j
+        target = (2 * boundary[:, None, :] - scores[:, :, None]).detach()  # T_ij
+        logits.append(torch.where(above, target - scores[:, None, :], torch.zeros_like(target)))
+    return _log1p_sum_exp(logits, above).mean()
+
+
+def dpo_boundary_term(chosen: torch.Tensor, rejected: torch.Tensor, beta_c: float = 0.1) -> torch.Tensor:
+    """The term constrained DPO adds per pair: log(1 + exp(T - s_rejected)), with
+    T = s_chosen - 2 * beta_c held constant. It keeps the rejected answer's score from falling
+    far below the chosen one's. chosen, rejected: [batch] scores; returns [batch]."""
+    target = chosen.detach() - 2 * beta_c
+    return F.softplus(target - rejected)
+
+
+def _log1p_sum_exp(logits: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    """Per group, log(1 + sum of exp over the masked entries of every tensor), computed stably."""
+    flat = [x.masked_fill(~mask, float("-inf")).flatten(1) for x in logits]
+    zero = torch.zeros((mask.shape[0], 1), dtype=logits[0].dtype, device=logits[0].device)
+    return torch.logsumexp(torch.cat([zero, *flat], dim=1), dim=1)
