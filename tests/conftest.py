@@ -133,3 +133,22 @@ def instruction_of(request: ChatRequest, instructions: dict[str, str]) -> str:
     raise AssertionError(f"no instruction found in {last!r}")
 
 
+PERSUADER_INSTRUCTIONS = {"neutral", "logical", "emotional", "credibility"}
+
+
+def scripted_run(path, monkeypatch, questions=24, seed=0):
+    """The default pbt_tree config. A always answers A; B answers B, except under `accept`,
+    where it takes A. Questions whose gold is A give accept pairs, gold B gives resist pairs."""
+    config = simulate_config([f"out={path}", f"dataset.limit={questions}", "progress=false", f"seed={seed}"])
+    instructions = config.protocol.instructions
+
+    def rule(request):
+        name = instruction_of(request, instructions)
+        letter = "A" if name in PERSUADER_INSTRUCTIONS | {"accept"} else "B"
+        return f"I have thought about it ({name}). Answer: {letter}"
+
+    from dialogue.simulate import simulate  # imported here: conftest stays cheap to import
+
+    monkeypatch.setattr("dialogue.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
+    simulate(config, path)
+    return path

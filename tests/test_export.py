@@ -14,26 +14,7 @@ from dialogue.export import MineConfig, mine, split_of
 from dialogue.questions import load_questions
 from dialogue.rundir import RunDir
 from dialogue.simulate import simulate
-from tests.conftest import ScriptedBackend, agora, instruction_of, simulate_config
-
-PERSUADER = {"neutral", "logical", "emotional", "credibility"}
-
-
-def scripted_run(path, monkeypatch, questions=24, seed=0):
-    """The default pbt_tree config. A always answers A; B answers B, except under `accept`,
-    where it takes A. Questions whose gold is A give accept pairs, gold B gives resist pairs."""
-    config = simulate_config([f"out={path}", f"dataset.limit={questions}", "progress=false", f"seed={seed}"])
-    instructions = config.protocol.instructions
-
-    def rule(request):
-        name = instruction_of(request, instructions)
-        letter = "A" if name in PERSUADER | {"accept"} else "B"
-        return f"I have thought about it ({name}). Answer: {letter}"
-
-    monkeypatch.setattr(dialogue.simulate, "make_backend", lambda *a, **k: ScriptedBackend(rule))
-    simulate(config, path)
-    return path
-
+from tests.conftest import ScriptedBackend, agora, instruction_of, scripted_run, simulate_config
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
