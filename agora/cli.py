@@ -60,18 +60,16 @@ def mine_command(cfg: DictConfig) -> None:
 def replay_command(cfg: DictConfig) -> None:
     from omegaconf import OmegaConf
 
-    from dialogue.config import validate
     from dialogue.replay import replay
-    from dialogue.summary import format_summary, summarize
+    from dialogue.summary import format_summary
 
     overrides = OmegaConf.to_container(cfg.agents) if "agents" in cfg else {}
     trees = cfg.replay.trees
     tree_ids = None if trees is None else [str(t) for t in (trees if not isinstance(trees, str) else trees.split(","))]
     print(f"out={cfg.out}", flush=True)
-    run, stats = replay(str(cfg.run), str(cfg.replay.agent), overrides, str(cfg.out), tree_ids, cfg.progress)
-    responder = validate(OmegaConf.create((run.manifest() or {})["config"] | {"out": str(cfg.out)})).protocol.responder
-    print(format_summary(summarize(list(run.trees()), {responder}), stats.generated_tokens, stats.tokens_per_s,
-                         stats.cached_turns))
+    result = replay(str(cfg.run), str(cfg.replay.agent), overrides, str(cfg.out), tree_ids, cfg.progress)
+    stats = result.stats
+    print(format_summary(result.summary, stats.generated_tokens, stats.tokens_per_s, stats.cached_turns))
     print(f"out={cfg.out}")
 
 

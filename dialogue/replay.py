@@ -19,13 +19,12 @@ from omegaconf import OmegaConf
 
 from agents.errors import AgoraError
 from agents.models import check_model_name
-from dialogue.cache import GenerationCache
 from dialogue.config import SimulateConfig, load_persona, validate
-from dialogue.engine import Engine, Stats
 from dialogue.protocols import make_protocol
 from dialogue.protocols.base import ChildSpec, Protocol
 from dialogue.rundir import RunDir, now
-from dialogue.simulate import build_agents, make_judge
+from dialogue.questions import judge_kind
+from dialogue.simulate import Result, grow
 from dialogue.summary import summarize
 from dialogue.tree import DialogueTree, Turn
 
@@ -73,12 +72,12 @@ def replay_config(source: dict, agent: str, overrides: dict, out: str) -> Simula
 
 
 def replay(source_dir: str, agent: str, overrides: dict, out: str, tree_ids: list[str] | None = None,
-           progress: bool = True) -> tuple[RunDir, Stats]:
+           progress: bool = True) -> Result:
     source = RunDir(source_dir)
     manifest = source.manifest()
     if manifest is None or not source.trees_path.exists():
         raise AgoraError(f"run={source_dir}: not a run directory (no manifest.json or trees.jsonl)")
-    config = replay_config(manifest, agent, overrides, out)
+    config = replay_config(manifest, agent, overrides, out).model_copy(update={"progress": progress})
     check_model_name(config.agents[agent].model)
     personas = {name: load_persona(a.persona) for name, a in config.agents.items()}
     sources = {t.tree_id: t for t in source.trees()}
@@ -86,6 +85,9 @@ def replay(source_dir: str, agent: str, overrides: dict, out: str, tree_ids: lis
     missing = [t for t in wanted if t not in sources]
     if missing:
         raise AgoraError(f"replay.trees: {missing[0]} is not a tree of run={source_dir}")
+    questions = [sources[t].question for t in wanted]
+    kind = judge_kind(config.dataset, questions)
+    base_kind = judge_kind(config.dataset.model_copy(update={"judge": "auto"}), questions)
 
     run = RunDir(out)
     fresh = run.manifest() is None
@@ -93,31 +95,17 @@ def replay(source_dir: str, agent: str, overrides: dict, out: str, tree_ids: lis
         "command": "replay", "source_run": str(Path(source_dir).resolve()), "replay_agent": agent,
         "trees": wanted, "config": config.model_dump(mode="json", exclude={"out", "progress"}),
         "models": {n: a.model for n, a in config.agents.items()}, "seed": config.seed,
-        "answer_kind": manifest.get("answer_kind"), "replayed_at": now(),
+        "answer_kind": base_kind, "replayed_at": now(),
     })
     if fresh and source.cache_path.exists():
         _copy_cache(source.cache_path, run.cache_path)
     done = run.done_tree_ids()
-    todo = [sources[t] for t in wanted if t not in done]
-    stats = Stats()
-    if todo:
-        cache = GenerationCache(run.cache_path)
-        agents, backends = build_agents(config, personas, cache)
-        try:
-            kind = manifest.get("answer_kind") or "choice"
-            judge = make_judge(config, config.dataset.judge if config.dataset.judge != "auto" else kind, kind,
-                               agents, backends)
-            engine = Engine(Replay(make_protocol(config.protocol), sources, agent), agents, backends, judge,
-                            config.prompts.answer_format[kind], seed=config.seed, progress=progress)
-            info = {n: {"model": a.model, "persona": config.agents[n].persona} for n, a in agents.items()}
-            trees = [DialogueTree.new(t.tree_id, t.question, t.graph.graph["protocol"], info) for t in todo]
-            stats = engine.run(trees, run.append)
-        finally:
-            for backend in backends.values():
-                backend.close()
-            cache.close()
-    run.finish(summarize(list(run.trees()), {config.protocol.responder}).to_dict())
-    return run, stats
+    protocol = Replay(make_protocol(config.protocol), sources, agent)
+    stats = grow(config, protocol, personas, run, [q for q in questions if q.question_id not in done],
+                 kind, base_kind)
+    summary = summarize(list(run.trees()), {config.protocol.responder})
+    run.finish(summary.to_dict())
+    return Result(run, stats, summary, 0)
 
 
 def _copy_cache(source: Path, target: Path) -> None:

@@ -18,7 +18,8 @@ from dialogue.config import SimulateConfig, load_persona
 from dialogue.engine import Engine, Stats
 from dialogue.judge import Judge
 from dialogue.protocols import make_protocol
-from dialogue.questions import judge_kind, load_questions
+from dialogue.protocols.base import Protocol
+from dialogue.questions import Question, judge_kind, load_questions
 from dialogue.rundir import RunDir
 from dialogue.summary import Summary, summarize
 from dialogue.tree import DialogueTree
@@ -47,31 +48,36 @@ def simulate(config: SimulateConfig, out: str | Path) -> Result:
     run.begin(_manifest(config, loaded.source, len(loaded.questions), loaded.skipped, base_kind))
     done = run.done_tree_ids()
     todo = [q for q in loaded.questions if q.question_id not in done]
-    stats = Stats()
-    if todo:
-        cache = GenerationCache(run.cache_path)
-        agents, backends = build_agents(config, personas, cache)
-        try:
-            judge = make_judge(config, kind, base_kind, agents, backends)
-            engine = Engine(
-                protocol=protocol,
-                agents=agents,
-                backends=backends,
-                judge=judge,
-                answer_format=config.prompts.answer_format[base_kind],
-                seed=config.seed,
-                progress=config.progress,
-            )
-            agents_info = {n: {"model": a.model, "persona": config.agents[n].persona} for n, a in agents.items()}
-            trees = [DialogueTree.new(q.question_id, q, protocol.name, agents_info) for q in todo]
-            stats = engine.run(trees, run.append)
-        finally:
-            for backend in backends.values():
-                backend.close()
-            cache.close()
+    stats = grow(config, protocol, personas, run, todo, kind, base_kind)
     summary = summarize(list(run.trees()), {config.protocol.responder})
     run.finish({**summary.to_dict(), "skipped_rows": loaded.skipped, "failed_requests": stats.failed_requests})
     return Result(run, stats, summary, loaded.skipped)
+
+
+def grow(config: SimulateConfig, protocol: Protocol, personas: dict[str, str], run: RunDir,
+         questions: list[Question], kind: str, base_kind: str) -> Stats:
+    """Load the agents' models and grow one tree per question into `run`, each appended whole."""
+    if not questions:
+        return Stats()
+    cache = GenerationCache(run.cache_path)
+    agents, backends = build_agents(config, personas, cache)
+    try:
+        engine = Engine(
+            protocol=protocol,
+            agents=agents,
+            backends=backends,
+            judge=make_judge(config, kind, base_kind, agents, backends),
+            answer_format=config.prompts.answer_format[base_kind],
+            seed=config.seed,
+            progress=config.progress,
+        )
+        agents_info = {n: {"model": a.model, "persona": config.agents[n].persona} for n, a in agents.items()}
+        trees = [DialogueTree.new(q.question_id, q, protocol.name, agents_info) for q in questions]
+        return engine.run(trees, run.append)
+    finally:
+        for backend in backends.values():
+            backend.close()
+        cache.close()
 
 
 def build_agents(

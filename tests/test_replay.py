@@ -23,7 +23,8 @@ def texts(run_dir):
 
 def test_same_model_and_seed_reproduce_the_recorded_turns_from_the_cache(source, tmp_path):
     out = tmp_path / "same"
-    run, stats = replay(str(source), "B", {}, str(out), progress=False)
+    result = replay(str(source), "B", {}, str(out), progress=False)
+    run, stats = result.run, result.stats
     assert texts(out) == texts(source)
     b_turns = sum(1 for t in run.trees() for u in t.turns() if u.speaker == "B")
     assert stats.generated_tokens == 0 and stats.cached_turns == b_turns > 0

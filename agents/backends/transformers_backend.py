@@ -174,10 +174,8 @@ class TransformersBackend:
     def sibling_groups(self, requests: list[ChatRequest], prompts: list[list[int]]) -> list[list[int]]:
         """Requests that share all messages but the last, at most a batch each, shortest first
         so that rows admitted together need little padding."""
-        groups: dict[tuple, list[int]] = {}
-        for i, request in enumerate(requests):
-            groups.setdefault(request.messages[:-1], []).append(i)
-        chunks = [g[k : k + self.batch_size] for g in groups.values() for k in range(0, len(g), self.batch_size)]
+        groups = siblings([r.messages for r in requests])
+        chunks = [g[k : k + self.batch_size] for g in groups for k in range(0, len(g), self.batch_size)]
         return sorted(chunks, key=lambda g: max(len(prompts[i]) for i in g))
 
     def _step(self, running: Running) -> None:
@@ -190,12 +188,9 @@ class TransformersBackend:
 
     def _prefill(self, rows: list[int], prompts: list[list[int]], requests: list[ChatRequest]) -> Running:
         """Run the prompts of `rows` through the model, each sibling group's shared prefix once."""
-        groups: dict[tuple, list[int]] = {}
-        for slot, row in enumerate(rows):
-            groups.setdefault(requests[row].messages[:-1], []).append(slot)
         group_of = [0] * len(rows)
         prefixes = []
-        for g, slots in enumerate(groups.values()):
+        for g, slots in enumerate(siblings([requests[row].messages for row in rows])):
             group = [prompts[rows[s]] for s in slots]
             # every row keeps at least its last token to run, which yields its first logits
             prefixes.append(group[0][: min(_common_prefix(group), min(map(len, group)) - 1)])
@@ -240,6 +235,14 @@ class TransformersBackend:
 
     def close(self) -> None:
         del self.model
+
+
+def siblings(conversations: list[tuple]) -> list[list[int]]:
+    """Indices grouped by everything but the last message, in order of first appearance."""
+    groups: dict[tuple, list[int]] = {}
+    for i, messages in enumerate(conversations):
+        groups.setdefault(messages[:-1], []).append(i)
+    return list(groups.values())
 
 
 def _pad_left(x: torch.Tensor, width: int) -> torch.Tensor:
