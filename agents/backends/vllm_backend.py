@@ -2,17 +2,20 @@
 
 The engine spawns worker processes, so a script that uses it must guard its entry point with
 `if __name__ == "__main__":`. The CPU build rejects per-request seeds; there the engine seed
-is used and a completion depends on the batch it was generated in.
+is used and a completion depends on the batch it was generated in. A LoRA adapter directory is
+served as its base model with the adapter applied per request (vLLM's LoRA support).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from pathlib import Path
 
 from agents.backends.chat import merge_system, template_takes_system
 from agents.config import VllmBackendConfig
-from agents.models import resolve_model
+from agents.models import adapter_base, resolve_model
 from agents.requests import ChatRequest, Completion
 
 
@@ -26,8 +29,11 @@ class VllmBackend:
         self.model_id = model
         self.on_gpu = torch.cuda.is_available()
         self.per_request_seed = self.on_gpu if config.per_request_seed is None else config.per_request_seed
+        path = resolve_model(model)
+        base = adapter_base(path)
+        self.lora = None
         kwargs = dict(
-            model=resolve_model(model),
+            model=resolve_model(base) if base else path,
             tensor_parallel_size=config.tensor_parallel_size,
             enable_prefix_caching=config.enable_prefix_caching,
             dtype=config.dtype,
@@ -35,6 +41,12 @@ class VllmBackend:
         )
         if config.max_model_len:
             kwargs["max_model_len"] = config.max_model_len
+        if base:
+            from vllm.lora.request import LoRARequest
+
+            rank = json.loads((Path(path) / "adapter_config.json").read_text())["r"]
+            kwargs.update(enable_lora=True, max_lora_rank=max(8, 1 << (rank - 1).bit_length()))  # vLLM takes powers of two
+            self.lora = LoRARequest("agora-adapter", 1, path)
         if self.on_gpu:
             kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
         self.llm = LLM(**{**kwargs, **config.engine_kwargs})
@@ -56,7 +68,7 @@ class VllmBackend:
             for r in requests
         ]
         started = time.perf_counter()
-        outputs = self.llm.chat(chats, params, use_tqdm=False)
+        outputs = self.llm.chat(chats, params, use_tqdm=False, lora_request=self.lora)
         latency = time.perf_counter() - started
         completions = []
         for out in outputs:
