@@ -7,7 +7,7 @@ STAMP := $(VENV)/.agora-setup
 export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup browser test demo bench clean
+.PHONY: setup browser test demo bench bench-train clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,9 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/simulate_throughput.py
+
+bench-train: setup
+	$(PY) benchmarks/train_step.py
 
 clean:
 	rm -rf $(VENV) runs outputs

@@ -22,6 +22,7 @@ commands:
   replay     regenerate one agent's turns of a run                   (agora replay run=DIR replay.agent=B agents.B.model=M)
              and compare two runs' answers                           (agora replay diff DIR_A DIR_B)
   render     one tree of a run as text, an HTML page or Graphviz dot   (agora render run=DIR tree=ID format=html)
+  train      train a model on a mined dataset                        (agora train trainer=pbt data=DIR model=M out=DIR)
 """
 
 
@@ -101,7 +102,22 @@ def render_command(cfg: DictConfig) -> None:
     print(f"out={out}")
 
 
-COMMANDS = {"simulate": simulate_command, "mine": mine_command, "replay": replay_command, "render": render_command}
+def train_command(cfg: DictConfig) -> None:
+    from dialogue.config import validate
+    from trainers.config import TrainConfig
+    from trainers.run import train
+
+    config = validate(cfg, TrainConfig)
+    summary = train(config)
+    for stage, result in summary["stages"].items():
+        loss = result.get("train_loss")
+        print(f"{stage}: {result['global_step']} steps" + (f", mean loss {loss:.4f}" if loss is not None else ""))
+    print(f"saved {summary['saved']} ({'base ' + summary['model'] if summary['saved'] == 'adapter' else 'full model'})")
+    print(f"out={config.out}")
+
+
+COMMANDS = {"simulate": simulate_command, "mine": mine_command, "replay": replay_command, "render": render_command,
+            "train": train_command}
 
 
 def replay_diff(args: list[str]) -> None:
@@ -128,6 +144,16 @@ def replay_override(override: str) -> str:
     return override
 
 
+def train_override(override: str) -> str:
+    """`data=DIR` names the export (data.labels is the other data key); `trainer.*` may add any
+    TRL option, which the trainer's YAML does not list."""
+    if override.startswith("data="):
+        return "data.path=" + override[len("data="):]
+    if override.startswith("trainer."):
+        return "++" + override
+    return override
+
+
 def merge_repeated(overrides: list[str], key: str) -> list[str]:
     """`run=A run=B` -> `run=['A','B']`: Hydra takes a key once, users name several runs."""
     values = [o.split("=", 1)[1] for o in overrides if o.startswith(f"{key}=")]
@@ -147,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
         if overrides[:1] == ["diff"]:
             return replay_diff(overrides[1:])
         overrides = [replay_override(o) for o in overrides]
+    if command == "train":
+        overrides = [train_override(o) for o in overrides]
     if command not in COMMANDS:
         print(f"agora: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)

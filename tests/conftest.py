@@ -152,3 +152,34 @@ def scripted_run(path, monkeypatch, questions=24, seed=0):
     monkeypatch.setattr("dialogue.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
     simulate(config, path)
     return path
+
+
+def scripted_critique_run(path, monkeypatch, questions=10):
+    """protocol=critique on arithmetic. Solutions and revisions are right for even seeds; critics
+    give the right verdict, the wrong verdict, or prose that is not JSON, by seed."""
+    import json
+
+    from dialogue.questions import load_questions
+    from dialogue.simulate import simulate
+
+    config = simulate_config([f"out={path}", "protocol=critique", "dataset=arithmetic", f"dataset.limit={questions}",
+                              "progress=false"])
+    gold = {q.question: q.gold for q in load_questions(config.dataset).questions}
+
+    def rule(request):
+        question = next(text for role, text in request.messages if role == "user")
+        answer = gold[next(q for q in gold if question.startswith(q))]
+        instruction = instruction_of(request, config.protocol.instructions)
+        if instruction == "critique":
+            solution_right = f"Answer: {answer}" in request.messages[-1][1]
+            kind = request.seed % 3
+            if kind == 2:
+                return "This looks fine to me."
+            verdict = solution_right if kind == 0 else not solution_right
+            return json.dumps({"step_1": {"correctness": verdict, "explanation": "checked"},
+                               "answer_correctness": verdict})
+        return f"Step 1: think.\nAnswer: {answer if request.seed % 2 == 0 else 'no idea'}"
+
+    monkeypatch.setattr("dialogue.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
+    simulate(config, path)
+    return path

@@ -1,20 +1,16 @@
 """`agora mine` end to end: a default simulation (on a scripted backend whose answers are known)
-is mined, and TRL trains on the exported files with no conversion in between."""
+is mined (training on the files is tested in test_train.py)."""
 
 import json
-import math
 import shutil
 
 import pytest
 from datasets import load_dataset
 
-import dialogue.simulate
 from agents.errors import AgoraError
 from dialogue.export import MineConfig, mine, split_of
-from dialogue.questions import load_questions
 from dialogue.rundir import RunDir
-from dialogue.simulate import simulate
-from tests.conftest import ScriptedBackend, agora, instruction_of, scripted_run, simulate_config
+from tests.conftest import agora, scripted_critique_run, scripted_run
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
@@ -107,49 +103,8 @@ def test_kto_sft_and_aft_views(run_dir, tmp_path):
     assert row["positives"] and row["negatives"] and sorted(row["ranked"]) == sorted(row["positives"] + row["negatives"])
 
 
-@pytest.mark.parametrize("miner", ["pbt", "kto", "sft"])
-def test_trl_trains_one_step_on_the_exported_train_split(miner, run_dir, tmp_path, tiny_model):
-    """The files go to TRL exactly as written: no conversion code in between."""
-    import trl
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    mined(run_dir, tmp_path / miner, name=miner)
-    train = load_dataset("parquet", data_files=str(tmp_path / miner / "train.parquet"))["train"]
-    model = AutoModelForCausalLM.from_pretrained(tiny_model)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    common = dict(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=4, use_cpu=True,
-                  report_to="none", save_strategy="no", logging_steps=1, max_length=512)
-    trainer_class, config_class = {"pbt": (trl.DPOTrainer, trl.DPOConfig), "kto": (trl.KTOTrainer, trl.KTOConfig),
-                                   "sft": (trl.SFTTrainer, trl.SFTConfig)}[miner]
-    trainer = trainer_class(model=model, args=config_class(**common), train_dataset=train, processing_class=tokenizer)
-    result = trainer.train()
-    assert result.global_step == 1 and math.isfinite(result.training_loss)
-
-
 def test_critique_protocol_run_mines_into_four_datasets(tmp_path, monkeypatch):
-    """protocol=critique on arithmetic. Solutions and revisions are right for even seeds; critics
-    give the right verdict, the wrong verdict, or prose that is not JSON, by seed."""
-    out = tmp_path / "run"
-    config = simulate_config([f"out={out}", "protocol=critique", "dataset=arithmetic", "dataset.limit=10",
-                              "progress=false"])
-    gold = {q.question: q.gold for q in load_questions(config.dataset).questions}
-
-    def rule(request):
-        question = next(text for role, text in request.messages if role == "user")
-        answer = gold[next(q for q in gold if question.startswith(q))]
-        instruction = instruction_of(request, config.protocol.instructions)
-        if instruction == "critique":
-            solution_right = f"Answer: {answer}" in request.messages[-1][1]
-            kind = request.seed % 3
-            if kind == 2:
-                return "This looks fine to me."
-            verdict = solution_right if kind == 0 else not solution_right
-            return json.dumps({"step_1": {"correctness": verdict, "explanation": "checked"},
-                               "answer_correctness": verdict})
-        return f"Step 1: think.\nAnswer: {answer if request.seed % 2 == 0 else 'no idea'}"
-
-    monkeypatch.setattr(dialogue.simulate, "make_backend", lambda *a, **k: ScriptedBackend(rule))
-    simulate(config, out)
+    out = scripted_critique_run(tmp_path / "run", monkeypatch)
     trees = list(RunDir(out).trees())
     assert all(len(t) == 1 + 3 + 3 * 2 for t in trees)
     critics = [u for t in trees for u in t.turns() if u.instruction == "critique"]

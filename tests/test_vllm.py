@@ -94,3 +94,24 @@ def test_openai_backend_against_vllm_serve(tiny_model, reference, tmp_path):
             server.wait(timeout=60)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def test_vllm_backend_serves_a_trained_lora_adapter(tiny_model, tmp_path, monkeypatch):
+    """`agora train` output as B's model: vLLM loads the base and applies the adapter per request."""
+    from dialogue.export import MineConfig, mine
+    from tests.conftest import scripted_run
+    from tests.test_train import config
+    from trainers.run import train
+
+    mine(MineConfig(run=[str(scripted_run(tmp_path / "scripted", monkeypatch))], out=str(tmp_path / "data"),
+                    miner={"name": "pbt"}))
+    adapter = tmp_path / "adapter"
+    train(config("pbt", tmp_path / "data", tiny_model, adapter, lora=True, max_steps=1))
+    out = tmp_path / "run"
+    agora_simulate(tiny_overrides(tiny_model, out, "dataset.limit=2", "backend=vllm",
+                                         "backend.max_model_len=2048", f"agents.B.model={adapter}"))
+    # An adapter directory has no config.json: the engine starts only if it was given the base
+    # with LoRA enabled, and a request for the adapter fails unless the adapter loads.
+    turns = [n for line in (out / "trees.jsonl").read_text().splitlines() for n in json.loads(line)["nodes"]]
+    persuadee = [t for t in turns if t["speaker"] == "B"]
+    assert persuadee and all(t["gen"]["model"] == str(adapter) and t["gen"]["completion_tokens"] > 0 for t in persuadee)

@@ -15,7 +15,8 @@ from typing import Literal
 import torch
 from transformers import Trainer, TrainingArguments
 
-from trainers.losses import aft_loss, aft_ranking_loss
+from trainers.losses import aft_loss, aft_ranking_loss, masked_mean
+from trainers.stage import Stage
 
 REQUIRED_COLUMNS = ("prompt", "positives", "negatives")
 
@@ -75,8 +76,7 @@ def sequence_scores(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.T
     logits, labels = logits[:, :-1], labels[:, 1:]
     mask = labels != -100
     logps = torch.log_softmax(logits.float(), dim=-1).gather(-1, labels.clamp(min=0)[..., None]).squeeze(-1)
-    counts = mask.sum(dim=-1)
-    return (logps * mask).sum(dim=-1) / counts.clamp(min=1), counts
+    return masked_mean(logps, mask)
 
 
 def by_group(values: torch.Tensor, group: torch.Tensor, select: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,3 +138,9 @@ class AFTTrainer(Trainer):
         if "loss" in logs and getattr(self, "_metrics", None):
             logs = {**logs, **self._metrics}
         super().log(logs, *args, **kwargs)
+
+
+STAGES = {
+    "aft": Stage(AFTConfig, AFTTrainer, REQUIRED_COLUMNS, miner="aft",
+                 collator=lambda tokenizer, args: AFTCollator(tokenizer, args.max_length, args.ranking)),
+}

@@ -1,0 +1,168 @@
+"""`agora train`: every trainer on data that `agora mine` writes in the test, with a tiny model."""
+
+import json
+import math
+
+import pytest
+import torch
+from datasets import load_dataset
+
+from agents.errors import AgoraError
+from agents.models import check_model_name, load_causal_lm
+from dialogue.export import MineConfig, mine
+from tests.conftest import agora, scripted_critique_run, scripted_run
+from trainers.config import TrainConfig
+from trainers.run import TRAINERS, JsonlLog, load_data, train
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """miner name -> export directory, from one scripted pbt run and one scripted critique run."""
+    root = tmp_path_factory.mktemp("exports")
+    with pytest.MonkeyPatch.context() as mp:
+        pbt_run = scripted_run(root / "run", mp)
+        critique_run = scripted_critique_run(root / "critique-run", mp)
+    out = {}
+    for miner in ("pbt", "aft", "kto", "sft", "critique"):
+        out[miner] = root / miner
+        mine(MineConfig(run=[str(critique_run if miner == "critique" else pbt_run)], out=str(out[miner]),
+                        miner={"name": miner}))
+    return out
+
+
+def config(name, data, model, out, lora=False, stage=None, **args) -> TrainConfig:
+    """The trainer's own YAML defaults, as `agora train` composes them, with test-sized overrides."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"trainer={name}", f"data.path={data}", f"model={model}",
+                                                      f"out={out}"])
+    from dialogue.config import validate
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(cfg)
+    raw["trainer"]["args"].update({"max_steps": 2, "per_device_train_batch_size": 2, "logging_steps": 1,
+                                   "warmup_steps": 0, "save_steps": 1, **args})
+    raw["trainer"]["lora"]["enabled"] = lora
+    for key, value in (stage or {}).items():
+        raw["trainer"]["stage"].setdefault(key, {}).update(value)
+    return validate(raw, TrainConfig)
+
+
+MINER_OF = {"pbt": "pbt", "aft": "aft", "dpo_constrained": "pbt", "self_correction": "critique", "sft": "sft",
+            "dpo": "pbt", "kto": "kto"}
+
+
+@pytest.mark.parametrize("name", list(TRAINERS))
+def test_each_trainer_trains_two_steps_and_writes_a_loadable_model(name, exports, tiny_model, tmp_path):
+    out = tmp_path / "out"
+    summary = train(config(name, exports[MINER_OF[name]], tiny_model, out))
+    assert list(summary["stages"]) == list(TRAINERS[name])
+    for result in summary["stages"].values():
+        assert result["global_step"] == 2 and math.isfinite(result["train_loss"])
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    for stage in TRAINERS[name]:
+        steps = [r for r in logged if r["stage"] == stage and "loss" in r]
+        assert len(steps) == 2 and all(math.isfinite(r["loss"]) and "learning_rate" in r for r in steps)
+    assert (out / "train.json").exists() and summary["saved"] == "weights"
+    model, _ = load_causal_lm(str(out))
+    assert not hasattr(model, "peft_config")
+
+
+def test_training_logs_what_each_loss_is_made_of(exports, tiny_model, tmp_path):
+    train(config("dpo_constrained", exports["pbt"], tiny_model, tmp_path / "dc"))
+    train(config("aft", exports["aft"], tiny_model, tmp_path / "aft"))
+    dc = json.loads((tmp_path / "dc" / "log.jsonl").read_text().splitlines()[0])
+    assert {"rewards/margins", "boundary/T", "boundary/term", "scores/chosen", "scores/rejected"} <= set(dc)
+    # the boundary term at the first step, by hand: softplus(s_chosen - 2 beta_c - s_rejected)
+    expected = math.log1p(math.exp(dc["scores/chosen"] - 0.2 - dc["scores/rejected"]))
+    assert dc["boundary/T"] == pytest.approx(dc["scores/chosen"] - 0.2)
+    assert dc["boundary/term"] == pytest.approx(expected, rel=0.2)  # a batch mean of the same
+    aft = json.loads((tmp_path / "aft" / "log.jsonl").read_text().splitlines()[0])
+    assert {"sft_loss", "align_loss", "score_positive", "score_negative", "boundary", "learning_rate"} <= set(aft)
+
+
+def test_pbt_with_lora_saves_an_adapter_that_loads_as_a_model_and_changes_it(exports, tiny_model, tmp_path):
+    out = tmp_path / "pbt"
+    summary = train(config("pbt", exports["pbt"], tiny_model, out, lora=True,
+                           stage={"sft": {"learning_rate": 1e-2}, "dpo": {"learning_rate": 4e-3}}))
+    assert summary["saved"] == "adapter"
+    # each stage's own rate, on pbt's cosine schedule: the peak at step 1 of 2, half of it at step 2
+    rates = {(r["stage"], r["step"]): r["learning_rate"]
+             for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "loss" in r}
+    assert rates == pytest.approx({("sft", 1): 1e-2, ("sft", 2): 5e-3, ("dpo", 1): 4e-3, ("dpo", 2): 2e-3})
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == tiny_model and adapter["r"] == 16
+    assert not (out / "ref").exists()  # DPO's frozen reference is not part of the result
+    trained, tokenizer = load_causal_lm(str(out))
+    base, _ = load_causal_lm(tiny_model)
+    ids = tokenizer("Answer: A. I agree.", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert not torch.allclose(trained(ids).logits, base(ids).logits, atol=1e-4)
+
+
+def test_an_adapter_whose_base_is_gone_fails_naming_both(exports, tiny_model, tmp_path):
+    out = tmp_path / "pbt"
+    train(config("pbt", exports["pbt"], tiny_model, out, lora=True, stage={"sft": {"max_steps": 1}},
+                 max_steps=1))
+    check_model_name(str(out))
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    adapter["base_model_name_or_path"] = str(tmp_path / "gone")
+    (out / "adapter_config.json").write_text(json.dumps(adapter))
+    with pytest.raises(AgoraError, match=f"adapter '{out}'.*{tmp_path / 'gone'}"):
+        check_model_name(str(out))
+
+
+def test_a_missing_column_fails_before_anything_is_written_naming_column_and_trainer(exports, tiny_model, tmp_path):
+    out = tmp_path / "out"
+    result = agora("train", "trainer=dpo", f"data={exports['kto']}", f"model={tiny_model}", f"out={out}")
+    assert result.returncode == 2
+    assert "trainer dpo" in result.stderr and "'chosen' column" in result.stderr and "miner=pbt" in result.stderr
+    assert not out.exists()
+
+
+def test_an_option_that_no_stage_has_is_named(exports, tiny_model, tmp_path):
+    result = agora("train", "trainer=pbt", f"data={exports['pbt']}", f"model={tiny_model}", f"out={tmp_path / 'o'}",
+                   "trainer.args.lerning_rate=1e-4")
+    assert result.returncode == 2 and "trainer.args.lerning_rate" in result.stderr
+    result = agora("train", "trainer=pbt", f"data={exports['pbt']}", f"model={tiny_model}", f"out={tmp_path / 'o'}",
+                   "trainer.stage.sft.beta=0.3")
+    assert result.returncode == 2 and "trainer.stage.sft.beta: not an option of SFTConfig" in result.stderr
+
+
+def test_a_label_filter_keeps_only_those_rows(exports, tiny_model, tmp_path):
+    pbt_train = load_dataset("parquet", data_files=str(exports["pbt"] / "train.parquet"), split="train")
+    accepts = pbt_train["label"].count("accept")
+    assert 0 < accepts < len(pbt_train)
+    for name, miner in (("dpo", "pbt"), ("kto", "kto")):
+        c = config(name, exports[miner], tiny_model, tmp_path / name)
+        c.data.labels = ["accept"]
+        train_split, _ = load_data(c, name, TRAINERS[name][name])
+        labels = train_split["pbt_label" if miner == "kto" else "label"]
+        assert set(labels) == {"accept"}
+        assert len(labels) == accepts * (2 if miner == "kto" else 1)  # kto: a chosen and a rejected row per pair
+
+
+def test_an_interrupted_run_never_looks_finished_and_resumes_from_its_checkpoint(exports, tiny_model, tmp_path,
+                                                                               monkeypatch):
+    out = tmp_path / "pbt"
+    settings = config("pbt", exports["pbt"], tiny_model, out, lora=True, max_steps=3)
+
+    def killed(self, args, state, control, **kwargs):
+        if self.stage == "dpo" and state.global_step == 2:  # checkpoint-1 of the dpo stage is on disk
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as mp:
+        mp.setattr(JsonlLog, "on_step_end", killed, raising=False)
+        with pytest.raises(KeyboardInterrupt):
+            train(settings)
+    assert not (out / "train.json").exists() and not (out / "adapter_config.json").exists()
+    with pytest.raises(AgoraError, match="unfinished.*resume=true"):
+        train(settings)
+    resumed = train(settings.model_copy(update={"resume": True}))
+    assert resumed["stages"]["dpo"]["global_step"] == 3 and resumed["stages"]["sft"]["global_step"] == 3
+    dpo_steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()
+                 if json.loads(line)["stage"] == "dpo" and "loss" in json.loads(line)]
+    assert dpo_steps == [1, 2, 3]  # 1 before the kill; 2 and 3 after resuming from checkpoint-1
+    with pytest.raises(AgoraError, match="finished.*overwrite=true"):
+        train(settings)

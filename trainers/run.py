@@ -1,0 +1,250 @@
+"""`agora train`: run a trainer's stages over an `agora mine` export and write a model directory
+that `agora simulate` and `agora eval` accept as a model.
+
+Everything a user can get wrong (stage names, TRL options, missing columns, an `out` that holds
+another run) is checked before the model loads. The output directory:
+
+    out/train_config.json     the validated config
+    out/log.jsonl             every logged step: stage, step, loss, rewards or scores, learning rate
+    out/stages/NAME/          TRL checkpoints (every save_steps) and, once the stage is done, model/
+    out/adapter_config.json   the trained LoRA adapter naming its base (or config.json: full weights)
+    out/train.json            written last: the run is finished only when it exists
+
+`resume=true` skips finished stages (loading their model/) and continues the unfinished one from
+its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import torch
+import transformers
+from datasets import Dataset, load_dataset
+from transformers.trainer_utils import get_last_checkpoint
+
+from agents.errors import AgoraError
+from agents.models import adapter_base, load_causal_lm
+from trainers import aft, baselines, dpo_constrained, pbt, self_correction
+from trainers.config import TrainConfig
+from trainers.stage import Stage
+
+TRAINERS: dict[str, dict[str, Stage]] = {
+    "pbt": pbt.STAGES,
+    "aft": aft.STAGES,
+    "dpo_constrained": dpo_constrained.STAGES,
+    "self_correction": self_correction.STAGES,
+    **baselines.TRAINERS,
+}
+LORA_ABOVE = 1_000_000_000  # parameters; `lora.enabled=auto` uses LoRA for models larger than this
+
+
+def train(config: TrainConfig) -> dict:
+    name = config.trainer.name
+    stages = _stages(config)
+    data = {stage: load_data(config, stage, spec) for stage, spec in stages.items()}
+    out = Path(config.out)
+    args = {stage: _stage_args(config, stage, spec, out / "stages" / stage) for stage, spec in stages.items()}
+    _claim_out(config, out)
+
+    transformers.set_seed(config.seed)  # LoRA's initial weights come from the global generator
+    model, tokenizer = load_causal_lm(config.model, trainable=True)
+    model = _maybe_lora(config, model)
+    log = out / "log.jsonl"
+    results = {}
+    for stage, spec in stages.items():
+        stage_dir = out / "stages" / stage
+        if (stage_dir / "model").exists():  # finished in an earlier, interrupted run
+            model, tokenizer = load_causal_lm(str(stage_dir / "model"), trainable=True)
+            results[stage] = json.loads((stage_dir / "result.json").read_text())
+            print(f"stage {stage}: done before, loaded {stage_dir / 'model'}")
+            continue
+        train_split, eval_split = data[stage]
+        extra = {"data_collator": spec.collator(tokenizer, args[stage])} if spec.collator else {}
+        try:
+            trainer = spec.trainer_class(
+                model=model, args=args[stage], train_dataset=train_split, eval_dataset=eval_split,
+                processing_class=tokenizer, callbacks=[JsonlLog(log, stage)], **extra)
+        except ValueError as e:
+            raise AgoraError(f"trainer {name}, stage {stage}: {e}") from None
+        checkpoint = get_last_checkpoint(str(stage_dir)) if config.resume and stage_dir.exists() else None
+        if checkpoint:
+            print(f"stage {stage}: resuming from {checkpoint}")
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        model = trainer.model
+        if hasattr(model, "peft_config") and "ref" in model.peft_config:
+            model.delete_adapter("ref")  # DPO's frozen reference copy; the next stage makes its own
+        results[stage] = {"global_step": result.global_step, **result.metrics}
+        _save_model(model, tokenizer, stage_dir / "model", config.model, merged=False)
+        (stage_dir / "result.json").write_text(json.dumps(results[stage], indent=2))
+
+    merged = config.trainer.save == "merged"
+    _save_model(model, tokenizer, out / ".final", config.model, merged=merged)
+    _publish(out / ".final", out)
+    summary = {"trainer": name, "stages": results, "model": config.model,
+               "saved": "adapter" if _is_peft(model) and not merged else "weights"}
+    (out / "train.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+class JsonlLog(transformers.TrainerCallback):
+    """Appends each log line of the Trainer (loss, rewards or scores, learning rate) to log.jsonl."""
+
+    def __init__(self, path: Path, stage: str):
+        self.path, self.stage = path, stage
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"stage": self.stage, "step": state.global_step, **logs}) + "\n")
+
+
+def _stages(config: TrainConfig) -> dict[str, Stage]:
+    known = TRAINERS[config.trainer.name]
+    unknown = [s for s in config.trainer.stages if s not in known]
+    if unknown:
+        raise AgoraError(f"trainer.stages: {config.trainer.name} has no stage {', '.join(unknown)} "
+                         f"(it has {', '.join(known)})")
+    stages = {s: known[s] for s in config.trainer.stages}
+    for stage in config.trainer.stage:
+        if stage not in stages:
+            raise AgoraError(f"trainer.stage.{stage}: not a stage of this run ({', '.join(stages)})")
+    options = {f.name for spec in stages.values() for f in dataclasses.fields(spec.config_class) if f.init}
+    unknown = sorted(set(config.trainer.args) - options)
+    if unknown:
+        raise AgoraError(f"trainer.args.{unknown[0]}: not an option of any stage's config "
+                         f"({', '.join(spec.config_class.__name__ for spec in stages.values())})")
+    return stages
+
+
+def _stage_args(config: TrainConfig, stage: str, spec: Stage, output_dir: Path):
+    fields = {f.name for f in dataclasses.fields(spec.config_class) if f.init}
+    own = config.trainer.stage.get(stage, {})
+    for key in own:
+        if key not in fields:
+            raise AgoraError(f"trainer.stage.{stage}.{key}: not an option of {spec.config_class.__name__}")
+    if "output_dir" in own or "output_dir" in config.trainer.args:
+        raise AgoraError("output_dir: set out=DIR instead")
+    shared = {k: v for k, v in config.trainer.args.items() if k in fields}
+    options = {"report_to": "none", "seed": config.seed, "data_seed": config.seed, **shared, **own}
+    if not torch.cuda.is_available():  # TRL's configs otherwise ask for bf16 on a GPU
+        options.setdefault("use_cpu", True)
+    try:
+        return spec.config_class(output_dir=str(output_dir), **options)
+    except (TypeError, ValueError) as e:
+        raise AgoraError(f"trainer {config.trainer.name}, stage {stage}: {spec.config_class.__name__}: {e}") from None
+
+
+def load_data(config: TrainConfig, stage: str, spec: Stage) -> tuple[Dataset, Dataset | None]:
+    """(train, validation or None) for one stage; fails naming the column a stage needs."""
+    folder = Path(config.data.path) / spec.subset
+    train_file = folder / "train.parquet"
+    if not train_file.is_file():
+        raise AgoraError(f"data={config.data.path}: no {train_file} "
+                         f"(trainer {config.trainer.name} reads `agora mine miner={spec.miner}` output)")
+    splits = [load_dataset("parquet", data_files=str(folder / f"{split}.parquet"), split="train")
+              if (folder / f"{split}.parquet").is_file() else None for split in ("train", "validation")]
+    for column in spec.columns:
+        if column not in splits[0].column_names:
+            raise AgoraError(f"trainer {config.trainer.name} (stage {stage}) needs a '{column}' column, which "
+                             f"{train_file} does not have (it has {', '.join(splits[0].column_names)}); "
+                             f"`agora mine miner={spec.miner}` writes it")
+    if config.data.labels is not None:
+        splits = [None if s is None else _keep_labels(s, config.data.labels, train_file) for s in splits]
+    if len(splits[0]) == 0:
+        raise AgoraError(f"data.labels={config.data.labels}: no rows of {train_file} are left")
+    if spec.prepare:
+        splits = [None if s is None else spec.prepare(s) for s in splits]
+    return splits[0], splits[1]
+
+
+def _keep_labels(data: Dataset, labels: list[str], source: Path) -> Dataset:
+    # KTO rows carry the PBT label beside their own boolean `label`
+    column = "pbt_label" if "pbt_label" in data.column_names else "label"
+    if column not in data.column_names:
+        raise AgoraError(f"data.labels: {source} has no label column to filter on")
+    return data.filter(lambda row: row[column] in labels)
+
+
+def _claim_out(config: TrainConfig, out: Path) -> None:
+    """Refuse to mix runs: a finished run is replaced only with overwrite=true, an unfinished
+    one is continued only with resume=true and the same trainer, data and model."""
+    record = {"trainer": config.trainer.name, "stages": config.trainer.stages, "data": config.data.model_dump(),
+              "model": config.model}
+    if (out / "train.json").exists() and not config.overwrite:
+        raise AgoraError(f"out={out}: a finished training run is there; overwrite=true replaces it")
+    if out.exists() and any(out.iterdir()):
+        if config.overwrite:
+            shutil.rmtree(out)
+        elif not config.resume:
+            raise AgoraError(f"out={out}: an unfinished training run is there; "
+                             "resume=true continues it, overwrite=true starts over")
+        else:
+            saved = out / "train_config.json"
+            before = json.loads(saved.read_text()) if saved.exists() else {}
+            changed = [k for k in record if before.get("run", {}).get(k) != record[k]]
+            if changed:
+                raise AgoraError(f"resume=true: out={out} was started with another {', '.join(changed)}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps({"run": record, "config": config.model_dump()}, indent=2))
+
+
+def _maybe_lora(config: TrainConfig, model):
+    lora = config.trainer.lora
+    if _is_peft(model):  # training goes on in the adapter the model came with
+        return model
+    use = lora.enabled if lora.enabled != "auto" else model.num_parameters() > LORA_ABOVE
+    if not use:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    settings = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                          target_modules=lora.target_modules, task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, settings)
+    except ValueError as e:
+        raise AgoraError(f"trainer.lora.target_modules={lora.target_modules}: model {config.model}: {e}") from None
+
+
+def _is_peft(model) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def _save_model(model, tokenizer, path: Path, model_name: str, merged: bool) -> None:
+    """Write the model to `path` (through a temporary directory, so a kill leaves no half model).
+    An adapter names its base the way a user would load it: the embedded alias or Hub id as
+    given, a local path made absolute."""
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if _is_peft(model) and merged:
+        model = model.merge_and_unload()
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if _is_peft(model):
+        config_file = tmp / "adapter_config.json"
+        adapter = json.loads(config_file.read_text())
+        adapter["base_model_name_or_path"] = _base_name(model_name)
+        config_file.write_text(json.dumps(adapter, indent=2))
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
+def _base_name(model_name: str) -> str:
+    base = adapter_base(model_name) or model_name
+    local = Path(base).expanduser()
+    return str(local.resolve()) if local.exists() else base
+
+
+def _publish(saved: Path, out: Path) -> None:
+    """Move the saved model's files into `out`, its config file last: until then `out` does not
+    look like a model."""
+    files = sorted(saved.iterdir(), key=lambda p: p.name in ("config.json", "adapter_config.json"))
+    for f in files:
+        target = out / f.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        f.rename(target)
+    saved.rmdir()
