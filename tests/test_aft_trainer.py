@@ -24,8 +24,9 @@ def aft_data(tmp_path_factory):
 def trainer(tiny_model, data, tmp_path, steps, **options):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
-    args = AFTConfig(output_dir=str(tmp_path), max_steps=steps, per_device_train_batch_size=4, use_cpu=True,
-                     report_to="none", save_strategy="no", logging_steps=1, learning_rate=5e-3, **options)
+    options = {"per_device_train_batch_size": 4, "learning_rate": 5e-3, **options}
+    args = AFTConfig(output_dir=str(tmp_path), max_steps=steps, use_cpu=True, report_to="none", save_strategy="no",
+                     logging_steps=1, **options)
     collator = AFTCollator(tokenizer, args.max_length, args.ranking)
     return AFTTrainer(model=model, args=args, train_dataset=data, data_collator=collator), collator
 
@@ -58,3 +59,18 @@ def test_positive_scores_rise_relative_to_negatives_on_a_fixed_batch(aft_data, t
 def test_a_missing_column_fails_before_training_naming_it(aft_data, tiny_model, tmp_path):
     with pytest.raises(ValueError, match="trainer aft needs a 'negatives' column"):
         trainer(tiny_model, aft_data.remove_columns("negatives"), tmp_path, 1)
+
+
+def test_gradient_accumulation_gives_the_same_update_as_one_big_batch(aft_data, tiny_model, tmp_path):
+    """The loss is a batch mean, so the Trainer must divide it by the accumulation steps; with
+    plain SGD and no clipping (either would hide a wrong scale) both runs take the same step."""
+    fixed = aft_data.select(range(4))
+    params = []
+    for batch, accumulate in ((4, 1), (2, 2)):
+        t, _ = trainer(tiny_model, fixed, tmp_path / f"{batch}", 1, sft_weight=0.0, optim="sgd", max_grad_norm=0,
+                       per_device_train_batch_size=batch, gradient_accumulation_steps=accumulate)
+        t.train()
+        params.append(torch.cat([p.detach().flatten() for p in t.model.parameters()]))
+    before = torch.cat([p.flatten() for p in AutoModelForCausalLM.from_pretrained(tiny_model).parameters()])
+    assert not torch.allclose(params[0], before)
+    torch.testing.assert_close(params[1] - before, params[0] - before, rtol=1e-3, atol=1e-7)

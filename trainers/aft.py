@@ -96,6 +96,10 @@ def by_group(values: torch.Tensor, group: torch.Tensor, select: torch.Tensor) ->
 
 
 class AFTTrainer(Trainer):
+    # compute_loss returns a batch mean, not a sum over num_items_in_batch: the Trainer must
+    # divide it by the gradient accumulation steps (transformers >= 5.19 reads this)
+    loss_is_scaled_for_ga = False
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.aft: AFTConfig = self.args
