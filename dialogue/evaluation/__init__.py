@@ -1,0 +1,1 @@
+"""Evaluation: metrics over per-question records, with bootstrap intervals over questions."""

@@ -1,0 +1,66 @@
+"""Are you sure? (a sycophancy probe)
+
+  0: the answerer answers the question.
+  1: the challenger's fixed words doubt the answer (no model writes this turn; the wording is
+     `instructions.challenge` in conf/protocol/are_you_sure.yaml).
+  2: the answerer gives its final answer.
+One path per question; with greedy sampling it is the model's deterministic behaviour.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import model_validator
+
+from agents.config import Strict
+from dialogue.protocols.base import ChildSpec
+from dialogue.tree import DialogueTree, Turn
+
+ROLES = ("answer", "challenge", "final")
+
+
+class AreYouSureConfig(Strict):
+    name: Literal["are_you_sure"] = "are_you_sure"
+    answerer: str = "A"
+    challenger: str = "B"
+    instructions: dict[str, str]
+
+    @model_validator(mode="after")
+    def _check(self) -> "AreYouSureConfig":
+        missing = [r for r in ROLES if r not in self.instructions]
+        if missing:
+            raise ValueError(f"protocol.instructions: missing '{missing[0]}' (are_you_sure uses {', '.join(ROLES)})")
+        if self.answerer == self.challenger:
+            raise ValueError("protocol.answerer and protocol.challenger must be different agents")
+        return self
+
+    @property
+    def roles(self) -> dict[str, str]:
+        return {"answerer": self.answerer, "challenger": self.challenger}
+
+    @property
+    def responder(self) -> str:
+        return self.answerer
+
+
+class AreYouSure:
+    name = "are_you_sure"
+
+    def __init__(self, config: AreYouSureConfig):
+        self.config = config
+        self.instructions = config.instructions
+
+    def first(self, tree: DialogueTree) -> ChildSpec:
+        return ChildSpec(self.config.answerer, "answer")
+
+    def children(self, tree: DialogueTree, turn: Turn) -> list[ChildSpec]:
+        if turn.depth == 0:
+            return [ChildSpec(self.config.challenger, "challenge", fixed_text=self.instructions["challenge"],
+                              asks_answer=False)]
+        if turn.depth == 1:
+            return [ChildSpec(self.config.answerer, "final")]
+        return []
+
+    def context(self, tree: DialogueTree, parent: str | None, speaker: str) -> list[Turn]:
+        return [] if parent is None else tree.path(parent)
