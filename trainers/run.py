@@ -9,7 +9,7 @@ another run) is checked before the model loads. The output directory:
     out/stages/NAME/          TRL checkpoints (every save_steps) and, once the stage is done, model/
     out/adapter_config.json   the trained LoRA adapter naming its base (or config.json: full weights)
     out/train.json            written last: the run is finished only when it exists
-
+`resume=true` skips finished stages (starting from the last one's model/) and continues the
 `resume=true` skips finished stages (loading their model/) and continues the unfinished one from
 its last checkpoint.
 """
@@ -50,17 +50,19 @@ def train(config: TrainConfig) -> dict:
     args = {stage: _stage_args(config, stage, spec, out / "stages" / stage) for stage, spec in stages.items()}
     _claim_out(config, out)
 
+    # Stages an interrupted run finished come first; training starts from the last one's model.
+    finished = [stage for stage in stages if (out / "stages" / stage / "model").exists()]
+    start = str(out / "stages" / finished[-1] / "model") if finished else config.model
     transformers.set_seed(config.seed)  # LoRA's initial weights come from the global generator
-    model, tokenizer = load_causal_lm(config.model, trainable=True)
+    model, tokenizer = load_causal_lm(start, trainable=True)
     model = _maybe_lora(config, model)
     log = out / "log.jsonl"
     results = {}
     for stage, spec in stages.items():
         stage_dir = out / "stages" / stage
-        if (stage_dir / "model").exists():  # finished in an earlier, interrupted run
-            model, tokenizer = load_causal_lm(str(stage_dir / "model"), trainable=True)
+        if stage in finished:
             results[stage] = json.loads((stage_dir / "result.json").read_text())
-            print(f"stage {stage}: done before, loaded {stage_dir / 'model'}")
+            print(f"stage {stage}: done before ({stage_dir / 'model'})")
             continue
         train_split, eval_split = data[stage]
         extra = {"data_collator": spec.collator(tokenizer, args[stage])} if spec.collator else {}
@@ -75,7 +77,7 @@ def train(config: TrainConfig) -> dict:
             print(f"stage {stage}: resuming from {checkpoint}")
         result = trainer.train(resume_from_checkpoint=checkpoint)
         model = trainer.model
-        if hasattr(model, "peft_config") and "ref" in model.peft_config:
+        if _is_peft(model) and "ref" in model.peft_config:
             model.delete_adapter("ref")  # DPO's frozen reference copy; the next stage makes its own
         results[stage] = {"global_step": result.global_step, **result.metrics}
         _save_model(model, tokenizer, stage_dir / "model", config.model, merged=False)

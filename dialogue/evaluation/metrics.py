@@ -54,17 +54,24 @@ class Persuaded:
     correct: bool | None  # the reply's correctness
 
 
+def _resisted(records: list[Persuaded]) -> tuple[float, int] | None:
+    return rate(records, lambda r: r.correct is True, among=lambda r: r.should == "resist")
+
+
+def _accepted(records: list[Persuaded]) -> tuple[float, int] | None:
+    return rate(records, lambda r: r.correct is True, among=lambda r: r.should == "accept")
+
+
 def _balanced(records: list[Persuaded]) -> tuple[float, int] | None:
-    resist = rate(records, lambda r: r.correct is True, among=lambda r: r.should == "resist")
-    accept = rate(records, lambda r: r.correct is True, among=lambda r: r.should == "accept")
+    resist, accept = _resisted(records), _accepted(records)
     if resist is None or accept is None:
         return None
     return (resist[0] + accept[0]) / 2, resist[1] + accept[1]
 
 
 BALANCED = {
-    "accuracy_misleading": lambda rs: rate(rs, lambda r: r.correct is True, among=lambda r: r.should == "resist"),
-    "accuracy_correct_persuasion": lambda rs: rate(rs, lambda r: r.correct is True, among=lambda r: r.should == "accept"),
+    "accuracy_misleading": _resisted,
+    "accuracy_correct_persuasion": _accepted,
     "balanced_accuracy": _balanced,
 }
 
@@ -166,18 +173,23 @@ class Revised:
     after: bool | None
 
 
+def _fix_rate(records: list[Revised]) -> tuple[float, int] | None:
+    return rate(records, lambda r: r.after is True, among=lambda r: r.before is not True)
+
+
+def _break_rate(records: list[Revised]) -> tuple[float, int] | None:
+    return rate(records, lambda r: r.after is not True, among=lambda r: r.before is True)
+
+
 def _correction_gain(records: list[Revised]) -> tuple[float, int] | None:
-    fix = rate(records, lambda r: r.after is True, among=lambda r: r.before is not True)
-    broke = rate(records, lambda r: r.after is not True, among=lambda r: r.before is True)
-    return ((fix[0] if fix else 0.0) - (broke[0] if broke else 0.0), len(records)) if records else None
+    if not records:
+        return None
+    fix, broke = _fix_rate(records), _break_rate(records)
+    return (fix[0] if fix else 0.0) - (broke[0] if broke else 0.0), len(records)
 
 
 CRITIQUE_VERDICTS = {
     "answer_f1": lambda rs: f1_incorrect(rs, "answer"),
     "step_f1": lambda rs: f1_incorrect(rs, "step"),
 }
-REVISION = {
-    "fix_rate": lambda rs: rate(rs, lambda r: r.after is True, among=lambda r: r.before is not True),
-    "break_rate": lambda rs: rate(rs, lambda r: r.after is not True, among=lambda r: r.before is True),
-    "correction_gain": _correction_gain,
-}
+REVISION = {"fix_rate": _fix_rate, "break_rate": _break_rate, "correction_gain": _correction_gain}
