@@ -1,5 +1,5 @@
 """`agora train`: run a trainer's stages over an `agora mine` export and write a model directory
-that `agora simulate` and `agora eval` accept as a model.
+that `agora simulate` accepts as a model.
 
 Everything a user can get wrong (stage names, TRL options, missing columns, an `out` that holds
 another run) is checked before the model loads. The output directory:
@@ -9,9 +9,9 @@ another run) is checked before the model loads. The output directory:
     out/stages/NAME/          TRL checkpoints (every save_steps) and, once the stage is done, model/
     out/adapter_config.json   the trained LoRA adapter naming its base (or config.json: full weights)
     out/train.json            written last: the run is finished only when it exists
-`resume=true` skips finished stages (starting from the last one's model/) and continues the
-`resume=true` skips finished stages (loading their model/) and continues the unfinished one from
-its last checkpoint.
+
+`resume=true` skips finished stages, starts from the last one's model/, and continues the
+unfinished stage from its last checkpoint.
 """
 
 from __future__ import annotations
