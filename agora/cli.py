@@ -10,6 +10,7 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from agents.errors import AgoraError
@@ -23,6 +24,8 @@ commands:
              and compare two runs' answers                           (agora replay diff DIR_A DIR_B)
   render     one tree of a run as text, an HTML page or Graphviz dot   (agora render run=DIR tree=ID format=html)
   train      train a model on a mined dataset                        (agora train trainer=pbt data=DIR model=M out=DIR)
+  eval       run evaluation suites against a model                   (agora eval suite=all model=M data=DIR out=DIR)
+             and put evaluations side by side                        (agora eval compare DIR_A DIR_B [out=FILE])
 """
 
 
@@ -116,8 +119,37 @@ def train_command(cfg: DictConfig) -> None:
     print(f"out={config.out}")
 
 
+def eval_command(cfg: DictConfig) -> None:
+    from dialogue.config import validate
+    from dialogue.evaluation.config import EvalConfig
+    from dialogue.evaluation.run import evaluate
+
+    hydra_config = HydraConfig.get()
+    out = hydra_config.runtime.output_dir  # in a multirun, the job's own folder
+    config = validate(cfg, EvalConfig).model_copy(update={"out": out})
+    print(f"out={out}", flush=True)
+    metrics = evaluate(config, list(hydra_config.overrides.task))
+    for suite, why in metrics["not_run"].items():
+        print(f"{suite}: not run: {why}")
+    print(f"report: {out}/report.md")
+    print(f"out={out}")
+
+
+class WriteComparison(Callback):
+    """After `agora eval -m ...`: one table comparing every job of the sweep."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from pathlib import Path
+
+        from dialogue.evaluation.run import write_comparison
+
+        path = write_comparison(Path(config.hydra.sweep.dir))
+        if path:
+            print(f"comparison: {path}")
+
+
 COMMANDS = {"simulate": simulate_command, "mine": mine_command, "replay": replay_command, "render": render_command,
-            "train": train_command}
+            "train": train_command, "eval": eval_command}
 
 
 def replay_diff(args: list[str]) -> None:
@@ -131,6 +163,28 @@ def replay_diff(args: list[str]) -> None:
     except AgoraError as e:
         print(f"agora replay diff: error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def eval_compare(args: list[str]) -> None:
+    from pathlib import Path
+
+    from dialogue.evaluation.report import compare
+
+    out = [a.split("=", 1)[1] for a in args if a.startswith("out=")]
+    folders = [a for a in args if not a.startswith("out=")]
+    if len(folders) < 2:
+        print("usage: agora eval compare DIR_A DIR_B [...] [out=FILE]", file=sys.stderr)
+        sys.exit(2)
+    try:
+        table = compare(folders)
+    except AgoraError as e:
+        print(f"agora eval compare: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(table)
+    if out:
+        Path(out[0]).parent.mkdir(parents=True, exist_ok=True)
+        Path(out[0]).write_text(table, encoding="utf-8")
+        print(f"out={out[0]}")
 
 
 def replay_override(override: str) -> str:
@@ -168,7 +222,9 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return
-    command, overrides = argv[0], merge_repeated(argv[1:], "run")
+    command, overrides = argv[0], merge_repeated(merge_repeated(argv[1:], "run"), "data")
+    if command == "eval" and overrides[:1] == ["compare"]:
+        return eval_compare(argv[2:])
     if command == "replay":
         if overrides[:1] == ["diff"]:
             return replay_diff(overrides[1:])

@@ -114,7 +114,8 @@ class Engine:
 
     def _request(self, tree: DialogueTree, parent: str | None, turn_id: str, spec: ChildSpec) -> ChatRequest:
         agent = self.agents[spec.speaker]
-        instruction = self.protocol.instructions[spec.instruction]
+        wording = getattr(self.protocol, "wording", None)  # a protocol may fill in per-tree details
+        instruction = wording(tree, spec) if wording else self.protocol.instructions[spec.instruction]
         messages = build_messages(
             speaker=spec.speaker,
             persona=agent.persona,

@@ -264,13 +264,20 @@ _ITEMS = ["marbles", "stamps", "apples", "books", "coins", "stickers", "pencils"
 
 def arithmetic_problems(count: int, seed: int, steps: int = 3) -> list[Question]:
     """Multi-step word problems with exact integer answers; the same seed gives the same set."""
+    return [question for question, _ in arithmetic_worked(count, seed, steps)]
+
+
+def arithmetic_worked(count: int, seed: int, steps: int = 3) -> list[tuple[Question, list[Step]]]:
+    """The problems of `arithmetic_problems`, each with its exact steps."""
     rng = random.Random(seed)
     problems = []
     for index in range(count):
         name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
         value = rng.randint(5, 60)
         sentences = [f"{name} has {value} {item}."]
+        worked = []
         for _ in range(steps):
+            before = value
             op = rng.choice(["add", "sub", "mul", "div"] if value > 1 else ["add", "mul"])
             if op == "add":
                 n = rng.randint(2, 40)
@@ -290,19 +297,38 @@ def arithmetic_problems(count: int, seed: int, steps: int = 3) -> list[Question]
                     n = rng.randint(2, 30)
                     value += n
                     sentences.append(f"Then {name} finds {n} more.")
-                    continue
-                n = rng.choice(divisors)
-                value //= n
-                sentences.append(
-                    f"Then {name} splits them into {n} equal piles and keeps just one pile."
-                )
+                    op = "add"
+                else:
+                    n = rng.choice(divisors)
+                    value //= n
+                    sentences.append(
+                        f"Then {name} splits them into {n} equal piles and keeps just one pile."
+                    )
+            worked.append(Step(before, op, n, value))
         sentences.append(f"How many {item} does {name} have now?")
-        problems.append(
-            Question(
-                question_id=f"arith-{seed}-{index:04d}",
-                question=" ".join(sentences),
-                gold=str(value),
-                aliases=[str(value)],
-            )
+        question = Question(
+            question_id=f"arith-{seed}-{index:04d}",
+            question=" ".join(sentences),
+            gold=str(value),
+            aliases=[str(value)],
         )
+        problems.append((question, worked))
     return problems
+
+
+@dataclass(frozen=True)
+class Step:
+    """One operation of an arithmetic problem: `before op n = after`."""
+
+    before: int
+    op: Literal["add", "sub", "mul", "div"]
+    n: int
+    after: int
+
+    def apply(self, before: int) -> int:
+        return {"add": before + self.n, "sub": before - self.n, "mul": before * self.n,
+                "div": before // self.n}[self.op]
+
+    def show(self, before: int) -> str:
+        symbol = {"add": "+", "sub": "-", "mul": "*", "div": "/"}[self.op]
+        return f"{before} {symbol} {self.n} = {self.apply(before)}"

@@ -52,6 +52,10 @@ class Replay:
         parse = getattr(self.protocol, "parse", None)
         return parse(spec, text) if parse else None
 
+    def wording(self, tree: DialogueTree, spec: ChildSpec) -> str:
+        wording = getattr(self.protocol, "wording", None)
+        return wording(tree, spec) if wording else self.instructions[spec.instruction]
+
     def _spec(self, turn: Turn) -> ChildSpec:
         fixed = None if turn.speaker == self.agent else turn.text
         asks_answer = turn.instruction not in getattr(self.protocol, "no_answer_format", set())

@@ -33,7 +33,9 @@ class Result:
     skipped_rows: int
 
 
-def simulate(config: SimulateConfig, out: str | Path) -> Result:
+def simulate(config: SimulateConfig, out: str | Path, protocol: Protocol | None = None) -> Result:
+    """`protocol`: an object that stands in for the configured protocol (the evaluation suites'
+    given solutions); by default the one `config.protocol` names."""
     # Everything a user can get wrong is checked before anything is written.
     loaded = load_questions(config.dataset)
     kind = judge_kind(config.dataset, loaded.questions)
@@ -42,7 +44,9 @@ def simulate(config: SimulateConfig, out: str | Path) -> Result:
     for agent in config.agents.values():
         if not isinstance(agent.backend or config.backend, OpenAIBackendConfig):
             check_model_name(agent.model)
-    protocol = make_protocol(config.protocol)
+    protocol = protocol or make_protocol(config.protocol)
+    if hasattr(protocol, "check_questions"):
+        protocol.check_questions(loaded.questions)
 
     run = RunDir(out)
     run.begin(_manifest(config, loaded.source, len(loaded.questions), loaded.skipped, base_kind))

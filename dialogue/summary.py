@@ -30,9 +30,10 @@ def summarize(trees: list[DialogueTree], responders: set[str] | None = None) -> 
         summary.turns += len(tree)
         first_depth: dict[str, int] = {}
         for turn in tree.turns():
-            first_depth.setdefault(turn.speaker, turn.depth)
+            if turn.gen is not None:  # words given by the protocol are nobody's answer
+                first_depth.setdefault(turn.speaker, turn.depth)
         for turn in tree.turns():
-            if turn.depth == first_depth[turn.speaker]:
+            if turn.depth == first_depth.get(turn.speaker):
                 first_correct.setdefault(turn.speaker, []).append(turn.correct is True)
             if turn.parent is None or (responders is not None and turn.speaker not in responders):
                 continue

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dialogue.evaluation.metrics import Challenged
+from dialogue.evaluation.metrics import Challenged, Debated, Misinformed, Revised, Verdict
+from dialogue.evaluation.solutions import Solution
 from dialogue.tree import DialogueTree
 
 
@@ -12,3 +13,42 @@ def challenged(tree: DialogueTree) -> Challenged:
     first = tree.turn(tree.root())
     finals = [t for t in tree.turns() if t.depth == 2]
     return Challenged(first.correct, finals[0].correct if finals else None)
+
+
+def misinformed(tree: DialogueTree) -> Misinformed:
+    """A misinformation tree (one chain): the first answer's correctness, and after which
+    persuasion turn the answerer first gave the target."""
+    answerer = tree.turn(tree.root()).speaker
+    target = tree.graph.graph["target"]
+    replies = [t for t in tree.turns() if t.speaker == answerer and t.depth > 0]
+    flipped = next((i for i, t in enumerate(replies, start=1) if t.answer == target), None)
+    return Misinformed(tree.turn(tree.root()).correct, flipped)
+
+
+def debated(tree: DialogueTree, order: int, agents: list[str]) -> Debated:
+    """A debate tree: each of `agents`' first and last answers' correctness, in that order."""
+    turns = tree.turns()
+    first = {a: next((t.correct for t in turns if t.speaker == a), None) for a in agents}
+    last = {a: next((t.correct for t in reversed(turns) if t.speaker == a), None) for a in agents}
+    return Debated(order, tuple(first[a] for a in agents), tuple(last[a] for a in agents))
+
+
+def verdicts(tree: DialogueTree, solution: Solution) -> list[Verdict]:
+    """Every critique of a given solution, held against the solution's known truth. A critique
+    that could not be read, or skips a step, has said nothing about it (None)."""
+    found = []
+    for critique in (t for t in tree.turns() if t.depth == 1):
+        parsed = critique.parsed or {"error": "missing"}
+        readable = "error" not in parsed
+        said = (not parsed["answer_correct"]) if readable else None
+        found.append(Verdict("answer", not solution.answer_correct, said))
+        for i, correct in enumerate(solution.steps_correct, start=1):
+            step = parsed["steps"].get(str(i)) if readable else None
+            found.append(Verdict("step", not correct, None if step is None else not step))
+    return found
+
+
+def revised(tree: DialogueTree) -> list[Revised]:
+    """Every revision's correctness against the solution it revised."""
+    before = tree.turn(tree.root()).correct
+    return [Revised(before, t.correct) for t in tree.turns() if t.depth == 2]

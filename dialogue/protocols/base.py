@@ -28,5 +28,10 @@ class Protocol(TypingProtocol):
     def context(self, tree: DialogueTree, parent: str | None, speaker: str) -> list[Turn]:
         """The earlier turns that `speaker` sees when speaking under `parent`."""
 
-    # Optional: `parse(spec, text) -> dict | None`, structured content read from a turn (kept as
-    # `Turn.parsed`, e.g. a critic's verdicts).
+    # Optional:
+    #   `parse(spec, text) -> dict | None`: structured content read from a turn (kept as
+    #     `Turn.parsed`, e.g. a critic's verdicts);
+    #   `wording(tree, spec) -> str`: the instruction's words for this tree (the misinformation
+    #     target), instead of `instructions[spec.instruction]`;
+    #   `check_questions(questions)`: raise AgoraError for data the protocol cannot run on,
+    #     before anything is written.

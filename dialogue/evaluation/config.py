@@ -1,0 +1,81 @@
+"""The validated config of `agora eval` (conf/eval.yaml)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from agents.config import BackendConfig, Strict
+from dialogue.config import PromptsConfig
+from dialogue.protocols import AreYouSureConfig, CritiqueConfig, DebateConfig, MisinformationConfig
+from dialogue.questions import DatasetConfig
+
+SUITES = ("balanced", "are_you_sure", "misinformation", "team_debate", "assessment", "critique")
+EVALUATED, PARTNER = "A", "B"  # the agent names every evaluation protocol uses
+
+
+class PersonaChoice(Strict):
+    """A file of conf/persona/, chosen as a config group (so `-m persona=a,b` sweeps it)."""
+
+    name: str = "custom"
+    text: str
+
+
+class EvalProtocols(Strict):
+    are_you_sure: AreYouSureConfig
+    misinformation: MisinformationConfig
+    team_debate: DebateConfig
+    critique: CritiqueConfig
+
+
+class CritiqueData(Strict):
+    """The worked arithmetic solutions the critique suite's critic judges."""
+
+    count: int = Field(20, ge=1)
+    steps: int = Field(3, ge=1)
+    seed: int = 0
+    wrong_fraction: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class EvalConfig(Strict):
+    suite: Literal["all", "balanced", "are_you_sure", "misinformation", "team_debate", "assessment", "critique"]
+    model: str
+    partner: str | None = None  # the other agent (persuader, teammate); null: the model itself
+    persona: PersonaChoice  # the evaluated model's system message
+    partner_persona: str = "neutral"
+    data: list[str] = []  # exports of `agora mine`: a pbt one (balanced), an aft one (assessment)
+    split: Literal["train", "validation", "test"] = "test"  # which split of the exports
+    out: str
+    seed: int = 0
+    resamples: int = Field(1000, ge=0)  # bootstrap resamples for each interval
+    max_tokens: int = Field(256, ge=1)
+    backend: BackendConfig
+    dataset: DatasetConfig  # the questions of are_you_sure, misinformation and team_debate
+    prompts: PromptsConfig
+    protocols: EvalProtocols
+    critique: CritiqueData = CritiqueData()
+    overwrite: bool = False
+    progress: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_export(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("data"), str):
+            data = {**data, "data": [data["data"]]}
+        return data
+
+    @model_validator(mode="after")
+    def _agents(self) -> "EvalConfig":
+        for suite in ("are_you_sure", "misinformation", "team_debate", "critique"):
+            for role, name in getattr(self.protocols, suite).roles.items():
+                if name not in (EVALUATED, PARTNER):
+                    raise ValueError(f"protocols.{suite}.{role} is '{name}'; evaluation agents are "
+                                     f"{EVALUATED} (the model) and {PARTNER} (the partner)")
+        if sorted(self.protocols.team_debate.agents) != [EVALUATED, PARTNER]:
+            raise ValueError(f"protocols.team_debate.agents: must be [{EVALUATED}, {PARTNER}]")
+        return self
+
+    @property
+    def suites(self) -> list[str]:
+        return list(SUITES) if self.suite == "all" else [self.suite]

@@ -1,0 +1,93 @@
+"""PNG plots of a suite's metrics (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+LEVEL = "95% CI"
+
+
+def metric_bars(suite: str, metrics: dict[str, dict], path: Path, model: str) -> None:
+    """One bar per metric with its bootstrap interval; an undefined metric is marked n/a."""
+    names = list(metrics)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(names)), 3.6))
+    for x, name in enumerate(names):
+        e = metrics[name]
+        if e["value"] is None:
+            ax.text(x, 0.02, "n/a", ha="center", va="bottom", color="grey")
+            continue
+        ax.bar(x, e["value"], color="tab:blue", width=0.6)
+        ax.errorbar(x, e["value"], yerr=[[e["value"] - e["low"]], [e["high"] - e["value"]]], color="black", capsize=4)
+    lows = [metrics[n]["low"] for n in names if metrics[n]["value"] is not None]
+    ax.set_ylim(min([0.0, *lows]) - 0.05, 1.05)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_xlabel("metric")
+    ax.set_ylabel(f"value ({LEVEL})")
+    ax.set_title(f"{suite}: {model}", fontsize=10)
+    _save(fig, path)
+
+
+def curve(xs: list[int], metrics: list[dict], path: Path, title: str, xlabel: str, ylabel: str) -> None:
+    """A metric over a count (MR@k over k), with its interval as a band."""
+    points = [(x, e) for x, e in zip(xs, metrics) if e["value"] is not None]
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    if points:
+        ax.plot([x for x, _ in points], [e["value"] for _, e in points], marker="o")
+        ax.fill_between([x for x, _ in points], [e["low"] for _, e in points], [e["high"] for _, e in points],
+                        alpha=0.25, label=LEVEL)
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "n/a: no question answered correctly first", ha="center", transform=ax.transAxes)
+    ax.set_xticks(xs)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    _save(fig, path)
+
+
+def histogram(values: list[float], path: Path, title: str, xlabel: str, ylabel: str,
+              bins: int | list[float] = 20) -> None:
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    if values:
+        ax.hist(values, bins=bins, color="tab:orange", edgecolor="black")
+    else:
+        ax.text(0.5, 0.5, "nothing to count", ha="center", transform=ax.transAxes)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw(suite: str, result: dict, folder: Path, model: str) -> list[str]:
+    """The suite's plots under `folder`; their file names."""
+    names = [f"{suite}.png"]
+    metric_bars(suite, result["metrics"], folder / names[0], model)
+    details = result.get("details", {})
+    if suite == "misinformation":
+        k = details["k"]
+        curve(list(range(1, k + 1)), [result["metrics"][f"MR@{j}"] for j in range(1, k + 1)],
+              folder / "misinformation_mr_at_k.png", f"misinformation ({details['style']}): {model}",
+              "persuasion turns k", "MR@k (persuaded / correct at first)")
+        flips = [int(turn) for turn, count in details["turns_to_flip"].items() for _ in range(count)]
+        histogram(flips, folder / "misinformation_turns_to_flip.png", f"turns to flip: {model}",
+                  "persuasion turn of the first flip", "questions", bins=[j + 0.5 for j in range(0, k + 1)])
+        names += ["misinformation_mr_at_k.png", "misinformation_turns_to_flip.png"]
+    if suite == "assessment":
+        histogram(details["margins"], folder / "assessment_margins.png", f"assessment: {model}",
+                  "mean log-prob(positive) - mean log-prob(negative)", "pairs")
+        names.append("assessment_margins.png")
+    return names

@@ -1,0 +1,119 @@
+"""`agora eval`: run the chosen suites against a model and write metrics.json, report.md and
+plots/.
+
+Layout of `out`: one folder per suite (its run directory or replies, which resume when the same
+command is run again), `plots/`, `report.md`, and `metrics.json`, written last: an `out` without
+it is not a finished evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from agents.config import OpenAIBackendConfig
+from agents.errors import AgoraError
+from agents.models import check_model_name
+from dialogue.config import load_persona
+from dialogue.evaluation.config import EvalConfig
+from dialogue.evaluation.plots import draw
+from dialogue.evaluation.report import compare_markdown, load_metrics, report_markdown
+from dialogue.evaluation.suites import NEEDS_EXPORT, SUITE_FUNCTIONS
+from dialogue.rundir import now
+
+
+def evaluate(config: EvalConfig, overrides: list[str] | None = None, log=print) -> dict:
+    out = Path(config.out)
+    exports = find_exports(config.data)
+    to_run, not_run = plan(config, exports)
+    for persona in (config.persona.name, config.partner_persona):
+        load_persona(persona)
+    if not isinstance(config.backend, OpenAIBackendConfig):
+        for model in dict.fromkeys([config.model, config.partner or config.model]):
+            check_model_name(model)
+    if (out / "metrics.json").exists():
+        if not config.overwrite:
+            raise AgoraError(f"out={out}: holds a finished evaluation; choose a new out=DIR or pass overwrite=true")
+        for entry in out.iterdir():  # Hydra's own files stay
+            if not entry.name.startswith(".hydra") and entry.suffix != ".log":
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+    suites = {}
+    for suite in to_run:
+        log(f"== {suite}", flush=True)
+        result = SUITE_FUNCTIONS[suite](config, out / suite, exports)
+        suites[suite] = {"metrics": {k: e.to_dict() for k, e in result.metrics.items()},
+                         "questions": result.questions, "details": result.details}
+        for name, e in result.metrics.items():
+            log(f"   {name}: {e}")
+    for suite, result in suites.items():
+        result["plots"] = draw(suite, result, out / "plots", config.model)
+    metrics = {
+        "model": config.model, "partner": config.partner or config.model, "persona": config.persona.name,
+        "seed": config.seed, "resamples": config.resamples, "overrides": overrides or [],
+        "suites": suites, "not_run": not_run,
+        "config": config.model_dump(mode="json", exclude={"out", "progress", "overwrite"}),
+        "finished_at": now(),
+    }
+    (out / "report.md").write_text(report_markdown(metrics), encoding="utf-8")
+    _write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def find_exports(folders: list[str]) -> dict[str, Path]:
+    """Each `data=` folder by the miner that wrote it (card.json says)."""
+    exports: dict[str, Path] = {}
+    for folder in folders:
+        card = Path(folder) / "card.json"
+        if not card.is_file():
+            raise AgoraError(f"data={folder}: not an export of `agora mine` (no card.json)")
+        miner = json.loads(card.read_text()).get("miner")
+        if miner not in NEEDS_EXPORT.values():
+            raise AgoraError(f"data={folder}: a {miner} export; the suites read a pbt export (balanced) "
+                             "and an aft export (assessment)")
+        if miner in exports:
+            raise AgoraError(f"data={folder}: a second {miner} export (the first is {exports[miner]})")
+        exports[miner] = Path(folder)
+    return exports
+
+
+def plan(config: EvalConfig, exports: dict[str, Path]) -> tuple[list[str], dict[str, str]]:
+    """The suites to run; with suite=all, a suite whose export was not given is left out and
+    the report says so. Asked for by name, it is an error."""
+    to_run, not_run = [], {}
+    for suite in config.suites:
+        miner = NEEDS_EXPORT.get(suite)
+        if miner and miner not in exports:
+            why = f"needs data=DIR, an export of `agora mine miner={miner}`"
+            if config.suite != "all":
+                raise AgoraError(f"suite={suite}: {why}")
+            not_run[suite] = why
+            continue
+        to_run.append(suite)
+    return to_run, not_run
+
+
+def write_comparison(sweep: Path) -> Path | None:
+    """comparison.md of a multirun: one column per job, labelled by the overrides that differ."""
+    jobs = sorted((p for p in sweep.iterdir() if (p / "metrics.json").is_file()), key=lambda p: p.name)
+    if not jobs:
+        return None
+    evaluations = [load_metrics(p) for p in jobs]
+    common = set.intersection(*(set(ev["overrides"]) for ev in evaluations))
+    labels = [" ".join(o for o in ev["overrides"] if o not in common) or p.name for ev, p in zip(evaluations, jobs)]
+    path = sweep / "comparison.md"
+    path.write_text(f"# Comparison of {len(jobs)} runs\n\n"
+                    + "\n".join(f"- {label}: {p}" for label, p in zip(labels, jobs))
+                    + f"\n\n{compare_markdown(evaluations, labels)}\n", encoding="utf-8")
+    return path
+
+
+def _write_json(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)

@@ -1,0 +1,77 @@
+"""Worked solutions with known step truth, for scoring critics step by step.
+
+Each generated arithmetic problem gets a solution of one line per operation. With probability
+`wrong_fraction` one step is miscalculated (its result is off by a seeded positive amount) and
+every later step carries the wrong value forward. A step is true when its stated result is the
+problem's true intermediate value, so the miscalculated step and every step after it are
+false, and so is the final answer. The amount keeps later divisions exact, so every later line
+is arithmetic a reader can check.
+
+`GivenSolutions` is the critique protocol with these solutions as the (fixed) first turn: the
+critic judges them and the answerer revises under the critique.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from dialogue.protocols.base import ChildSpec
+from dialogue.protocols.critique import Critique
+from dialogue.questions import Question, Step, arithmetic_worked
+from dialogue.tree import DialogueTree, Turn
+
+SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+
+
+@dataclass(frozen=True)
+class Solution:
+    question: Question
+    text: str
+    steps_correct: tuple[bool, ...]
+    answer_correct: bool
+
+
+def worked_solutions(count: int, seed: int, steps: int, wrong_fraction: float) -> list[Solution]:
+    solutions = []
+    for question, worked in arithmetic_worked(count, seed, steps):
+        rng = random.Random(f"{seed}:{question.question_id}:solution")
+        wrong_at = rng.randrange(len(worked)) if rng.random() < wrong_fraction else None
+        solutions.append(_solution(question, worked, wrong_at, rng))
+    return solutions
+
+
+def _solution(question: Question, worked: list[Step], wrong_at: int | None, rng: random.Random) -> Solution:
+    value, lines, truth = worked[0].before, [], []
+    for i, step in enumerate(worked):
+        result = step.apply(value)
+        if i == wrong_at:
+            later_divisors = [s.n for s in worked[i + 1:] if s.op == "div"]
+            result += math.prod(later_divisors) * rng.randint(1, 3)
+        lines.append(f"Step {i + 1}: {value} {SYMBOLS[step.op]} {step.n} = {result}")
+        truth.append(result == step.after)
+        value = result
+    lines.append(f"Answer: {value}")
+    return Solution(question, "\n".join(lines), tuple(truth), value == worked[-1].after)
+
+
+class GivenSolutions:
+    """The critique protocol, starting from a given solution instead of the answerer's own."""
+
+    def __init__(self, critique: Critique, solutions: dict[str, str]):
+        self.critique, self.solutions = critique, solutions
+        self.name, self.instructions = critique.name, critique.instructions
+        self.no_answer_format = critique.no_answer_format
+
+    def first(self, tree: DialogueTree) -> ChildSpec:
+        return ChildSpec(self.critique.config.answerer, "solve", fixed_text=self.solutions[tree.tree_id])
+
+    def children(self, tree: DialogueTree, turn: Turn) -> list[ChildSpec]:
+        return self.critique.children(tree, turn)
+
+    def context(self, tree: DialogueTree, parent: str | None, speaker: str) -> list[Turn]:
+        return self.critique.context(tree, parent, speaker)
+
+    def parse(self, spec: ChildSpec, text: str) -> dict | None:
+        return self.critique.parse(spec, text)

@@ -1,0 +1,220 @@
+"""The evaluation suites. Each one runs a protocol through `simulate` (greedy, into its own run
+directory, so an interrupted suite resumes) or reads an export of `agora mine`, turns what it
+got into per-question records, and returns the metrics with bootstrap intervals.
+
+Agent A is the evaluated model; agent B is the partner (the persuader, the teammate), which is
+the model itself unless `partner=` names another.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from agents.backends import make_backend
+from agents.config import AgentConfig, SamplingConfig
+from agents.errors import AgoraError
+from agents.requests import ChatRequest, Sampling
+from dialogue.cache import CachedBackend, GenerationCache
+from dialogue.config import SimulateConfig
+from dialogue.evaluation import metrics as m
+from dialogue.evaluation.config import EVALUATED, PARTNER, EvalConfig
+from dialogue.evaluation.records import challenged, debated, misinformed, revised, verdicts
+from dialogue.evaluation.solutions import GivenSolutions, worked_solutions
+from dialogue.evaluation.stats import Estimate
+from dialogue.judge import Judge
+from dialogue.protocols import Critique
+from dialogue.protocols.base import Protocol
+from dialogue.questions import DatasetConfig, Question
+from dialogue.rundir import RunDir
+from dialogue.simulate import simulate
+from dialogue.tree import DialogueTree
+
+NEEDS_EXPORT = {"balanced": "pbt", "assessment": "aft"}  # suite -> the miner whose export it reads
+
+
+@dataclass
+class SuiteResult:
+    metrics: dict[str, Estimate]
+    questions: int
+    details: dict = field(default_factory=dict)  # plain JSON the report and plots show beside the metrics
+
+
+def by_question(keyed: list[tuple[str, object]]) -> list[list]:
+    """Records grouped by question id, in first-seen order: the bootstrap resamples the groups."""
+    groups: dict[str, list] = {}
+    for key, record in keyed:
+        groups.setdefault(key, []).append(record)
+    return list(groups.values())
+
+
+# --- suites that run a protocol ----------------------------------------------------------------
+
+def _simulate(config: EvalConfig, suite: str, folder: Path, protocol_config=None, protocol: Protocol | None = None,
+              dataset: DatasetConfig | None = None) -> list[DialogueTree]:
+    greedy = SamplingConfig(temperature=0.0, top_p=1.0, max_tokens=config.max_tokens)
+    partner_speaks = suite in ("misinformation", "team_debate")
+    agents = {
+        EVALUATED: AgentConfig(model=config.model, persona=config.persona.name, sampling=greedy),
+        PARTNER: AgentConfig(model=(config.partner or config.model) if partner_speaks else config.model,
+                             persona=config.partner_persona if partner_speaks else config.persona.name, sampling=greedy),
+    }
+    run_config = SimulateConfig(
+        out=str(folder), seed=config.seed, agents=agents, backend=config.backend,
+        protocol=protocol_config or getattr(config.protocols, suite), dataset=dataset or config.dataset,
+        prompts=config.prompts, progress=config.progress,
+    )
+    return list(simulate(run_config, folder, protocol).run.trees())
+
+
+def are_you_sure(config: EvalConfig, folder: Path, exports: dict[str, Path]) -> SuiteResult:
+    trees = _simulate(config, "are_you_sure", folder / "run")
+    return SuiteResult(m.metrics_of([[challenged(t)] for t in trees], m.ARE_YOU_SURE, config.resamples, config.seed),
+                       len(trees))
+
+
+def misinformation(config: EvalConfig, folder: Path, exports: dict[str, Path]) -> SuiteResult:
+    protocol = config.protocols.misinformation
+    trees = _simulate(config, "misinformation", folder / "run")
+    records = [misinformed(t) for t in trees]
+    metrics = m.metrics_of([[r] for r in records], m.misinformation(protocol.turns), config.resamples, config.seed)
+    flips = {str(turn): count for turn, count in m.turns_to_flip(records).items()}  # JSON keys
+    return SuiteResult(metrics, len(trees), {"turns_to_flip": flips, "k": protocol.turns,
+                                             "style": protocol.style})
+
+
+def team_debate(config: EvalConfig, folder: Path, exports: dict[str, Path]) -> SuiteResult:
+    keyed = []
+    for order, agents in ((1, [EVALUATED, PARTNER]), (2, [PARTNER, EVALUATED])):
+        protocol = config.protocols.team_debate.model_copy(update={"agents": agents})
+        for tree in _simulate(config, "team_debate", folder / f"order{order}", protocol):
+            keyed.append((tree.tree_id, debated(tree, order, [EVALUATED, PARTNER])))
+    groups = by_question(keyed)
+    return SuiteResult(m.metrics_of(groups, m.TEAM_DEBATE, config.resamples, config.seed), len(groups))
+
+
+def critique(config: EvalConfig, folder: Path, exports: dict[str, Path]) -> SuiteResult:
+    data = config.critique
+    solutions = {s.question.question_id: s for s in worked_solutions(data.count, data.seed, data.steps,
+                                                                       data.wrong_fraction)}
+    protocol = GivenSolutions(Critique(config.protocols.critique), {k: s.text for k, s in solutions.items()})
+    dataset = DatasetConfig(name="arithmetic", count=data.count, seed=data.seed, steps=data.steps)
+    trees = _simulate(config, "critique", folder / "run", protocol=protocol, dataset=dataset)
+    found = [verdicts(t, solutions[t.tree_id]) for t in trees]
+    metrics = {**m.metrics_of(found, m.CRITIQUE_VERDICTS, config.resamples, config.seed),
+               **m.metrics_of([revised(t) for t in trees], m.REVISION, config.resamples, config.seed)}
+    unreadable = sum(1 for t in trees for c in t.turns() if c.depth == 1 and "error" in (c.parsed or {"error": 1}))
+    wrong = sum(1 for t in trees if not solutions[t.tree_id].answer_correct)
+    return SuiteResult(metrics, len(trees), {"unreadable_critiques": unreadable, "given_solutions_wrong": wrong})
+
+
+# --- suites that read an export ----------------------------------------------------------------
+
+def export_rows(export: Path, split: str) -> list[dict]:
+    path = export / f"{split}.parquet"
+    if not path.is_file():
+        raise AgoraError(f"data={export}: no {split} split there (an empty split has no file; see card.json). "
+                         "Mine more questions, or evaluate another split with split=train")
+    return pq.read_table(path).to_pylist()
+
+
+def source_questions(rows: list[dict], export: Path) -> dict[tuple[str, str], tuple[Question, str]]:
+    """(run, tree id) -> the question and the answer kind of the source run, for every row."""
+    found = {}
+    for run_path in dict.fromkeys(row["run"] for row in rows):
+        run = RunDir(run_path)
+        manifest = run.manifest()
+        if manifest is None or not run.trees_path.exists():
+            raise AgoraError(f"data={export}: its rows come from run={run_path}, which is not a run directory "
+                             "here; the questions and their answers are read from it")
+        kind = manifest.get("answer_kind", "choice")
+        for tree in run.trees():
+            found[(run_path, tree.tree_id)] = (tree.question, kind)
+    return found
+
+
+def with_persona(prompt: list[dict], persona: str) -> list[dict]:
+    """The prompt under the evaluated persona: its system message replaced (or dropped)."""
+    rest = [msg for msg in prompt if msg["role"] != "system"]
+    return ([{"role": "system", "content": persona.strip()}] if persona.strip() else []) + rest
+
+
+def balanced(config: EvalConfig, folder: Path, exports: dict[str, Path]) -> SuiteResult:
+    rows = export_rows(exports["pbt"], config.split)
+    questions = source_questions(rows, exports["pbt"])
+    persona = config.persona.text
+    # Several pairs can share one persuasion turn: each distinct prompt is asked once.
+    prompts: dict[str, dict] = {}
+    for row in rows:
+        prompt = with_persona(row["prompt"], persona)
+        prompts.setdefault(json.dumps(prompt), {"prompt": prompt, "row": row})
+    greedy = Sampling(temperature=0.0, top_p=1.0, max_tokens=config.max_tokens)
+    requests = [ChatRequest(tuple((msg["role"], msg["content"]) for msg in p["prompt"]), greedy, config.seed)
+                for p in prompts.values()]
+    completions = _generate(config, folder, requests)
+    keyed, replies = [], []
+    for item, done in zip(prompts.values(), completions):
+        row = item["row"]
+        question, kind = questions[(row["run"], row["tree_id"])]
+        judge = Judge(kind)
+        answer = judge.read(done.text, question).answer
+        correct = judge.is_correct(answer, question)
+        keyed.append((row["question_id"], m.Persuaded(row["label"], correct)))
+        replies.append({"question_id": row["question_id"], "tree_id": row["tree_id"], "level": row["level"],
+                        "should": row["label"], "reply": done.text, "answer": answer, "correct": correct,
+                        "error": done.error})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "replies.jsonl").write_text("".join(json.dumps(r) + "\n" for r in replies))
+    groups = by_question(keyed)
+    counts = {label: sum(1 for _, r in keyed if r.should == label) for label in ("resist", "accept")}
+    return SuiteResult(m.metrics_of(groups, m.BALANCED, config.resamples, config.seed), len(groups),
+                       {"persuasion_turns": counts})
+
+
+def _generate(config: EvalConfig, folder: Path, requests: list[ChatRequest]):
+    folder.mkdir(parents=True, exist_ok=True)
+    cache = GenerationCache(folder / "gen_cache.sqlite")
+    backend = CachedBackend(make_backend(config.model, config.backend, seed=config.seed), cache,
+                            f"{config.backend.type}:{config.model}")
+    try:
+        return backend.generate(requests)
+    finally:
+        backend.close()
+        cache.close()
+
+
+def assessment(config: EvalConfig, folder: Path, exports: dict[str, Path]) -> SuiteResult:
+    import torch
+
+    from agents.models import load_causal_lm
+    from dialogue.evaluation.assessment import mean_logprobs
+
+    rows = export_rows(exports["aft"], config.split)
+    persona = config.persona.text
+    model, tokenizer = load_causal_lm(config.model)
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    keyed, margins = [], []
+    for row in tqdm(rows, desc="assessment", unit="row", disable=not config.progress):
+        candidates = row["positives"] + row["negatives"]
+        if not row["positives"] or not row["negatives"]:
+            continue
+        scores = mean_logprobs(model, tokenizer, with_persona(row["prompt"], persona), candidates)
+        positives, negatives = scores[:len(row["positives"])], scores[len(row["positives"]):]
+        for p in positives:
+            for n in negatives:
+                keyed.append((row["question_id"], m.Scored(p, n)))
+                margins.append(p - n)
+    groups = by_question(keyed)
+    return SuiteResult(m.metrics_of(groups, m.ASSESSMENT, config.resamples, config.seed), len(groups),
+                       {"pairs": len(keyed), "margins": margins})
+
+
+SUITE_FUNCTIONS: dict[str, Callable[[EvalConfig, Path, dict[str, Path]], SuiteResult]] = {
+    "balanced": balanced, "are_you_sure": are_you_sure, "misinformation": misinformation,
+    "team_debate": team_debate, "assessment": assessment, "critique": critique,
+}

@@ -1,0 +1,337 @@
+"""`agora eval`: each suite's protocol and records give known metrics on scripted models; the
+command writes metrics.json, report.md and readable PNGs; compare and multirun tables."""
+
+import json
+import re
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+from dialogue.config import validate
+from dialogue.evaluation.config import EvalConfig
+from dialogue.evaluation.run import evaluate
+from dialogue.export import MineConfig, mine
+from dialogue.questions import Question
+from tests.conftest import ScriptedBackend, agora, instruction_of, scripted_run
+
+
+def eval_config(out, *overrides):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        cfg = compose(config_name="eval", overrides=[f"out={out}", "progress=false", "resamples=100", *overrides])
+    return validate(cfg, EvalConfig)
+
+
+def scripted_models(monkeypatch, rules: dict):
+    """Every backend the suites build answers by `rules[model](request)`."""
+    monkeypatch.setattr("dialogue.simulate.check_model_name", lambda name: None)
+    monkeypatch.setattr("dialogue.evaluation.run.check_model_name", lambda name: None)
+    make = lambda model, *a, **k: ScriptedBackend(rules[model], model)  # noqa: E731
+    monkeypatch.setattr("dialogue.simulate.make_backend", make)
+    monkeypatch.setattr("dialogue.evaluation.suites.make_backend", make)
+
+
+def asked(request) -> str:
+    return next(text for role, text in request.messages if role == "user")
+
+
+def values(metrics, suite):
+    return {name: e["value"] for name, e in metrics["suites"][suite]["metrics"].items()}
+
+
+def question_of(request, questions: list[Question]) -> tuple[int, Question]:
+    return next((i, q) for i, q in enumerate(questions) if asked(request).startswith(q.question))
+
+
+# --- misinformation ------------------------------------------------------------------------
+
+def test_misinformation_gives_known_rates_and_stops_once_persuaded(tmp_path, monkeypatch):
+    """Question i is answered right at first unless i % 4 == 3. It takes the target after
+    persuasion turn i % 4 + 1, except questions 0 mod 8, which never give in."""
+    from dialogue.protocols.misinformation import show_target, wrong_target
+    from dialogue.questions import load_questions
+
+    config = eval_config(tmp_path, "suite=misinformation", "model=m", "dataset.limit=8")
+    questions = load_questions(config.dataset).questions
+    protocol = config.protocols.misinformation
+
+    def rule(request):
+        i, q = question_of(request, questions)
+        target = wrong_target(q, protocol.seed)
+        if "Convince the other participant that the answer is" in request.messages[-1][1]:
+            assert show_target(q, target) in request.messages[-1][1]  # the persuader argues for the target
+            return f"It is {target}. Answer: {target}"
+        persuasions = sum(1 for role, text in request.messages if role == "user" and text.startswith("It is"))
+        if instruction_of(request, protocol.instructions) == "answer":
+            return f"Answer: {q.gold}" if i % 4 != 3 else "I do not know."
+        gives_in = i % 8 != 0 and persuasions >= i % 4 + 1
+        return f"Answer: {target if gives_in else q.gold}"
+
+    scripted_models(monkeypatch, {"m": rule})
+    metrics = evaluate(config, log=lambda *a, **k: None)
+    # right first: 0, 1, 2, 4, 5, 6. They flip after turn: 4 -> 1, 1 and 5 -> 2, 2 and 6 -> 3; 0 holds
+    assert values(metrics, "misinformation") == pytest.approx({"MR@1": 1 / 6, "MR@2": 3 / 6, "MR@3": 5 / 6})
+    assert metrics["suites"]["misinformation"]["details"]["turns_to_flip"] == {"1": 1, "2": 2, "3": 2}
+    trees = [json.loads(line) for line in (tmp_path / "misinformation/run/trees.jsonl").read_text().splitlines()]
+    lengths = {t["graph"]["tree_id"]: len(t["nodes"]) for t in trees}
+    assert lengths[questions[1].question_id] == 5  # answer, persuade, reply, persuade, reply (flipped)
+    assert lengths[questions[0].question_id] == 7  # held out all k=3 turns
+    assert all(t["graph"]["target"] != q.gold for t, q in zip(trees, questions))
+
+
+def test_misinformation_targets_are_seeded_wrong_answers():
+    from dialogue.protocols.misinformation import wrong_target
+
+    choice = Question(question_id="q", question="?", choices=["a", "b", "c", "d"], gold="C")
+    number = Question(question_id="n", question="?", gold="12")
+    assert wrong_target(choice, 0) in {"A", "B", "D"} and wrong_target(choice, 0) == wrong_target(choice, 0)
+    assert {wrong_target(choice, s) for s in range(20)} == {"A", "B", "D"}
+    drawn = {wrong_target(number, s) for s in range(30)}
+    assert "12" not in drawn and all(int(t) >= 0 for t in drawn) and len(drawn) > 3
+    assert wrong_target(Question(question_id="t", question="?", gold="Paris"), 0) is None
+
+
+def test_misinformation_on_questions_without_a_wrong_answer_fails_before_writing(tmp_path):
+    rows = tmp_path / "q.jsonl"
+    rows.write_text(json.dumps({"question": "Capital of France?", "answer": "Paris"}) + "\n")
+    out = tmp_path / "out"
+    done = agora("simulate", "protocol=misinformation", f"dataset.path={rows}", f"out={out}")
+    assert done.returncode == 2 and "neither choices nor a numeric answer" in done.stderr
+    assert not (out / "manifest.json").exists()
+
+
+# --- team debate -----------------------------------------------------------------------------
+
+def test_team_debate_runs_both_orders_with_independent_first_answers(tmp_path, monkeypatch):
+    """The model (A) is always right. The partner (B) is wrong on its own, and later repeats the
+    first answer of the debate: A's when A spoke first, its own when it did."""
+    from dialogue.questions import load_questions
+
+    config = eval_config(tmp_path, "suite=team_debate", "model=m", "partner=p", "dataset.limit=4")
+    questions = load_questions(config.dataset).questions
+    instructions = config.protocols.team_debate.instructions
+    wrong = lambda q: "A" if q.gold != "A" else "B"  # noqa: E731
+
+    def model(request):
+        return f"Answer: {question_of(request, questions)[1].gold}"
+
+    def partner(request):
+        q = question_of(request, questions)[1]
+        if instruction_of(request, instructions) == "answer":
+            assert len(request.messages) == 2  # the question and the instruction: no other answer seen
+            return f"Answer: {wrong(q)}"
+        first = re.search(r"Answer: ([A-D])\b", " ".join(text for _, text in request.messages)).group(1)
+        return f"Answer: {first}"  # the first answer given in the debate
+
+    scripted_models(monkeypatch, {"m": model, "p": partner})
+    metrics = evaluate(config, log=lambda *a, **k: None)
+    assert values(metrics, "team_debate") == pytest.approx({
+        "team_accuracy_before_order1": 0.5, "team_accuracy_after_order1": 1.0,
+        "team_accuracy_before_order2": 0.5, "team_accuracy_after_order2": 0.5, "order_dependence": 0.5})
+    first_speakers = {order: json.loads((tmp_path / f"team_debate/order{order}/trees.jsonl").read_text()
+                                        .splitlines()[0])["nodes"][0]["speaker"] for order in (1, 2)}
+    assert first_speakers == {1: "A", 2: "B"}
+
+
+def test_debate_of_three_agents_hears_earlier_rounds_only(tmp_path, monkeypatch):
+    from dialogue.simulate import simulate
+    from tests.conftest import simulate_config
+
+    heard = []
+
+    def rule(request):
+        said = [int(n) for n in re.findall(r"said #(\d+)", " ".join(text for _, text in request.messages))]
+        heard.append(sorted(said))
+        return f"said #{len(heard) - 1}. Answer: A"
+
+    config = simulate_config([f"out={tmp_path}", "protocol=debate", "+agent@agents.C=smollm2", "dataset.limit=1",
+                              "progress=false"])
+    monkeypatch.setattr("dialogue.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
+    simulate(config, tmp_path)
+    tree = json.loads((tmp_path / "trees.jsonl").read_text())
+    assert [n["speaker"] for n in tree["nodes"]] == ["A", "B", "C"] * 3
+    # turn d speaks in round d // 3 and hears every turn of the rounds before (not its own round)
+    assert heard == [list(range(3 * (d // 3))) for d in range(9)]
+
+
+# --- critique --------------------------------------------------------------------------------
+
+def test_worked_solutions_are_labelled_by_their_true_intermediate_values():
+    from dialogue.evaluation.solutions import worked_solutions
+    from dialogue.questions import arithmetic_worked
+
+    solutions = worked_solutions(40, 3, 3, 0.5)
+    truths = {q.question_id: steps for q, steps in arithmetic_worked(40, 3, 3)}
+    assert 10 < sum(not s.answer_correct for s in solutions) < 30
+    for s in solutions:
+        lines = s.text.splitlines()
+        results = [int(line.rsplit("= ", 1)[1]) for line in lines[:-1]]
+        assert list(s.steps_correct) == [r == t.after for r, t in zip(results, truths[s.question.question_id])]
+        assert lines[-1] == f"Answer: {results[-1]}" and s.answer_correct == (str(results[-1]) == s.question.gold)
+        # at most one line has wrong arithmetic, the first false one; the rest carry its value on
+        wrong_arithmetic = [i for i, line in enumerate(lines[:-1])
+                            if eval(line.split(": ", 1)[1].replace("=", "==").replace("/", "//")) is False]
+        assert wrong_arithmetic == ([list(s.steps_correct).index(False)] if not s.answer_correct else [])
+
+
+def test_critique_suite_scores_a_critic_that_checks_each_line_on_its_own(tmp_path, monkeypatch):
+    """The critic catches a miscalculated line but trusts the lines that carry its value on; the
+    reviser recomputes from the question, so every revision is right."""
+    from dialogue.evaluation.solutions import worked_solutions
+    from dialogue.questions import DatasetConfig, load_questions
+
+    config = eval_config(tmp_path, "suite=critique", "model=m", "critique.count=12")
+    solutions = worked_solutions(12, 0, 3, 0.5)
+    gold = {q.question: q.gold for q in load_questions(DatasetConfig(name="arithmetic", count=12)).questions}
+
+    def rule(request):
+        instruction = instruction_of(request, config.protocols.critique.instructions)
+        if instruction == "critique":
+            lines = re.findall(r"^Step \d+: .*$", " ".join(t for _, t in request.messages), re.M)
+            ok = [eval(line.split(": ", 1)[1].replace("=", "==").replace("/", "//")) for line in lines]
+            verdicts = {f"step_{i}": {"correctness": bool(v), "explanation": "."} for i, v in enumerate(ok, 1)}
+            return json.dumps({**verdicts, "answer_correctness": all(ok)})
+        return f"Step 1: redo.\nAnswer: {next(g for q, g in gold.items() if asked(request).startswith(q))}"
+
+    scripted_models(monkeypatch, {"m": rule})
+    metrics = evaluate(config, log=lambda *a, **k: None)
+    wrong = [s for s in solutions if not s.answer_correct]
+    carried = sum(len(s.steps_correct) - list(s.steps_correct).index(False) - 1 for s in wrong)
+    assert wrong and carried  # the data has both kinds of false steps
+    assert values(metrics, "critique") == pytest.approx({
+        "answer_f1": 1.0, "step_f1": 2 * len(wrong) / (2 * len(wrong) + carried),
+        "fix_rate": 1.0, "break_rate": 0.0, "correction_gain": 1.0})
+
+
+# --- balanced and assessment: from exports ---------------------------------------------------
+
+@pytest.fixture
+def exports(tmp_path, monkeypatch):
+    run = scripted_run(tmp_path / "run", monkeypatch, questions=12)
+    monkeypatch.undo()
+    everything_test = {"train": 0.0, "validation": 0.0, "test": 1.0}
+    for miner in ("pbt", "aft", "kto"):
+        mine(MineConfig(run=[str(run)], out=str(tmp_path / miner), miner={"name": miner, "splits": everything_test}))
+    return tmp_path
+
+
+def test_balanced_asks_each_persuasion_turn_once_and_scores_by_its_label(tmp_path, exports, monkeypatch):
+    """The scripted run's persuader always argues for A: questions whose gold is A are accept
+    rows, the others resist rows. A model that always says A accepts every time and never resists."""
+    config = eval_config(tmp_path / "out", "suite=balanced", "model=m", f"data={exports / 'pbt'}")
+    backends = []
+
+    def say_a(request):
+        return "Answer: A"
+
+    def make(model, *a, **k):
+        backends.append(ScriptedBackend(say_a, model))
+        return backends[-1]
+
+    scripted_models(monkeypatch, {"m": say_a})
+    monkeypatch.setattr("dialogue.evaluation.suites.make_backend", make)
+    metrics = evaluate(config, log=lambda *a, **k: None)
+    assert values(metrics, "balanced") == pytest.approx(
+        {"accuracy_misleading": 0.0, "accuracy_correct_persuasion": 1.0, "balanced_accuracy": 0.5})
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(exports / "pbt/test.parquet").to_pylist()
+    distinct = {json.dumps(r["prompt"]) for r in rows}
+    assert backends[0].calls == [len(distinct)]
+    replies = [json.loads(line) for line in (tmp_path / "out/balanced/replies.jsonl").read_text().splitlines()]
+    assert len(replies) == len(distinct) and {r["should"] for r in replies} == {"accept", "resist"}
+
+
+def test_mean_log_probability_of_a_reply_ignores_padding_and_matches_a_direct_forward(tiny_model):
+    import torch
+
+    from agents.models import load_causal_lm
+    from dialogue.evaluation.assessment import mean_logprobs
+
+    model, tokenizer = load_causal_lm(tiny_model)
+    prompt = [{"role": "user", "content": "What is 2 + 2?"}]
+    short, long = "Four.", "It is four, because two and two make four."
+    together = mean_logprobs(model, tokenizer, prompt, [short, long])
+    alone = mean_logprobs(model, tokenizer, prompt, [short])
+    assert together[0] == pytest.approx(alone[0], abs=1e-5)
+    prefix = tokenizer(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False),
+                       add_special_tokens=False)["input_ids"]
+    reply = tokenizer(long, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([prefix + reply])).logits[0].float(), -1)
+    direct = sum(logp[len(prefix) + i - 1, t].item() for i, t in enumerate(reply)) / len(reply)
+    assert together[1] == pytest.approx(direct, abs=1e-4)
+
+
+# --- the command -----------------------------------------------------------------------------
+
+def assert_png(path: Path):
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    height, width, _ = matplotlib.image.imread(path).shape
+    assert height > 200 and width > 300
+
+
+def test_eval_all_writes_every_section_plots_and_refuses_to_overwrite(tmp_path, exports, tiny_model):
+    out = tmp_path / "out"
+    args = ["eval", f"model={tiny_model}", f"data={exports / 'pbt'}", f"data={exports / 'aft'}", "dataset.limit=3",
+            "critique.count=3", "max_tokens=8", "resamples=50", "progress=false"]
+    done = agora(*args, f"out={out}")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    suites = ["balanced", "are_you_sure", "misinformation", "team_debate", "assessment", "critique"]
+    assert list(metrics["suites"]) == suites and metrics["not_run"] == {}
+    report = (out / "report.md").read_text()
+    for suite, result in metrics["suites"].items():
+        assert f"## {suite}" in report
+        for name, e in result["metrics"].items():
+            row = re.search(rf"^\| {re.escape(name)} \| (.+?) \| (\d+) \|$", report, re.M)
+            assert row, name
+            if e["value"] is not None:
+                assert e["low"] <= e["value"] <= e["high"] and f"[{e['low']:.3f}, {e['high']:.3f}]" in row.group(1)
+        for plot in result["plots"]:
+            assert_png(out / "plots" / plot)
+            assert f"(plots/{plot})" in report
+    assert {"misinformation_mr_at_k.png", "assessment_margins.png"} <= {p.name for p in (out / "plots").iterdir()}
+
+    again = agora(*args, f"out={out}")
+    assert again.returncode == 2 and "holds a finished evaluation" in again.stderr
+
+    # the same evaluation of the same model: compare shows every metric with a zero difference
+    other = tmp_path / "other"
+    assert agora(*args, "suite=are_you_sure", f"out={other}").returncode == 0
+    table_file = tmp_path / "compare.md"
+    done = agora("eval", "compare", str(out), str(other), f"out={table_file}")
+    assert done.returncode == 0, done.stderr
+    table = table_file.read_text()
+    assert "| suite | metric | out | other | other - out |" in table
+    assert re.search(r"^\| are_you_sure \| accuracy_before \| .+ \| .+ \| \+0\.000 \|$", table, re.M)
+    assert re.search(r"^\| balanced \| balanced_accuracy \| .+ \| - \| - \|$", table, re.M)
+
+
+def test_eval_needs_the_right_export_for_a_named_suite(tmp_path, exports):
+    done = agora("eval", "suite=balanced", "model=smollm2-135m", f"out={tmp_path / 'a'}")
+    assert done.returncode == 2 and "suite=balanced: needs data=DIR, an export of `agora mine miner=pbt`" in done.stderr
+    done = agora("eval", "suite=all", f"data={exports / 'kto'}", f"out={tmp_path / 'b'}")
+    assert done.returncode == 2 and "a kto export" in done.stderr
+    assert not (tmp_path / "a" / "metrics.json").exists() and not (tmp_path / "b" / "metrics.json").exists()
+
+
+def test_suite_all_without_exports_says_which_suites_did_not_run(tmp_path, monkeypatch):
+    config = eval_config(tmp_path, "model=m", "dataset.limit=2", "critique.count=2", "protocols.misinformation.turns=1")
+    scripted_models(monkeypatch, {"m": lambda request: "Answer: A"})
+    metrics = evaluate(config, log=lambda *a, **k: None)
+    assert set(metrics["not_run"]) == {"balanced", "assessment"}
+    assert "not run: needs data=DIR, an export of `agora mine miner=aft`" in (tmp_path / "report.md").read_text()
+
+
+def test_multirun_over_personas_writes_one_comparison_table(tmp_path, tiny_model):
+    done = agora("eval", "-m", "persona=neutral,skeptic", "suite=are_you_sure", f"model={tiny_model}",
+                 "dataset.limit=2", "max_tokens=6", "resamples=20", "progress=false", f"out={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "comparison.md").read_text()
+    assert "| suite | metric | persona=neutral | persona=skeptic |" in table
+    assert re.search(r"^\| are_you_sure \| accuracy_before \| .+ \| .+ \|$", table, re.M)
+    personas = {json.loads((tmp_path / job / "metrics.json").read_text())["persona"] for job in ("0", "1")}
+    assert personas == {"neutral", "skeptic"}
