@@ -1,7 +1,9 @@
 """The whole loop on the embedded SmolLM2, as a user runs it: simulate -> mine -> train pbt with
-LoRA -> simulate with the trained adapter as the persuadee."""
+LoRA -> simulate with the trained adapter as the persuadee -> evaluate the base model and the
+adapter with every suite -> compare them."""
 
 import json
+import re
 
 import pytest
 
@@ -31,3 +33,37 @@ def test_simulate_mine_train_pbt_lora_and_simulate_with_the_adapter(tmp_path):
     turns = [node for line in (after / "trees.jsonl").read_text().splitlines() for node in json.loads(line)["nodes"]]
     persuadee = [t for t in turns if t["speaker"] == "B"]
     assert persuadee and all(t["gen"]["model"] == str(model) and t["text"] for t in persuadee)
+
+    evaluate_base_and_adapter(tmp_path, run, data, model)
+
+
+SUITES = ["balanced", "are_you_sure", "misinformation", "team_debate", "assessment", "critique"]
+
+
+def evaluate_base_and_adapter(tmp_path, run, pbt, adapter):
+    aft = tmp_path / "aft"
+    done = agora("mine", f"run={run}", "miner=aft", f"out={aft}")
+    assert done.returncode == 0, done.stderr
+    # a small slice; the exports are tiny, so their train split stands in for held-out data
+    for name, model in (("base", "smollm2-135m"), ("pbt", str(adapter))):
+        done = agora("eval", "suite=all", f"model={model}", f"data={pbt}", f"data={aft}", "split=train",
+                     "dataset.limit=4", "critique.count=3", "protocols.misinformation.turns=2", "max_tokens=64",
+                     "resamples=200", "progress=false", f"out={tmp_path / name}")
+        assert done.returncode == 0, done.stderr
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert list(metrics["suites"]) == SUITES and metrics["model"] == model
+        report = (tmp_path / name / "report.md").read_text()
+        for suite, result in metrics["suites"].items():
+            assert f"## {suite}" in report
+            defined = [e for e in result["metrics"].values() if e["value"] is not None]
+            assert defined, f"{suite}: no metric is defined on this slice"
+            assert all(e["low"] <= e["value"] <= e["high"] for e in defined)
+            assert re.search(r"\| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", report.split(f"## {suite}")[1])
+            for plot in result["plots"]:
+                assert (tmp_path / name / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
+
+    done = agora("eval", "compare", str(tmp_path / "base"), str(tmp_path / "pbt"))
+    assert done.returncode == 0, done.stderr
+    assert "| suite | metric | base | pbt | pbt - base |" in done.stdout
+    for suite in SUITES:
+        assert f"| {suite} |" in done.stdout

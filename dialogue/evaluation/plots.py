@@ -74,6 +74,7 @@ def _save(fig, path: Path) -> None:
 
 def draw(suite: str, result: dict, folder: Path, model: str) -> list[str]:
     """The suite's plots under `folder`; their file names."""
+    model = Path(model).name if Path(model).is_dir() else model  # an adapter's folder, not its whole path
     names = [f"{suite}.png"]
     metric_bars(suite, result["metrics"], folder / names[0], model)
     details = result.get("details", {})
