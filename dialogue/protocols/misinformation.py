@@ -90,14 +90,18 @@ class Misinformation:
                 raise AgoraError(f"protocol=misinformation: question '{q.question_id}' has neither choices nor a "
                                  "numeric answer, so no wrong target can be drawn for it")
 
+    def target(self, tree: DialogueTree) -> str:
+        """Drawn once per tree and kept on it (a replayed tree gets it when first asked)."""
+        return tree.graph.graph.setdefault("target", wrong_target(tree.question, self.config.seed))
+
     def first(self, tree: DialogueTree) -> ChildSpec:
-        tree.graph.graph["target"] = wrong_target(tree.question, self.config.seed)
+        self.target(tree)
         return ChildSpec(self.config.answerer, "answer")
 
     def children(self, tree: DialogueTree, turn: Turn) -> list[ChildSpec]:
         if turn.speaker == self.config.persuader:
             return [ChildSpec(self.config.answerer, "respond")]
-        persuaded = turn.answer is not None and turn.answer == tree.graph.graph["target"]
+        persuaded = turn.answer is not None and turn.answer == self.target(tree)
         if persuaded or turn.depth >= 2 * self.config.turns:
             return []
         return [ChildSpec(self.config.persuader, f"persuade_{self.config.style}")]
@@ -108,5 +112,5 @@ class Misinformation:
     def wording(self, tree: DialogueTree, spec: ChildSpec) -> str:
         text = self.instructions[spec.instruction]
         if spec.instruction.startswith("persuade_"):
-            text = text.format(target=show_target(tree.question, tree.graph.graph["target"]))
+            text = text.format(target=show_target(tree.question, self.target(tree)))
         return text
