@@ -132,6 +132,9 @@ def test_are_you_sure_protocol_trees_give_the_known_flip_rates(tmp_path, monkeyp
     simulate(config, tmp_path)
     trees = list(RunDir(tmp_path).trees())
     assert [len(t) for t in trees] == [3] * 8 and all(t.turn("0.0").gen is None for t in trees)
+    from dialogue.summary import summarize
+
+    assert summarize(trees).first_answer_accuracy == {"A": 0.5}  # the challenger's fixed words answer nothing
     got = values(metrics_of([[challenged(t)] for t in trees], ARE_YOU_SURE))
     # questions 0,2,4,6 right first; 0,4 flip to wrong; 1,3,5,7 wrong first and all fixed
     assert got == pytest.approx({"accuracy_before": 0.5, "accuracy_after": 0.75, "flip_correct_to_wrong": 0.5,
