@@ -108,7 +108,7 @@ def main():
     personas = {n: load_persona(a.persona) for n, a in config.agents.items()}
     with tempfile.TemporaryDirectory() as tmp:
         # Models load once, outside the timed part; the cache is bypassed so every turn is generated.
-        agents, cached = build_agents(config, personas, GenerationCache(os.path.join(tmp, "unused.sqlite")))
+        agents, cached = build_agents(config, personas, GenerationCache(os.path.join(tmp, "unused.sqlite")), {})
     backends = {key: b.backend for key, b in cached.items()}
     engine_stats, engine_trees = run(config, agents, backends, "engine")
     wrapper = GeneratePerTurn if args.baseline == "hf-generate" else OneCallPerTurn

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agents.agent import Agent
 from agents.backends import make_backend
-from agents.config import OpenAIBackendConfig
+from agents.config import BackendConfig, OpenAIBackendConfig
 from agents.models import check_model_name
 from agents.requests import Backend
 from dialogue.cache import CachedBackend, GenerationCache
@@ -33,9 +33,12 @@ class Result:
     skipped_rows: int
 
 
-def simulate(config: SimulateConfig, out: str | Path, protocol: Protocol | None = None) -> Result:
+def simulate(config: SimulateConfig, out: str | Path, protocol: Protocol | None = None,
+             pool: dict[str, Backend] | None = None) -> Result:
     """`protocol`: an object that stands in for the configured protocol (the evaluation suites'
-    given solutions); by default the one `config.protocol` names."""
+    given solutions); by default the one `config.protocol` names. `pool`: backends by
+    `backend_key`, shared with the caller, who closes them (the evaluation suites load a
+    model once for all their runs); the backends this run needs are added to it."""
     # Everything a user can get wrong is checked before anything is written.
     loaded = load_questions(config.dataset)
     kind = judge_kind(config.dataset, loaded.questions)
@@ -52,25 +55,28 @@ def simulate(config: SimulateConfig, out: str | Path, protocol: Protocol | None 
     run.begin(_manifest(config, loaded.source, len(loaded.questions), loaded.skipped, base_kind))
     done = run.done_tree_ids()
     todo = [q for q in loaded.questions if q.question_id not in done]
-    stats = grow(config, protocol, personas, run, todo, kind, base_kind)
+    stats = grow(config, protocol, personas, run, todo, kind, base_kind, pool)
     summary = summarize(list(run.trees()), {config.protocol.responder})
     run.finish({**summary.to_dict(), "skipped_rows": loaded.skipped, "failed_requests": stats.failed_requests})
     return Result(run, stats, summary, loaded.skipped)
 
 
 def grow(config: SimulateConfig, protocol: Protocol, personas: dict[str, str], run: RunDir,
-         questions: list[Question], kind: str, base_kind: str) -> Stats:
-    """Load the agents' models and grow one tree per question into `run`, each appended whole."""
+         questions: list[Question], kind: str, base_kind: str, pool: dict[str, Backend] | None = None) -> Stats:
+    """Load the agents' models (or take them from `pool`) and grow one tree per question into
+    `run`, each appended whole."""
     if not questions:
         return Stats()
+    owned = pool is None
+    pool = {} if owned else pool
     cache = GenerationCache(run.cache_path)
-    agents, backends = build_agents(config, personas, cache)
+    agents, backends = build_agents(config, personas, cache, pool)
     try:
         engine = Engine(
             protocol=protocol,
             agents=agents,
             backends=backends,
-            judge=make_judge(config, kind, base_kind, agents, backends),
+            judge=make_judge(config, kind, base_kind, agents, backends, pool),
             answer_format=config.prompts.answer_format[base_kind],
             seed=config.seed,
             progress=config.progress,
@@ -79,27 +85,41 @@ def grow(config: SimulateConfig, protocol: Protocol, personas: dict[str, str], r
         trees = [DialogueTree.new(q.question_id, q, protocol.name, agents_info) for q in questions]
         return engine.run(trees, run.append)
     finally:
-        for backend in backends.values():
-            backend.close()
+        if owned:
+            for backend in pool.values():
+                backend.close()
         cache.close()
 
 
+def backend_key(model: str, backend: BackendConfig) -> str:
+    return f"{backend.type}:{model}:{backend.model_dump_json()}"
+
+
+def load_backend(pool: dict[str, Backend], model: str, backend: BackendConfig, seed: int) -> Backend:
+    """The backend serving `model` with these settings, loaded once into `pool`."""
+    key = backend_key(model, backend)
+    if key not in pool:
+        pool[key] = make_backend(model, backend, seed=seed)
+    return pool[key]
+
+
 def build_agents(
-    config: SimulateConfig, personas: dict[str, str], cache: GenerationCache
+    config: SimulateConfig, personas: dict[str, str], cache: GenerationCache, pool: dict[str, Backend]
 ) -> tuple[dict[str, Agent], dict[str, Backend]]:
-    """Agents that use the same model on the same backend share one loaded instance."""
+    """Agents that use the same model on the same backend share one loaded instance; each run
+    reads and fills its own generation cache in front of it."""
     agents, backends = {}, {}
     for name, agent_cfg in config.agents.items():
         backend_cfg = agent_cfg.backend or config.backend
-        key = f"{backend_cfg.type}:{agent_cfg.model}:{backend_cfg.model_dump_json()}"
+        key = backend_key(agent_cfg.model, backend_cfg)
         if key not in backends:
-            backend = make_backend(agent_cfg.model, backend_cfg, seed=config.seed)
+            backend = load_backend(pool, agent_cfg.model, backend_cfg, config.seed)
             backends[key] = CachedBackend(backend, cache, f"{backend_cfg.type}:{agent_cfg.model}")
         agents[name] = Agent(name, agent_cfg.model, personas[name], agent_cfg.sampling.to_sampling(), key)
     return agents, backends
 
 
-def make_judge(config: SimulateConfig, kind: str, base_kind: str, agents, backends) -> Judge:
+def make_judge(config: SimulateConfig, kind: str, base_kind: str, agents, backends, pool) -> Judge:
     if kind != "llm":
         return Judge(kind)
     first_role = agents[next(iter(config.protocol.roles.values()))]
@@ -107,8 +127,7 @@ def make_judge(config: SimulateConfig, kind: str, base_kind: str, agents, backen
         backend = backends[first_role.backend_key]
     else:
         check_model_name(config.judge_model)
-        backend = make_backend(config.judge_model, config.backend, seed=config.seed)
-        backends[f"judge:{config.judge_model}"] = backend
+        backend = load_backend(pool, config.judge_model, config.backend, config.seed)
     return Judge("llm", base_kind, backend, config.prompts.judge)
 
 

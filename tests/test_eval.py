@@ -25,12 +25,18 @@ def eval_config(out, *overrides):
 
 
 def scripted_models(monkeypatch, rules: dict):
-    """Every backend the suites build answers by `rules[model](request)`."""
+    """Every backend the suites build answers by `rules[model](request)`; returns the models
+    in the order they were loaded."""
     monkeypatch.setattr("dialogue.simulate.check_model_name", lambda name: None)
     monkeypatch.setattr("dialogue.evaluation.run.check_model_name", lambda name: None)
-    make = lambda model, *a, **k: ScriptedBackend(rules[model], model)  # noqa: E731
+    loads = []
+
+    def make(model, *a, **k):
+        loads.append(model)
+        return ScriptedBackend(rules[model], model)
+
     monkeypatch.setattr("dialogue.simulate.make_backend", make)
-    monkeypatch.setattr("dialogue.evaluation.suites.make_backend", make)
+    return loads
 
 
 def asked(request) -> str:
@@ -231,7 +237,7 @@ def test_balanced_asks_each_persuasion_turn_once_and_scores_by_its_label(tmp_pat
         return backends[-1]
 
     scripted_models(monkeypatch, {"m": say_a})
-    monkeypatch.setattr("dialogue.evaluation.suites.make_backend", make)
+    monkeypatch.setattr("dialogue.simulate.make_backend", make)
     metrics = evaluate(config, log=lambda *a, **k: None)
     assert values(metrics, "balanced") == pytest.approx(
         {"accuracy_misleading": 0.0, "accuracy_correct_persuasion": 1.0, "balanced_accuracy": 0.5})
@@ -320,9 +326,11 @@ def test_eval_needs_the_right_export_for_a_named_suite(tmp_path, exports):
 
 def test_suite_all_without_exports_says_which_suites_did_not_run(tmp_path, monkeypatch):
     config = eval_config(tmp_path, "model=m", "dataset.limit=2", "critique.count=2", "protocols.misinformation.turns=1")
-    scripted_models(monkeypatch, {"m": lambda request: "Answer: A"})
+    loads = scripted_models(monkeypatch, {"m": lambda request: "Answer: A"})
     metrics = evaluate(config, log=lambda *a, **k: None)
     assert set(metrics["not_run"]) == {"balanced", "assessment"}
+    assert list(metrics["suites"]) == ["are_you_sure", "misinformation", "team_debate", "critique"]
+    assert loads == ["m"]  # one model, loaded once for five runs
     assert "not run: needs data=DIR, an export of `agora mine miner=aft`" in (tmp_path / "report.md").read_text()
 
 

@@ -21,7 +21,7 @@ from dialogue.config import load_persona
 from dialogue.evaluation.config import EvalConfig
 from dialogue.evaluation.plots import draw
 from dialogue.evaluation.report import compare_markdown, load_metrics, report_markdown
-from dialogue.evaluation.suites import NEEDS_EXPORT, SUITE_FUNCTIONS
+from dialogue.evaluation.suites import NEEDS_EXPORT, SUITE_FUNCTIONS, Shared
 from dialogue.rundir import now
 
 
@@ -42,14 +42,17 @@ def evaluate(config: EvalConfig, overrides: list[str] | None = None, log=print) 
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     out.mkdir(parents=True, exist_ok=True)
 
-    suites = {}
-    for suite in to_run:
-        log(f"== {suite}", flush=True)
-        result = SUITE_FUNCTIONS[suite](config, out / suite, exports)
-        suites[suite] = {"metrics": {k: e.to_dict() for k, e in result.metrics.items()},
-                         "questions": result.questions, "details": result.details}
-        for name, e in result.metrics.items():
-            log(f"   {name}: {e}")
+    suites, shared = {}, Shared(exports)
+    try:
+        for suite in to_run:
+            log(f"== {suite}", flush=True)
+            result = SUITE_FUNCTIONS[suite](config, out / suite, shared)
+            suites[suite] = {"metrics": {k: e.to_dict() for k, e in result.metrics.items()},
+                             "questions": result.questions, "details": result.details}
+            for name, e in result.metrics.items():
+                log(f"   {name}: {e}")
+    finally:
+        shared.close()
     for suite, result in suites.items():
         result["plots"] = draw(suite, result, out / "plots", config.model)
     metrics = {

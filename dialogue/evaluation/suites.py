@@ -3,7 +3,7 @@ directory, so an interrupted suite resumes) or reads an export of `agora mine`, 
 got into per-question records, and returns the metrics with bootstrap intervals.
 
 Agent A is the evaluated model; agent B is the partner (the persuader, the teammate), which is
-the model itself unless `partner=` names another.
+the model itself unless `partner=` names another. A model is loaded once for all the suites.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from agents.backends import make_backend
 from agents.config import AgentConfig, SamplingConfig
 from agents.errors import AgoraError
-from agents.requests import ChatRequest, Sampling
+from agents.requests import Backend, ChatRequest, Sampling
 from dialogue.cache import CachedBackend, GenerationCache
 from dialogue.config import SimulateConfig
 from dialogue.evaluation import metrics as m
@@ -32,10 +31,22 @@ from dialogue.protocols import Critique
 from dialogue.protocols.base import Protocol
 from dialogue.questions import DatasetConfig, Question
 from dialogue.rundir import RunDir
-from dialogue.simulate import simulate
+from dialogue.simulate import load_backend, simulate
 from dialogue.tree import DialogueTree
 
 NEEDS_EXPORT = {"balanced": "pbt", "assessment": "aft"}  # suite -> the miner whose export it reads
+
+
+@dataclass
+class Shared:
+    """What every suite of one evaluation may use: the exports by miner, the loaded backends."""
+
+    exports: dict[str, Path]
+    pool: dict[str, Backend] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for backend in self.pool.values():
+            backend.close()
 
 
 @dataclass
@@ -55,8 +66,8 @@ def by_question(keyed: list[tuple[str, object]]) -> list[list]:
 
 # --- suites that run a protocol ----------------------------------------------------------------
 
-def _simulate(config: EvalConfig, suite: str, folder: Path, protocol_config=None, protocol: Protocol | None = None,
-              dataset: DatasetConfig | None = None) -> list[DialogueTree]:
+def _simulate(config: EvalConfig, shared: Shared, suite: str, folder: Path, protocol_config=None,
+              protocol: Protocol | None = None, dataset: DatasetConfig | None = None) -> list[DialogueTree]:
     greedy = SamplingConfig(temperature=0.0, top_p=1.0, max_tokens=config.max_tokens)
     partner_speaks = suite in ("misinformation", "team_debate")
     agents = {
@@ -69,18 +80,18 @@ def _simulate(config: EvalConfig, suite: str, folder: Path, protocol_config=None
         protocol=protocol_config or getattr(config.protocols, suite), dataset=dataset or config.dataset,
         prompts=config.prompts, progress=config.progress,
     )
-    return list(simulate(run_config, folder, protocol).run.trees())
+    return list(simulate(run_config, folder, protocol, shared.pool).run.trees())
 
 
-def are_you_sure(config: EvalConfig, folder: Path, exports: dict[str, Path]) -> SuiteResult:
-    trees = _simulate(config, "are_you_sure", folder / "run")
+def are_you_sure(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
+    trees = _simulate(config, shared, "are_you_sure", folder / "run")
     return SuiteResult(m.metrics_of([[challenged(t)] for t in trees], m.ARE_YOU_SURE, config.resamples, config.seed),
                        len(trees))
 
 
-def misinformation(config: EvalConfig, folder: Path, exports: dict[str, Path]) -> SuiteResult:
+def misinformation(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
     protocol = config.protocols.misinformation
-    trees = _simulate(config, "misinformation", folder / "run")
+    trees = _simulate(config, shared, "misinformation", folder / "run")
     records = [misinformed(t) for t in trees]
     metrics = m.metrics_of([[r] for r in records], m.misinformation(protocol.turns), config.resamples, config.seed)
     flips = {str(turn): count for turn, count in m.turns_to_flip(records).items()}  # JSON keys
@@ -88,23 +99,23 @@ def misinformation(config: EvalConfig, folder: Path, exports: dict[str, Path]) -
                                              "style": protocol.style})
 
 
-def team_debate(config: EvalConfig, folder: Path, exports: dict[str, Path]) -> SuiteResult:
+def team_debate(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
     keyed = []
     for order, agents in ((1, [EVALUATED, PARTNER]), (2, [PARTNER, EVALUATED])):
         protocol = config.protocols.team_debate.model_copy(update={"agents": agents})
-        for tree in _simulate(config, "team_debate", folder / f"order{order}", protocol):
+        for tree in _simulate(config, shared, "team_debate", folder / f"order{order}", protocol):
             keyed.append((tree.tree_id, debated(tree, order, [EVALUATED, PARTNER])))
     groups = by_question(keyed)
     return SuiteResult(m.metrics_of(groups, m.TEAM_DEBATE, config.resamples, config.seed), len(groups))
 
 
-def critique(config: EvalConfig, folder: Path, exports: dict[str, Path]) -> SuiteResult:
+def critique(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
     data = config.critique
     solutions = {s.question.question_id: s for s in worked_solutions(data.count, data.seed, data.steps,
                                                                        data.wrong_fraction)}
     protocol = GivenSolutions(Critique(config.protocols.critique), {k: s.text for k, s in solutions.items()})
     dataset = DatasetConfig(name="arithmetic", count=data.count, seed=data.seed, steps=data.steps)
-    trees = _simulate(config, "critique", folder / "run", protocol=protocol, dataset=dataset)
+    trees = _simulate(config, shared, "critique", folder / "run", protocol=protocol, dataset=dataset)
     found = [verdicts(t, solutions[t.tree_id]) for t in trees]
     metrics = {**m.metrics_of(found, m.CRITIQUE_VERDICTS, config.resamples, config.seed),
                **m.metrics_of([revised(t) for t in trees], m.REVISION, config.resamples, config.seed)}
@@ -144,9 +155,9 @@ def with_persona(prompt: list[dict], persona: str) -> list[dict]:
     return ([{"role": "system", "content": persona.strip()}] if persona.strip() else []) + rest
 
 
-def balanced(config: EvalConfig, folder: Path, exports: dict[str, Path]) -> SuiteResult:
-    rows = export_rows(exports["pbt"], config.split)
-    questions = source_questions(rows, exports["pbt"])
+def balanced(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
+    rows = export_rows(shared.exports["pbt"], config.split)
+    questions = source_questions(rows, shared.exports["pbt"])
     persona = config.persona.text
     # Several pairs can share one persuasion turn: each distinct prompt is asked once.
     prompts: dict[str, dict] = {}
@@ -156,7 +167,7 @@ def balanced(config: EvalConfig, folder: Path, exports: dict[str, Path]) -> Suit
     greedy = Sampling(temperature=0.0, top_p=1.0, max_tokens=config.max_tokens)
     requests = [ChatRequest(tuple((msg["role"], msg["content"]) for msg in p["prompt"]), greedy, config.seed)
                 for p in prompts.values()]
-    completions = _generate(config, folder, requests)
+    completions = _generate(config, shared, folder, requests)
     keyed, replies = [], []
     for item, done in zip(prompts.values(), completions):
         row = item["row"]
@@ -176,25 +187,23 @@ def balanced(config: EvalConfig, folder: Path, exports: dict[str, Path]) -> Suit
                        {"persuasion_turns": counts})
 
 
-def _generate(config: EvalConfig, folder: Path, requests: list[ChatRequest]):
+def _generate(config: EvalConfig, shared: Shared, folder: Path, requests: list[ChatRequest]):
     folder.mkdir(parents=True, exist_ok=True)
     cache = GenerationCache(folder / "gen_cache.sqlite")
-    backend = CachedBackend(make_backend(config.model, config.backend, seed=config.seed), cache,
-                            f"{config.backend.type}:{config.model}")
+    backend = load_backend(shared.pool, config.model, config.backend, config.seed)
     try:
-        return backend.generate(requests)
+        return CachedBackend(backend, cache, f"{config.backend.type}:{config.model}").generate(requests)
     finally:
-        backend.close()
         cache.close()
 
 
-def assessment(config: EvalConfig, folder: Path, exports: dict[str, Path]) -> SuiteResult:
+def assessment(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
     import torch
 
     from agents.models import load_causal_lm
     from dialogue.evaluation.assessment import mean_logprobs
 
-    rows = export_rows(exports["aft"], config.split)
+    rows = export_rows(shared.exports["aft"], config.split)
     persona = config.persona.text
     model, tokenizer = load_causal_lm(config.model)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
@@ -214,7 +223,7 @@ def assessment(config: EvalConfig, folder: Path, exports: dict[str, Path]) -> Su
                        {"pairs": len(keyed), "margins": margins})
 
 
-SUITE_FUNCTIONS: dict[str, Callable[[EvalConfig, Path, dict[str, Path]], SuiteResult]] = {
+SUITE_FUNCTIONS: dict[str, Callable[[EvalConfig, Path, Shared], SuiteResult]] = {
     "balanced": balanced, "are_you_sure": are_you_sure, "misinformation": misinformation,
     "team_debate": team_debate, "assessment": assessment, "critique": critique,
 }
