@@ -119,7 +119,7 @@ def critique(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
     found = [verdicts(t, solutions[t.tree_id]) for t in trees]
     metrics = {**m.metrics_of(found, m.CRITIQUE_VERDICTS, config.resamples, config.seed),
                **m.metrics_of([revised(t) for t in trees], m.REVISION, config.resamples, config.seed)}
-    unreadable = sum(1 for t in trees for c in t.turns() if c.depth == 1 and "error" in (c.parsed or {"error": 1}))
+    unreadable = sum(1 for t in trees for c in t.turns() if c.depth == 1 and (c.parsed is None or "error" in c.parsed))
     wrong = sum(1 for t in trees if not solutions[t.tree_id].answer_correct)
     return SuiteResult(metrics, len(trees), {"unreadable_critiques": unreadable, "given_solutions_wrong": wrong})
 
