@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from agents.config import AgentConfig, SamplingConfig
+from agents.config import AgentConfig, SamplingConfig, TransformersBackendConfig
 from agents.errors import AgoraError
 from agents.requests import Backend, ChatRequest, Sampling
 from dialogue.cache import CachedBackend, GenerationCache
@@ -205,8 +205,13 @@ def assessment(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
 
     rows = export_rows(shared.exports["aft"], config.split)
     persona = config.persona.text
-    model, tokenizer = load_causal_lm(config.model)
-    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    if isinstance(config.backend, TransformersBackendConfig):  # score with the copy the other suites use
+        backend = load_backend(shared.pool, config.model, config.backend, config.seed)
+        model, tokenizer = backend.model, backend.tokenizer
+    else:  # a served model: score in-process with transformers
+        model, tokenizer = load_causal_lm(config.model)
+        model.to("cuda" if torch.cuda.is_available() else "cpu")
+    model.eval()
     keyed, margins = [], []
     for row in tqdm(rows, desc="assessment", unit="row", disable=not config.progress):
         candidates = row["positives"] + row["negatives"]
