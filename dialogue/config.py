@@ -57,6 +57,14 @@ def validate(cfg: DictConfig | dict, model: type[Strict] = SimulateConfig) -> St
         raise AgoraError("invalid config:\n" + "\n".join(problems)) from None
 
 
+def one_as_list(data, key: str):
+    """A config's `key=VALUE` given once, as the list the key holds (`run=A` -> `run=[A]`); for a
+    pydantic `mode="before"` validator."""
+    if isinstance(data, dict) and isinstance(data.get(key), str):
+        data = {**data, key: [data[key]]}
+    return data
+
+
 def load_persona(name: str) -> str:
     """The text of conf/persona/NAME.yaml."""
     folder = resources.files("conf") / "persona"

@@ -27,7 +27,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agents.config import Strict
 from agents.errors import AgoraError
-from dialogue.config import load_persona
+from dialogue.config import load_persona, one_as_list
 from dialogue.messages import build_messages
 from dialogue.mining import AnswerGroup, CritiqueExamples, Messages, aft_groups, critique_examples, pbt_pairs
 from dialogue.protocols import PROTOCOL_CONFIGS, make_protocol
@@ -64,9 +64,7 @@ class MineConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _one_run(cls, data):
-        if isinstance(data, dict) and isinstance(data.get("run"), str):
-            data = {**data, "run": [data["run"]]}
-        return data
+        return one_as_list(data, "run")
 
 
 MESSAGES = [{"role": Value("string"), "content": Value("string")}]

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from agents.config import BackendConfig, Strict
-from dialogue.config import PromptsConfig
+from dialogue.config import PromptsConfig, one_as_list
 from dialogue.protocols import AreYouSureConfig, CritiqueConfig, DebateConfig, MisinformationConfig
 from dialogue.questions import DatasetConfig
 
@@ -61,9 +61,7 @@ class EvalConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _one_export(cls, data):
-        if isinstance(data, dict) and isinstance(data.get("data"), str):
-            data = {**data, "data": [data["data"]]}
-        return data
+        return one_as_list(data, "data")
 
     @model_validator(mode="after")
     def _agents(self) -> "EvalConfig":

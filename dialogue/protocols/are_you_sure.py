@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import model_validator
 
 from agents.config import Strict
-from dialogue.protocols.base import ChildSpec
+from dialogue.protocols.base import ChildSpec, check_config
 from dialogue.tree import DialogueTree, Turn
 
 ROLES = ("answer", "challenge", "final")
@@ -28,11 +28,7 @@ class AreYouSureConfig(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> "AreYouSureConfig":
-        missing = [r for r in ROLES if r not in self.instructions]
-        if missing:
-            raise ValueError(f"protocol.instructions: missing '{missing[0]}' (are_you_sure uses {', '.join(ROLES)})")
-        if self.answerer == self.challenger:
-            raise ValueError("protocol.answerer and protocol.challenger must be different agents")
+        check_config(self.instructions, list(ROLES), "are_you_sure", self.roles)
         return self
 
     @property

@@ -35,3 +35,13 @@ class Protocol(TypingProtocol):
     #     target), instead of `instructions[spec.instruction]`;
     #   `check_questions(questions)`: raise AgoraError for data the protocol cannot run on,
     #     before anything is written.
+
+
+def check_config(instructions: dict[str, str], needed: list[str], protocol: str, agents: dict[str, str]) -> None:
+    """The checks every protocol config shares: each instruction it uses is defined, and each
+    role (key: its config key) is played by a different agent."""
+    missing = [name for name in needed if name not in instructions]
+    if missing:
+        raise ValueError(f"protocol.instructions: missing '{missing[0]}' ({protocol} uses {', '.join(needed)})")
+    if len(set(agents.values())) != len(agents):
+        raise ValueError(f"protocol.{' and protocol.'.join(agents)} must be different agents")

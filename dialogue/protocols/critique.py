@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from agents.config import Strict
-from dialogue.protocols.base import ChildSpec
+from dialogue.protocols.base import ChildSpec, check_config
 from dialogue.tree import DialogueTree, Turn
 
 ROLES = ("solve", "critique", "revise")
@@ -32,11 +32,7 @@ class CritiqueConfig(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> "CritiqueConfig":
-        missing = [r for r in ROLES if r not in self.instructions]
-        if missing:
-            raise ValueError(f"protocol.instructions: missing '{missing[0]}' (the critique protocol uses {', '.join(ROLES)})")
-        if self.answerer == self.critic:
-            raise ValueError("protocol.answerer and protocol.critic must be different agents")
+        check_config(self.instructions, list(ROLES), "critique", self.roles)
         return self
 
     @property

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from agents.config import Strict
-from dialogue.protocols.base import ChildSpec
+from dialogue.protocols.base import ChildSpec, check_config
 from dialogue.tree import DialogueTree, Turn
 
 ROLES = ("answer", "debate")
@@ -31,9 +31,7 @@ class DebateConfig(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> "DebateConfig":
-        missing = [r for r in ROLES if r not in self.instructions]
-        if missing:
-            raise ValueError(f"protocol.instructions: missing '{missing[0]}' (debate uses {', '.join(ROLES)})")
+        check_config(self.instructions, list(ROLES), "debate", {})
         if len(set(self.agents)) != len(self.agents):
             raise ValueError("protocol.agents: an agent is named twice")
         return self

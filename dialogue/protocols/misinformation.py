@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from agents.config import Strict
 from agents.errors import AgoraError
 from dialogue.judge import canonical_number
-from dialogue.protocols.base import ChildSpec
+from dialogue.protocols.base import ChildSpec, check_config
 from dialogue.questions import LETTERS, Question
 from dialogue.tree import DialogueTree, Turn
 
@@ -36,13 +36,9 @@ class MisinformationConfig(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> "MisinformationConfig":
-        for role in ("answer", "respond", f"persuade_{self.style}"):
-            if role not in self.instructions:
-                raise ValueError(f"protocol.instructions: missing '{role}'")
+        check_config(self.instructions, ["answer", "respond", f"persuade_{self.style}"], "misinformation", self.roles)
         if "{target}" not in self.instructions[f"persuade_{self.style}"]:
             raise ValueError(f"protocol.instructions.persuade_{self.style}: must contain {{target}}")
-        if self.answerer == self.persuader:
-            raise ValueError("protocol.answerer and protocol.persuader must be different agents")
         return self
 
     @property

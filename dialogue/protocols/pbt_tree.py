@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from agents.config import Strict
-from dialogue.protocols.base import ChildSpec
+from dialogue.protocols.base import ChildSpec, check_config
 from dialogue.tree import DialogueTree, Turn
 
 
@@ -47,8 +47,7 @@ class PbtTreeConfig(Strict):
                         f"protocol.{level}: instruction '{name}' is not defined in "
                         f"protocol.instructions ({', '.join(self.instructions)})"
                     )
-        if self.persuader == self.persuadee:
-            raise ValueError("protocol.persuader and protocol.persuadee must be different agents")
+        check_config(self.instructions, [], "pbt_tree", self.roles)
         return self
 
     @property
