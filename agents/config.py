@@ -27,7 +27,7 @@ class SamplingConfig(Strict):
 class TransformersBackendConfig(Strict):
     type: Literal["transformers"] = "transformers"
     device: str = "auto"  # "auto" takes cuda when available
-    dtype: str = "auto"  # "auto": float32 on CPU, bfloat16 on GPU
+    dtype: str = "auto"  # "auto": bfloat16 on GPU and on CPUs that compute in it natively, else float32
     batch_size: int = Field(32, ge=1)
 
 

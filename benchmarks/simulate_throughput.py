@@ -3,8 +3,11 @@
 (a) the engine: every frontier turn of every tree in one batched call per level;
 (b) sequential: the same trees, the same requests and seeds, but each turn sent as its own
     generate call, the way the PBT reference code walks its trees.
-Completions depend only on their own seed and prompt, so both sides generate the same turns;
-the benchmark prints the tokens/s of each and their ratio.
+The benchmark prints the tokens/s of each and their ratio, and how many trees came out identical.
+In float32 (`backend.dtype=float32`) a completion depends only on its seed and prompt, so both
+sides generate the same turns. In bfloat16, the default on CPUs that compute in it natively, a
+batched matmul rounds differently from a single row's, so the two sides' trees drift apart: they
+answer the same questions under the same config, with token counts within a few percent.
 
 `--baseline hf-generate` (transformers backend only) makes (b) call transformers'
 `model.generate()` once per turn instead of Agora's own loop with one request: a baseline
@@ -110,6 +113,8 @@ def main():
         # Models load once, outside the timed part; the cache is bypassed so every turn is generated.
         agents, cached = build_agents(config, personas, GenerationCache(os.path.join(tmp, "unused.sqlite")), {})
     backends = {key: b.backend for key, b in cached.items()}
+    for backend in backends.values():
+        print(f"{backend.model_id}: {getattr(getattr(backend, 'model', None), 'dtype', 'served elsewhere')}")
     engine_stats, engine_trees = run(config, agents, backends, "engine")
     wrapper = GeneratePerTurn if args.baseline == "hf-generate" else OneCallPerTurn
     sequential = {key: wrapper(b) for key, b in backends.items()}

@@ -15,7 +15,8 @@ CONTEXT = (("system", "You are in a discussion."), ("user", "Which planet is clo
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
     model = build_tiny_model(tmp_path_factory.mktemp("sharp-llama"), initializer_range=0.5)
-    return TransformersBackend(str(model), TransformersBackendConfig(batch_size=4))
+    # float32 on every machine, so the comparisons below are exact wherever they run
+    return TransformersBackend(str(model), TransformersBackendConfig(batch_size=4, dtype="float32"))
 
 
 def reference(backend, request):

@@ -8,8 +8,11 @@ matter most where compute is scarce:
   shared prompt prefix runs through the model once and its KV cache is copied to each of them.
   On a CPU, where reading the prompt costs more than writing the reply, this saves most of it.
 - Every row carries its own sampling parameters, so requests of different agents share a batch.
-Each row samples with its own generator, so a completion depends only on its seed and prompt,
-not on which other requests shared its batch.
+Each row samples with its own generator. In float32 a completion then depends only on its seed
+and prompt, not on which other requests shared its batch. In bfloat16 (the default where the
+hardware computes in it, as on vLLM) a batched matmul rounds differently from a single row's, so
+a completion can drift with its batch-mates; a run is still reproducible from its seed and config.
+On a CPU the model attends with `grouped_attention`, which keeps padded batches cheap to decode.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from agents.backends.chat import merge_system, template_takes_system
+from agents.backends.grouped_attention import use_grouped_attention
 from agents.config import TransformersBackendConfig
 from agents.models import load_causal_lm
 from agents.requests import ChatRequest, Completion, Sampling
@@ -112,11 +116,11 @@ class TransformersBackend:
         device = config.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = config.dtype
-        if dtype == "auto":
-            dtype = "bfloat16" if device.startswith("cuda") else "float32"
+        dtype = auto_dtype(device) if config.dtype == "auto" else config.dtype
         self.model, self.tokenizer = load_causal_lm(model, dtype=getattr(torch, dtype))
         self.model.to(device).eval()
+        if device == "cpu":
+            use_grouped_attention(self.model)
         self.device = device
         self.pad_id = self.tokenizer.pad_token_id
         self.eos_ids = set(_eos_ids(self.model, self.tokenizer))
@@ -231,6 +235,17 @@ class TransformersBackend:
 
     def close(self) -> None:
         del self.model
+
+
+def auto_dtype(device: str) -> str:
+    """bfloat16 where the hardware computes in it natively (GPUs; CPUs with AVX512-BF16 or AMX,
+    where it reads prompts several times faster than float32), float32 elsewhere: emulated
+    bfloat16 is slower than float32."""
+    if device.startswith("cuda"):
+        return "bfloat16"
+    # torch has no public query for these; its private one is guarded in case it moves
+    native = [getattr(torch.cpu, f"_is_{name}_supported", lambda: False) for name in ("avx512_bf16", "amx_tile")]
+    return "bfloat16" if device == "cpu" and any(check() for check in native) else "float32"
 
 
 def siblings(conversations: list[tuple]) -> list[list[int]]:
