@@ -1,6 +1,6 @@
 """Mining dialogue trees: pure functions from trees to training examples, no model calls.
 
-PBT preference pairs (DESIGN section 6). Take a turn P by agent X whose children are turns by
+PBT preference pairs (docs/design.md, section 6). Take a turn P by agent X whose children are turns by
 another agent Y (Y responding to X under different instructions). With `y_prev` Y's answer at
 Y's last turn above P and `x` X's answer at P, and only where the two differ:
 - x wrong, y_prev correct (misleading persuasion): a child keeping a correct answer is chosen
