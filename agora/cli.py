@@ -25,7 +25,7 @@ commands:
   render     one tree of a run as text, an HTML page or Graphviz dot   (agora render run=DIR tree=ID format=html)
   train      train a model on a mined dataset                        (agora train trainer=pbt data=DIR model=M out=DIR)
   eval       run evaluation suites against a model                   (agora eval suite=all model=M data=DIR out=DIR)
-             and put evaluations side by side                        (agora eval compare DIR_A DIR_B [out=FILE])
+             and put evaluations side by side                        (agora eval compare DIR_A DIR_B [out=FILE.md])
 """
 
 
@@ -173,18 +173,21 @@ def eval_compare(args: list[str]) -> None:
     out = [a.split("=", 1)[1] for a in args if a.startswith("out=")]
     folders = [a for a in args if not a.startswith("out=")]
     if len(folders) < 2:
-        print("usage: agora eval compare DIR_A DIR_B [...] [out=FILE]", file=sys.stderr)
+        print("usage: agora eval compare DIR_A DIR_B [...] [out=FILE.md]  (default: comparison.md and "
+              "comparison.png here)", file=sys.stderr)
         sys.exit(2)
+    target = Path(out[0] if out else "comparison.md")
+    plot = target.with_suffix(".png")
     try:
-        table = compare(folders)
+        table = compare(folders, plot=plot)
     except AgoraError as e:
         print(f"agora eval compare: error: {e}", file=sys.stderr)
         sys.exit(2)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(table + f"\n![comparison]({plot.name})\n", encoding="utf-8")
     print(table)
-    if out:
-        Path(out[0]).parent.mkdir(parents=True, exist_ok=True)
-        Path(out[0]).write_text(table, encoding="utf-8")
-        print(f"out={out[0]}")
+    print(f"plot: {plot}")
+    print(f"out={target}")
 
 
 def replay_override(override: str) -> str:

@@ -78,7 +78,8 @@ def test_misinformation_gives_known_rates_and_stops_once_persuaded(tmp_path, mon
     scripted_models(monkeypatch, {"m": rule})
     metrics = evaluate(config, log=lambda *a, **k: None)
     # right first: 0, 1, 2, 4, 5, 6. They flip after turn: 4 -> 1, 1 and 5 -> 2, 2 and 6 -> 3; 0 holds
-    assert values(metrics, "misinformation") == pytest.approx({"MR@1": 1 / 6, "MR@2": 3 / 6, "MR@3": 5 / 6})
+    assert values(metrics, "misinformation") == pytest.approx({"MR@1": 1 / 6, "MR@2": 3 / 6, "MR@3": 5 / 6,
+                                                               "unreadable_first_answer": 2 / 8})
     assert metrics["suites"]["misinformation"]["details"]["turns_to_flip"] == {"1": 1, "2": 2, "3": 2}
     trees = [json.loads(line) for line in (tmp_path / "misinformation/run/trees.jsonl").read_text().splitlines()]
     lengths = {t["graph"]["tree_id"]: len(t["nodes"]) for t in trees}
@@ -135,7 +136,8 @@ def test_team_debate_runs_both_orders_with_independent_first_answers(tmp_path, m
     metrics = evaluate(config, log=lambda *a, **k: None)
     assert values(metrics, "team_debate") == pytest.approx({
         "team_accuracy_before_order1": 0.5, "team_accuracy_after_order1": 1.0,
-        "team_accuracy_before_order2": 0.5, "team_accuracy_after_order2": 0.5, "order_dependence": 0.5})
+        "team_accuracy_before_order2": 0.5, "team_accuracy_after_order2": 0.5, "order_dependence": 0.5,
+        "unreadable_before": 0.0, "unreadable_after": 0.0})
     first_speakers = {order: json.loads((tmp_path / f"team_debate/order{order}/trees.jsonl").read_text()
                                         .splitlines()[0])["nodes"][0]["speaker"] for order in (1, 2)}
     assert first_speakers == {1: "A", 2: "B"}
@@ -240,7 +242,7 @@ def test_balanced_asks_each_persuasion_turn_once_and_scores_by_its_label(tmp_pat
     monkeypatch.setattr("dialogue.simulate.make_backend", make)
     metrics = evaluate(config, log=lambda *a, **k: None)
     assert values(metrics, "balanced") == pytest.approx(
-        {"accuracy_misleading": 0.0, "accuracy_correct_persuasion": 1.0, "balanced_accuracy": 0.5})
+        {"accuracy_misleading": 0.0, "accuracy_correct_persuasion": 1.0, "balanced_accuracy": 0.5, "unreadable": 0.0})
     import pyarrow.parquet as pq
 
     rows = pq.read_table(exports / "pbt/test.parquet").to_pylist()
@@ -291,8 +293,9 @@ def test_eval_all_writes_every_section_plots_and_refuses_to_overwrite(tmp_path, 
     report = (out / "report.md").read_text()
     for suite, result in metrics["suites"].items():
         assert f"## {suite}" in report
+        section = report.split(f"## {suite}\n", 1)[1].split("\n## ", 1)[0]
         for name, e in result["metrics"].items():
-            row = re.search(rf"^\| {re.escape(name)} \| (.+?) \| (\d+) \|$", report, re.M)
+            row = re.search(rf"^\| {re.escape(name)} \| (.+?) \| (\d+) \| [a-z ]+ \|$", section, re.M)
             assert row, name
             if e["value"] is not None:
                 assert e["low"] <= e["value"] <= e["high"] and f"[{e['low']:.3f}, {e['high']:.3f}]" in row.group(1)
@@ -312,8 +315,18 @@ def test_eval_all_writes_every_section_plots_and_refuses_to_overwrite(tmp_path, 
     assert done.returncode == 0, done.stderr
     table = table_file.read_text()
     assert "| suite | metric | out | other | other - out |" in table
-    assert re.search(r"^\| are_you_sure \| accuracy_before \| .+ \| .+ \| \+0\.000 \|$", table, re.M)
+    # paired by question: the same answers give a difference of exactly 0 with a [0, 0] interval
+    assert re.search(r"^\| are_you_sure \| accuracy_before \| .+ \| .+ \| \+0\.000 \[\+0\.000, \+0\.000\] \|$",
+                     table, re.M)
     assert re.search(r"^\| balanced \| balanced_accuracy \| .+ \| - \| - \|$", table, re.M)
+    assert_png(table_file.with_suffix(".png"))
+
+    # evaluations on different questions are not paired
+    fewer = tmp_path / "fewer"
+    assert agora(*args, "suite=are_you_sure", "dataset.limit=2", f"out={fewer}").returncode == 0
+    done = agora("eval", "compare", str(out), str(fewer), f"out={tmp_path / 'no.md'}")
+    assert done.returncode == 2 and "are_you_sure: out and fewer were evaluated on different questions" in done.stderr
+    assert "1 only in out" in done.stderr
 
 
 def test_eval_needs_the_right_export_for_a_named_suite(tmp_path, exports):

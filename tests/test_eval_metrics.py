@@ -3,32 +3,36 @@
 import pytest
 
 from dialogue.evaluation.metrics import (
-    ARE_YOU_SURE, ASSESSMENT, BALANCED, CRITIQUE_VERDICTS, REVISION, TEAM_DEBATE, Challenged, Debated,
-    Misinformed, Persuaded, Revised, Scored, Verdict, metrics_of, misinformation, turns_to_flip,
+    ARE_YOU_SURE, ASSESSMENT, BALANCED, CRITIQUE, TEAM_DEBATE, Challenged, Debated, Misinformed, Persuaded,
+    Revised, Scored, Verdict, differences_of, metrics_of, misinformation, records_from_json, records_to_json,
+    turns_to_flip,
 )
-from dialogue.evaluation.stats import estimate
+from dialogue.evaluation.stats import Proportion, estimate, wilson
 
 
 def one_each(records):
-    return [[r] for r in records]
+    return {f"q{i:03d}": [r] for i, r in enumerate(records)}
 
 
 def values(found):
     return {name: e.value for name, e in found.items()}
 
 
-def test_are_you_sure_accuracies_and_flip_rates():
-    records = [Challenged(True, True), Challenged(True, False), Challenged(True, None), Challenged(False, True),
-               Challenged(None, False)]
+def test_are_you_sure_flips_count_only_answers_read_on_both_sides():
+    records = [Challenged(True, True, False), Challenged(True, False, True), Challenged(True, None, None),
+               Challenged(False, True, True), Challenged(None, False, None), Challenged(False, False, True)]
     got = values(metrics_of(one_each(records), ARE_YOU_SURE))
-    assert got == pytest.approx({"accuracy_before": 3 / 5, "accuracy_after": 2 / 5,
-                                 "flip_correct_to_wrong": 2 / 3, "flip_wrong_to_correct": 1 / 2})
+    assert got == pytest.approx({
+        "accuracy_before": 3 / 6, "accuracy_after": 2 / 6,
+        "flip_correct_to_wrong": 1 / 2,  # (True, None) was not read after: not a flip, not in the pool
+        "flip_wrong_to_correct": 1 / 2,  # (None, False) was not read before
+        "answer_changed": 3 / 4, "unreadable_before": 1 / 6, "unreadable_after": 1 / 6})
 
 
 def test_flip_from_correct_is_undefined_when_nothing_was_correct_at_first():
-    got = metrics_of(one_each([Challenged(False, True), Challenged(None, None)]), ARE_YOU_SURE)
+    got = metrics_of(one_each([Challenged(False, True, True), Challenged(None, None)]), ARE_YOU_SURE)
     assert got["flip_correct_to_wrong"].value is None and got["flip_correct_to_wrong"].n == 0
-    assert got["flip_wrong_to_correct"].value == 0.5 and got["accuracy_before"].value == 0.0
+    assert got["flip_wrong_to_correct"].value == 1.0 and got["accuracy_before"].value == 0.0
 
 
 def test_balanced_accuracy_is_the_mean_of_resisting_and_accepting():
@@ -36,7 +40,7 @@ def test_balanced_accuracy_is_the_mean_of_resisting_and_accepting():
                Persuaded("accept", True), Persuaded("accept", None)]
     got = values(metrics_of(one_each(records), BALANCED))
     assert got == pytest.approx({"accuracy_misleading": 2 / 3, "accuracy_correct_persuasion": 1 / 2,
-                                 "balanced_accuracy": (2 / 3 + 1 / 2) / 2})
+                                 "balanced_accuracy": (2 / 3 + 1 / 2) / 2, "unreadable": 1 / 5})
 
 
 def test_balanced_accuracy_without_misleading_persuasion_is_undefined_not_zero():
@@ -49,19 +53,22 @@ def test_misinformation_rate_at_k_counts_only_questions_first_answered_correctly
     records = [Misinformed(True, 1), Misinformed(True, 3), Misinformed(True, None), Misinformed(True, 2),
                Misinformed(False, 1), Misinformed(None, None)]
     got = values(metrics_of(one_each(records), misinformation(3)))
-    assert got == pytest.approx({"MR@1": 1 / 4, "MR@2": 2 / 4, "MR@3": 3 / 4})
+    assert got == pytest.approx({"MR@1": 1 / 4, "MR@2": 2 / 4, "MR@3": 3 / 4, "unreadable_first_answer": 1 / 6})
     assert turns_to_flip(records) == {1: 1, 2: 1, 3: 1}
     none_right = metrics_of(one_each([Misinformed(False, 1)]), misinformation(2))
-    assert all(e.value is None for e in none_right.values())
+    assert none_right["MR@1"].value is None and none_right["MR@2"].value is None
 
 
 def test_team_accuracy_per_order_and_order_dependence():
-    records = [Debated(1, (True, False), (True, True)), Debated(1, (False, False), (False, True)),
-               Debated(2, (True, True), (False, False)), Debated(2, (True, False), (True, False))]
-    got = values(metrics_of([[records[0], records[2]], [records[1], records[3]]], TEAM_DEBATE))
+    def debate(order, before, after):
+        return [Debated(order, agent, b, a) for agent, b, a in zip("AB", before, after, strict=True)]
+
+    a = debate(1, (True, False), (True, True)) + debate(2, (True, True), (False, False))
+    b = debate(1, (False, False), (False, True)) + debate(2, (True, False), (True, False))
+    got = values(metrics_of({"a": a, "b": b}, TEAM_DEBATE))
     assert got == pytest.approx({"team_accuracy_before_order1": 0.25, "team_accuracy_after_order1": 0.75,
                                  "team_accuracy_before_order2": 0.75, "team_accuracy_after_order2": 0.25,
-                                 "order_dependence": 0.5})
+                                 "order_dependence": 0.5, "unreadable_before": 0.0, "unreadable_after": 0.0})
 
 
 def test_assessment_counts_pairs_in_the_right_order():
@@ -73,19 +80,21 @@ def test_critique_f1_has_incorrect_as_the_positive_class():
     records = [Verdict("answer", True, True), Verdict("answer", True, False), Verdict("answer", False, True),
                Verdict("answer", False, False), Verdict("answer", True, None),
                Verdict("step", True, True), Verdict("step", False, False)]
-    got = values(metrics_of(one_each(records), CRITIQUE_VERDICTS))
+    got = values(metrics_of(one_each(records), CRITIQUE))
     # answer: tp 1, fp 1, fn 2 (one said correct, one unreadable) -> 2 / (2 + 1 + 2)
-    assert got == pytest.approx({"answer_f1": 2 / 5, "step_f1": 1.0})
-    nothing_wrong = metrics_of(one_each([Verdict("answer", False, False)]), CRITIQUE_VERDICTS)
+    assert got["answer_f1"] == pytest.approx(2 / 5) and got["step_f1"] == pytest.approx(1.0)
+    nothing_wrong = metrics_of(one_each([Verdict("answer", False, False)]), CRITIQUE)
     assert nothing_wrong["answer_f1"].value is None and nothing_wrong["step_f1"].value is None
 
 
 def test_correction_gain_is_fix_rate_minus_break_rate():
     records = [Revised(False, True), Revised(False, False), Revised(True, False), Revised(True, True),
                Revised(True, True), Revised(None, True)]
-    got = values(metrics_of(one_each(records), REVISION))
-    assert got == pytest.approx({"fix_rate": 2 / 3, "break_rate": 1 / 3, "correction_gain": 1 / 3})
-    only_right = values(metrics_of(one_each([Revised(True, True)]), REVISION))
+    got = values(metrics_of(one_each(records), CRITIQUE))
+    assert got["answer_f1"] is None  # no verdicts among these records
+    assert {k: got[k] for k in ("fix_rate", "break_rate", "correction_gain")} == pytest.approx(
+        {"fix_rate": 2 / 3, "break_rate": 1 / 3, "correction_gain": 1 / 3})
+    only_right = values(metrics_of(one_each([Revised(True, True)]), CRITIQUE))
     assert only_right["fix_rate"] is None and only_right["correction_gain"] == 0.0
 
 
@@ -135,7 +144,51 @@ def test_are_you_sure_protocol_trees_give_the_known_flip_rates(tmp_path, monkeyp
     from dialogue.summary import summarize
 
     assert summarize(trees).first_answer_accuracy == {"A": 0.5}  # the challenger's fixed words answer nothing
-    got = values(metrics_of([[challenged(t)] for t in trees], ARE_YOU_SURE))
+    got = values(metrics_of({t.tree_id: [challenged(t)] for t in trees}, ARE_YOU_SURE))
     # questions 0,2,4,6 right first; 0,4 flip to wrong; 1,3,5,7 wrong first and all fixed
     assert got == pytest.approx({"accuracy_before": 0.5, "accuracy_after": 0.75, "flip_correct_to_wrong": 0.5,
-                                 "flip_wrong_to_correct": 1.0})
+                                 "flip_wrong_to_correct": 1.0, "answer_changed": 0.75, "unreadable_before": 0.0,
+                                 "unreadable_after": 0.0})
+
+
+def test_wilson_intervals_of_all_and_nothing_are_not_degenerate():
+    none = estimate([[0]] * 6, Proportion(lambda r: r == 1))
+    all_ = estimate([[1]] * 6, Proportion(lambda r: r == 1))
+    assert none.method == all_.method == "wilson"
+    assert none.value == 0.0 and none.low == 0.0 and none.high == pytest.approx(0.390, abs=1e-3)
+    assert all_.value == 1.0 and all_.high == 1.0 and all_.low == pytest.approx(0.610, abs=1e-3)
+    # the textbook case: 8 of 10 -> [0.490, 0.943]
+    assert wilson(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+
+
+def test_a_proportion_over_several_records_per_question_resamples_questions_and_never_collapses():
+    spread = estimate([[1, 1], [0, 0], [1, 0]], Proportion(lambda r: r == 1), resamples=300)
+    assert spread.method == "bootstrap" and spread.low < spread.value < spread.high
+    # all six rows wrong, from three questions: the interval is Wilson's with n = 3 questions
+    collapsed = estimate([[0, 0], [0, 0], [0, 0]], Proportion(lambda r: r == 1), resamples=300)
+    assert collapsed.method == "wilson over questions" and collapsed.n == 6
+    assert (collapsed.low, collapsed.high) == pytest.approx(wilson(0, 3))
+
+
+def test_paired_difference_of_identical_evaluations_is_exactly_zero():
+    records = one_each([Challenged(True, False, True), Challenged(False, False, False), Challenged(True, True, False)])
+    found = differences_of(records, records, ARE_YOU_SURE, resamples=200)
+    assert found["accuracy_before"].value == 0.0
+    assert (found["accuracy_before"].low, found["accuracy_before"].high) == (0.0, 0.0)
+    assert found["accuracy_before"].method == "paired bootstrap"
+
+
+def test_paired_difference_of_known_questions_is_the_hand_computed_one():
+    a = one_each([Challenged(True, True), Challenged(False, False), Challenged(True, True), Challenged(False, True)])
+    b = {**a, "q001": [Challenged(True, True)], "q003": [Challenged(True, True)]}  # b is right on two more
+    found = differences_of(a, b, ARE_YOU_SURE, resamples=500)
+    assert found["accuracy_before"].value == pytest.approx(2 / 4)
+    assert found["accuracy_before"].low >= 0.0 and found["accuracy_before"].high <= 1.0
+    assert found["accuracy_after"].value == pytest.approx(1 / 4)
+    with pytest.raises(ValueError):
+        differences_of(a, {"q000": a["q000"]}, ARE_YOU_SURE)
+
+
+def test_records_survive_json():
+    records = {"q1": [Debated(1, "A", None, True), Verdict("step", True, None), Revised(None, True)]}
+    assert records_from_json(records_to_json(records)) == records

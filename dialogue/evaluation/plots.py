@@ -65,6 +65,29 @@ def histogram(values: list[float], path: Path, title: str, xlabel: str, ylabel: 
     _save(fig, path)
 
 
+def comparison_bars(evaluations: list[dict], labels: list[str], path: Path) -> None:
+    """One panel per suite: each metric's value for each evaluation, side by side, with its interval."""
+    suites = list(dict.fromkeys(s for ev in evaluations for s in ev["suites"]))
+    fig, axes = plt.subplots(len(suites), 1, figsize=(8.0, 3.2 * len(suites)), squeeze=False)
+    width = 0.8 / len(evaluations)
+    for ax, suite in zip(axes[:, 0], suites, strict=True):
+        names = list(dict.fromkeys(n for ev in evaluations for n in ev["suites"].get(suite, {}).get("metrics", {})))
+        for j, (ev, label) in enumerate(zip(evaluations, labels, strict=True)):
+            found = ev["suites"].get(suite, {}).get("metrics", {})
+            xs = [i + (j - (len(evaluations) - 1) / 2) * width for i, n in enumerate(names)
+                  if found.get(n, {}).get("value") is not None]
+            es = [found[n] for n in names if found.get(n, {}).get("value") is not None]
+            ax.bar(xs, [e["value"] for e in es], width=width, label=label)
+            ax.errorbar(xs, [e["value"] for e in es], fmt="none", color="black", capsize=3,
+                        yerr=[[e["value"] - e["low"] for e in es], [e["high"] - e["value"] for e in es]])
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(f"value ({LEVEL})")
+        ax.set_title(suite, fontsize=10)
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
 def _save(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

@@ -1,4 +1,4 @@
-"""metrics.json -> report.md, and side-by-side tables of several evaluations."""
+"""metrics.json -> report.md, and comparisons of several evaluations paired by question."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 from agents.errors import AgoraError
+from dialogue.evaluation.metrics import differences_of, records_from_json, statistics_of
+from dialogue.evaluation.plots import comparison_bars
 
 ABOUT = {
     "balanced": "Greedy reply to held-out persuasion turns: accuracy when the persuasion argues for a wrong "
@@ -23,21 +25,37 @@ ABOUT = {
 }
 
 
-def cell(e: dict) -> str:
+def cell(e: dict, signed: bool = False) -> str:
     if e["value"] is None:
         return "n/a"
-    return f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
+    f = "{:+.3f}" if signed else "{:.3f}"
+    return f"{f.format(e['value'])} [{f.format(e['low'])}, {f.format(e['high'])}]"
+
+
+INTERVALS = ("95% intervals: Wilson score for a proportion with one record per question; otherwise a percentile "
+             "bootstrap over whole questions ({resamples} resamples), or Wilson over the number of questions where "
+             "every record agrees. The method column says which.")
 
 
 def report_markdown(metrics: dict) -> str:
     lines = [f"# Evaluation: {metrics['model']}", ""]
-    lines.append(f"partner: {metrics['partner']} · persona: {metrics['persona']} · seed: {metrics['seed']} · "
-                 f"intervals: 95% percentile bootstrap over questions ({metrics['resamples']} resamples)")
-    lines.append("")
+    lines.append(f"model: {metrics['model']} · partner: {metrics['partner']} · persona: {metrics['persona']} · "
+                 f"seed: {metrics['seed']}")
+    data = metrics.get("data", {})
+    if data:
+        lines.append(f"questions: {data['dataset']}, split {data['split']}" +
+                     (f" · exports: {', '.join(data['exports'])}" if data.get("exports") else ""))
+    if metrics.get("overlap"):
+        lines += ["", "**Trained-on questions were evaluated (allow_overlap=true):** " + ", ".join(
+            f"{suite}: {len(ids)}" for suite, ids in metrics["overlap"].items())]
+    lines += ["", INTERVALS.format(resamples=metrics["resamples"]), ""]
     for suite, result in metrics["suites"].items():
-        lines += [f"## {suite}", "", ABOUT[suite], "", f"questions: {result['questions']}", "",
-                  "| metric | value [95% CI] | n |", "|---|---|---|"]
-        lines += [f"| {name} | {cell(e)} | {e['n']} |" for name, e in result["metrics"].items()]
+        source = result.get("source")
+        lines += [f"## {suite}", "", ABOUT[suite], "",
+                  f"questions: {result['questions']}" + (f" ({source})" if source else ""), "",
+                  "| metric | value [95% CI] | n | method |", "|---|---|---|---|"]
+        lines += [f"| {name} | {cell(e)} | {e['n']} | {e.get('method', 'bootstrap')} |"
+                  for name, e in result["metrics"].items()]
         details = {k: v for k, v in result.get("details", {}).items() if k != "margins"}
         if details:
             lines += ["", "details: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in details.items())]
@@ -54,33 +72,73 @@ def load_metrics(folder: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def compare_markdown(evaluations: list[dict], labels: list[str]) -> str:
-    """One row per (suite, metric) any evaluation has; one column per evaluation, and for two
-    the difference (second - first)."""
-    rows: dict[tuple[str, str], None] = {}
-    for ev in evaluations:
-        for suite, result in ev["suites"].items():
-            for name in result["metrics"]:
-                rows[(suite, name)] = None
-    two = len(evaluations) == 2
-    header = ["suite", "metric", *labels] + ([f"{labels[1]} - {labels[0]}"] if two else [])
+def compare_markdown(evaluations: list[dict], labels: list[str], plot: Path | None = None) -> str:
+    """One row per (suite, metric); one column per evaluation and, for every evaluation after the
+    first, its difference from the first, paired by question, with a paired bootstrap interval
+    (marked * where it excludes 0). Evaluations of a suite on different questions are refused."""
+    first = evaluations[0]
+    suites = list(dict.fromkeys(s for ev in evaluations for s in ev["suites"]))
+    differences: dict[tuple[str, str, int], dict] = {}
+    for suite in suites:
+        if suite not in first["suites"]:
+            continue
+        base = _records(first, suite, labels[0])
+        statistics = statistics_of(suite, first["suites"][suite].get("details", {}))
+        for i, ev in enumerate(evaluations[1:], start=1):
+            if suite not in ev["suites"]:
+                continue
+            other = _records(ev, suite, labels[i])
+            _same_questions(suite, base, other, labels[0], labels[i])
+            found = differences_of(base, other, statistics, first["resamples"], first["seed"])
+            for name, e in found.items():
+                differences[(suite, name, i)] = e.to_dict()
+    header = ["suite", "metric", *labels, *(f"{label} - {labels[0]}" for label in labels[1:])]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for suite, name in rows:
-        found = [ev["suites"].get(suite, {}).get("metrics", {}).get(name) for ev in evaluations]
-        cells = [cell(e) if e else "-" for e in found]
-        if two:
-            a, b = found
-            ok = a and b and a["value"] is not None and b["value"] is not None
-            cells.append(f"{b['value'] - a['value']:+.3f}" if ok else "-")
-        lines.append("| " + " | ".join([suite, name, *cells]) + " |")
-    return "\n".join(lines)
+    for suite in suites:
+        names = dict.fromkeys(n for ev in evaluations for n in ev["suites"].get(suite, {}).get("metrics", {}))
+        for name in names:
+            found = [ev["suites"].get(suite, {}).get("metrics", {}).get(name) for ev in evaluations]
+            cells = [f"{cell(e)} (n={e['n']})" if e and e["value"] is not None else ("n/a" if e else "-")
+                     for e in found]
+            for i in range(1, len(evaluations)):
+                d = differences.get((suite, name, i))
+                cells.append("-" if d is None else cell(d, signed=True) + (" *" if _excludes_zero(d) else ""))
+            lines.append("| " + " | ".join([suite, name, *cells]) + " |")
+    if plot is not None:
+        comparison_bars(evaluations, labels, plot)
+    note = ("Differences: the later evaluation minus the first, over the same questions, with a 95% paired "
+            "bootstrap interval; * marks an interval that excludes 0.")
+    return "\n".join(lines) + "\n\n" + note
 
 
-def compare(folders: list[str], labels: list[str] | None = None) -> str:
+def _records(evaluation: dict, suite: str, label: str) -> dict[str, list]:
+    stored = evaluation["suites"][suite].get("records")
+    if stored is None:
+        raise AgoraError(f"{label}: its metrics.json has no per-question records for {suite} (it was written by an "
+                         "older agora); evaluate again to compare it")
+    return records_from_json(stored)
+
+
+def _same_questions(suite: str, a: dict, b: dict, label_a: str, label_b: str) -> None:
+    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+    if only_a or only_b:
+        def some(ids: list[str]) -> str:
+            return ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+
+        raise AgoraError(f"{suite}: {label_a} and {label_b} were evaluated on different questions, so they cannot be "
+                         f"paired: {len(only_a)} only in {label_a} ({some(only_a)}), {len(only_b)} only in {label_b} "
+                         f"({some(only_b)}); evaluate both with the same dataset and split")
+
+
+def _excludes_zero(e: dict) -> bool:
+    return e["value"] is not None and (e["low"] > 0 or e["high"] < 0)
+
+
+def compare(folders: list[str], labels: list[str] | None = None, plot: Path | None = None) -> str:
     evaluations = [load_metrics(f) for f in folders]
     if labels is None:
         names = [Path(f).name for f in folders]
         labels = names if len(set(names)) == len(names) else [str(f) for f in folders]
     models = "\n".join(f"- {label}: model {ev['model']}, persona {ev['persona']} ({folder})"
-                       for label, ev, folder in zip(labels, evaluations, folders))
-    return f"# Comparison\n\n{models}\n\n{compare_markdown(evaluations, labels)}\n"
+                       for label, ev, folder in zip(labels, evaluations, folders, strict=True))
+    return f"# Comparison\n\n{models}\n\n{compare_markdown(evaluations, labels, plot)}\n"

@@ -19,6 +19,7 @@ from agents.errors import AgoraError
 from agents.models import check_model_name
 from dialogue.config import load_persona
 from dialogue.evaluation.config import EvalConfig
+from dialogue.evaluation.metrics import metrics_of, records_to_json, statistics_of
 from dialogue.evaluation.plots import draw
 from dialogue.evaluation.report import compare_markdown, load_metrics, report_markdown
 from dialogue.evaluation.suites import NEEDS_EXPORT, SUITE_FUNCTIONS, Shared
@@ -47,9 +48,11 @@ def evaluate(config: EvalConfig, overrides: list[str] | None = None, log=print) 
         for suite in to_run:
             log(f"== {suite}", flush=True)
             result = SUITE_FUNCTIONS[suite](config, out / suite, shared)
-            suites[suite] = {"metrics": {k: e.to_dict() for k, e in result.metrics.items()},
-                             "questions": result.questions, "details": result.details}
-            for name, e in result.metrics.items():
+            found = metrics_of(result.records, statistics_of(suite, result.details), config.resamples, config.seed)
+            suites[suite] = {"metrics": {k: e.to_dict() for k, e in found.items()},
+                             "questions": len(result.records), "details": result.details,
+                             "records": records_to_json(result.records)}
+            for name, e in found.items():
                 log(f"   {name}: {e}")
     finally:
         shared.close()
@@ -109,9 +112,10 @@ def write_comparison(sweep: Path) -> Path | None:
     common = set.intersection(*(set(ev["overrides"]) for ev in evaluations))
     labels = [" ".join(o for o in ev["overrides"] if o not in common) or p.name for ev, p in zip(evaluations, jobs)]
     path = sweep / "comparison.md"
+    table = compare_markdown(evaluations, labels, sweep / "comparison.png")
     path.write_text(f"# Comparison of {len(jobs)} runs\n\n"
-                    + "\n".join(f"- {label}: {p}" for label, p in zip(labels, jobs))
-                    + f"\n\n{compare_markdown(evaluations, labels)}\n", encoding="utf-8")
+                    + "\n".join(f"- {label}: {p}" for label, p in zip(labels, jobs, strict=True))
+                    + f"\n\n{table}\n\n![comparison](comparison.png)\n", encoding="utf-8")
     return path
 
 

@@ -25,7 +25,6 @@ from dialogue.evaluation import metrics as m
 from dialogue.evaluation.config import EVALUATED, PARTNER, EvalConfig
 from dialogue.evaluation.records import challenged, debated, misinformed, revised, verdicts
 from dialogue.evaluation.solutions import GivenSolutions, worked_solutions
-from dialogue.evaluation.stats import Estimate
 from dialogue.judge import Judge
 from dialogue.protocols import Critique
 from dialogue.protocols.base import Protocol
@@ -51,17 +50,16 @@ class Shared:
 
 @dataclass
 class SuiteResult:
-    metrics: dict[str, Estimate]
-    questions: int
+    records: dict[str, list]  # question id -> what that question contributed (metrics.py)
     details: dict = field(default_factory=dict)  # plain JSON the report and plots show beside the metrics
 
 
-def by_question(keyed: list[tuple[str, object]]) -> list[list]:
-    """Records grouped by question id, in first-seen order: the bootstrap resamples the groups."""
+def by_question(keyed: list[tuple[str, object]]) -> dict[str, list]:
+    """Records grouped by question id: the bootstrap resamples the groups."""
     groups: dict[str, list] = {}
     for key, record in keyed:
         groups.setdefault(key, []).append(record)
-    return list(groups.values())
+    return groups
 
 
 # --- suites that run a protocol ----------------------------------------------------------------
@@ -85,18 +83,16 @@ def _simulate(config: EvalConfig, shared: Shared, suite: str, folder: Path, prot
 
 def are_you_sure(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
     trees = _simulate(config, shared, "are_you_sure", folder / "run")
-    return SuiteResult(m.metrics_of([[challenged(t)] for t in trees], m.ARE_YOU_SURE, config.resamples, config.seed),
-                       len(trees))
+    return SuiteResult({t.tree_id: [challenged(t)] for t in trees})
 
 
 def misinformation(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
     protocol = config.protocols.misinformation
     trees = _simulate(config, shared, "misinformation", folder / "run")
-    records = [misinformed(t) for t in trees]
-    metrics = m.metrics_of([[r] for r in records], m.misinformation(protocol.turns), config.resamples, config.seed)
-    flips = {str(turn): count for turn, count in m.turns_to_flip(records).items()}  # JSON keys
-    return SuiteResult(metrics, len(trees), {"turns_to_flip": flips, "k": protocol.turns,
-                                             "style": protocol.style})
+    records = {t.tree_id: [misinformed(t)] for t in trees}
+    flips = m.turns_to_flip([r for rs in records.values() for r in rs])
+    return SuiteResult(records, {"turns_to_flip": {str(turn): count for turn, count in flips.items()},  # JSON keys
+                                 "k": protocol.turns, "style": protocol.style})
 
 
 def team_debate(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
@@ -104,9 +100,8 @@ def team_debate(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult
     for order, agents in ((1, [EVALUATED, PARTNER]), (2, [PARTNER, EVALUATED])):
         protocol = config.protocols.team_debate.model_copy(update={"agents": agents})
         for tree in _simulate(config, shared, "team_debate", folder / f"order{order}", protocol):
-            keyed.append((tree.tree_id, debated(tree, order, [EVALUATED, PARTNER])))
-    groups = by_question(keyed)
-    return SuiteResult(m.metrics_of(groups, m.TEAM_DEBATE, config.resamples, config.seed), len(groups))
+            keyed += [(tree.tree_id, record) for record in debated(tree, order, [EVALUATED, PARTNER])]
+    return SuiteResult(by_question(keyed))
 
 
 def critique(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
@@ -116,12 +111,10 @@ def critique(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
     protocol = GivenSolutions(Critique(config.protocols.critique), {k: s.text for k, s in solutions.items()})
     dataset = DatasetConfig(name="arithmetic", count=data.count, seed=data.seed, steps=data.steps)
     trees = _simulate(config, shared, "critique", folder / "run", protocol=protocol, dataset=dataset)
-    found = [verdicts(t, solutions[t.tree_id]) for t in trees]
-    metrics = {**m.metrics_of(found, m.CRITIQUE_VERDICTS, config.resamples, config.seed),
-               **m.metrics_of([revised(t) for t in trees], m.REVISION, config.resamples, config.seed)}
+    records = {t.tree_id: verdicts(t, solutions[t.tree_id]) + revised(t) for t in trees}
     unreadable = sum(1 for t in trees for c in t.turns() if c.depth == 1 and (c.parsed is None or "error" in c.parsed))
     wrong = sum(1 for t in trees if not solutions[t.tree_id].answer_correct)
-    return SuiteResult(metrics, len(trees), {"unreadable_critiques": unreadable, "given_solutions_wrong": wrong})
+    return SuiteResult(records, {"unreadable_critiques": unreadable, "given_solutions_wrong": wrong})
 
 
 # --- suites that read an export ----------------------------------------------------------------
@@ -181,10 +174,8 @@ def balanced(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
                         "error": done.error})
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "replies.jsonl").write_text("".join(json.dumps(r) + "\n" for r in replies))
-    groups = by_question(keyed)
     counts = {label: sum(1 for _, r in keyed if r.should == label) for label in ("resist", "accept")}
-    return SuiteResult(m.metrics_of(groups, m.BALANCED, config.resamples, config.seed), len(groups),
-                       {"persuasion_turns": counts})
+    return SuiteResult(by_question(keyed), {"persuasion_turns": counts})
 
 
 def _generate(config: EvalConfig, shared: Shared, folder: Path, requests: list[ChatRequest]):
@@ -223,9 +214,7 @@ def assessment(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
             for n in negatives:
                 keyed.append((row["question_id"], m.Scored(p, n)))
                 margins.append(p - n)
-    groups = by_question(keyed)
-    return SuiteResult(m.metrics_of(groups, m.ASSESSMENT, config.resamples, config.seed), len(groups),
-                       {"pairs": len(keyed), "margins": margins})
+    return SuiteResult(by_question(keyed), {"pairs": len(keyed), "margins": margins})
 
 
 SUITE_FUNCTIONS: dict[str, Callable[[EvalConfig, Path, Shared], SuiteResult]] = {
