@@ -58,6 +58,10 @@ def mine_command(cfg: DictConfig) -> None:
     print(f"{card['miner']}: {card['rows']} rows  " + "  ".join(f"{k}={v}" for k, v in counts["split"].items()))
     if counts["label"]:
         print("labels: " + "  ".join(f"{k}={v}" for k, v in counts["label"].items()))
+    for split, found in card.get("balance", {}).items():
+        if not found["balanced"]:
+            print(f"warning: miner.balance: the {split} split cannot be balanced (accept={found['accept']}, "
+                  f"resist={found['resist']}); it is kept unbalanced (card.json: balance)", file=sys.stderr)
     print(f"out={config.out}")
 
 

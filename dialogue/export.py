@@ -12,7 +12,6 @@ counterfactual replies are never part of the training prompt.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -31,12 +30,9 @@ from dialogue.config import load_persona, one_as_list
 from dialogue.messages import build_messages
 from dialogue.mining import AnswerGroup, CritiqueExamples, Messages, aft_groups, critique_examples, pbt_pairs
 from dialogue.protocols import PROTOCOL_CONFIGS, make_protocol
-from dialogue.questions import show_question
+from dialogue.questions import SPLITS, DatasetConfig, SplitRule, show_question
 from dialogue.rundir import RunDir
 from dialogue.tree import DialogueTree, Turn
-
-SPLITS = ("train", "validation", "test")
-
 
 class MinerConfig(Strict):
     name: Literal["pbt", "aft", "kto", "sft", "critique"] = "pbt"
@@ -44,14 +40,15 @@ class MinerConfig(Strict):
     margin: float = Field(0.5, gt=0.0, le=1.0)  # subtree rule: least score difference of a pair
     balance: bool = False  # equally many accept and resist rows per split
     instruction: str = "neutral"  # the source run's instruction that the training prompt uses
-    splits: dict[str, float] = {"train": 0.8, "validation": 0.1, "test": 0.1}
+    # whose replies are mined: null, the run's responder (pbt_tree: the persuadee, as in PBT);
+    # a list of agent names; or all
+    responders: list[str] | Literal["all"] | None = None
+    levels: list[int] | None = None  # only replies at these depths; null: every depth
 
-    @field_validator("splits")
+    @field_validator("responders", mode="before")
     @classmethod
-    def _splits(cls, splits: dict[str, float]) -> dict[str, float]:
-        if set(splits) != set(SPLITS) or any(v < 0 for v in splits.values()) or abs(sum(splits.values()) - 1) > 1e-6:
-            raise ValueError("must give train, validation and test fractions that sum to 1")
-        return splits
+    def _one_responder(cls, value):
+        return [value] if isinstance(value, str) and value != "all" else value
 
 
 class MineConfig(Strict):
@@ -95,13 +92,15 @@ def mine(config: MineConfig) -> dict:
     miner = config.miner
     subsets = SUBSETS.get(miner.name, [""])
     rows: dict[str, list[dict]] = {subset: [] for subset in subsets}
-    sources, bad_lines, failed_parses = [], [], 0
+    sources, bad_lines, failed_parses, rules = [], [], 0, {}
     for run_path in config.run:
         run = RunDir(run_path)
         manifest = run.manifest()
         if manifest is None or not run.trees_path.exists():
             raise AgoraError(f"run={run_path}: not a run directory (no manifest.json or trees.jsonl)")
+        rules[run_path] = split_rule_of(manifest)
         prompt = prompt_builder(manifest, run_path, [] if miner.name == "critique" else [miner.instruction])
+        responders = _responders(miner, manifest)
         before = len(bad_lines)
         trees = list(run.trees(bad_lines=bad_lines))
         for tree in trees:
@@ -111,20 +110,51 @@ def mine(config: MineConfig) -> dict:
                 for subset, subset_rows in _critique_rows(found, tree, prompt, str(run_path)).items():
                     rows[subset].extend(subset_rows)
             else:
-                rows[""].extend(_rows(miner, tree, prompt, str(run_path)))
+                rows[""].extend(_rows(miner, tree, prompt, str(run_path), responders))
         sources.append({"run": str(run_path), "status": manifest.get("status"), "trees": len(trees),
-                        "bad_lines": len(bad_lines) - before})
-    by_subset = {}
+                        "bad_lines": len(bad_lines) - before,
+                        "responders": "all" if responders is None else sorted(responders)})
+    rule = _one_rule(rules)
+    by_subset, balancing = {}, {}
     for subset, subset_rows in rows.items():
         by_split = {split: [] for split in SPLITS}
         for row in subset_rows:
-            by_split[split_of(row["question_id"], miner.splits, config.seed)].append(row)
+            by_split[rule.of(row["question_id"])].append(row)
         if miner.balance and miner.name in ("pbt", "kto", "sft"):
-            by_split = {s: balance(r, _label_key(miner.name), config.seed) for s, r in by_split.items()}
+            for split, split_rows in by_split.items():
+                by_split[split], balancing[split] = balance(split_rows, _label_key(miner.name), config.seed)
         by_subset[subset] = by_split
-    card = {**_card(config, by_subset, sources, bad_lines), "failed_parses": failed_parses}
+    card = {**_card(config, by_subset, sources, bad_lines), "failed_parses": failed_parses,
+            "split_rule": rule.to_json()}
+    if balancing:
+        card["balance"] = balancing
     _write(out, miner.name, by_subset, card, config.overwrite)
     return card
+
+
+def split_rule_of(manifest: dict) -> SplitRule:
+    """The split rule of the run that `manifest` describes (its dataset config's)."""
+    return DatasetConfig.model_validate(manifest["config"]["dataset"]).split_rule
+
+
+def _one_rule(rules: dict[str, SplitRule]) -> SplitRule:
+    """The runs mined together must split questions alike, or a question could be in two splits."""
+    distinct = dict.fromkeys(rules.values())
+    if len(distinct) > 1:
+        listed = "; ".join(f"run={run}: {rule.to_json()}" for run, rule in rules.items())
+        raise AgoraError(f"the runs split questions by different rules ({listed}); mine runs made with the same "
+                         "dataset.split_seed and dataset.split_fractions together")
+    return next(iter(distinct))
+
+
+def _responders(miner: MinerConfig, manifest: dict) -> set[str] | None:
+    """Whose replies are mined from this run: None for every agent."""
+    if miner.responders == "all":
+        return None
+    if miner.responders is not None:
+        return set(miner.responders)
+    protocol = manifest["config"]["protocol"]
+    return {PROTOCOL_CONFIGS[protocol["name"]].model_validate(protocol).responder}
 
 
 def prompt_builder(manifest: dict, run_path: str, needed: list[str]):
@@ -156,10 +186,12 @@ def prompt_builder(manifest: dict, run_path: str, needed: list[str]):
     return prompt
 
 
-def _rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str) -> list[dict]:
+def _rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders: set[str] | None) -> list[dict]:
+    levels = None if miner.levels is None else set(miner.levels)
     if miner.name == "aft":
-        return [_aft_row(g, prompt(tree, g.parent, g.speaker, miner.instruction), run) for g in aft_groups(tree)]
-    pairs = pbt_pairs(tree, miner.score, miner.margin)
+        return [_aft_row(g, prompt(tree, g.parent, g.speaker, miner.instruction), run)
+                for g in aft_groups(tree, responders, levels)]
+    pairs = pbt_pairs(tree, miner.score, miner.margin, responders, levels)
     rows, seen = [], set()
     for pair in pairs:
         messages = _chat(prompt(tree, pair.persuasion, pair.chosen.speaker, miner.instruction))
@@ -212,26 +244,18 @@ def _reply(turn: Turn) -> list[dict]:
     return [{"role": "assistant", "content": turn.text}]
 
 
-def split_of(question_id: str, fractions: dict[str, float], seed: int) -> str:
-    """A question's split depends only on its id and the seed, so a question mined from several
-    runs always lands in the same split."""
-    digest = hashlib.sha256(f"{seed}:{question_id}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
-    edge = 0.0
-    for split in SPLITS:
-        edge += fractions[split]
-        if u < edge:
-            return split
-    return SPLITS[-1]
-
-
-def balance(rows: list[dict], key: str, seed: int) -> list[dict]:
-    """Equally many accept and resist rows: the larger side is subsampled, seeded."""
+def balance(rows: list[dict], key: str, seed: int) -> tuple[list[dict], dict]:
+    """Equally many accept and resist rows: the larger side is subsampled, seeded. A split that
+    lacks one label cannot be balanced; it is kept as it is rather than emptied, and the second
+    value (recorded in the card) says so with the counts it had."""
     sides = {label: [r for r in rows if r[key] == label] for label in ("accept", "resist")}
-    n = min(len(v) for v in sides.values())
+    counts = {label: len(side) for label, side in sides.items()}
+    n = min(counts.values())
+    if n == 0:
+        return rows, {"balanced": not rows, **counts}
     rng = random.Random(seed)
     keep = {id(r) for side in sides.values() for r in rng.sample(side, n)}
-    return [r for r in rows if id(r) in keep]
+    return [r for r in rows if id(r) in keep], {"balanced": True, **counts}
 
 
 def _label_key(miner: str) -> str:
@@ -242,7 +266,7 @@ def _card(config: MineConfig, by_subset: dict[str, dict[str, list[dict]]], sourc
           bad_lines: list[str]) -> dict:
     miner = config.miner.name
     counts: dict[str, Counter] = {"split": Counter(), "label": Counter(), "level": Counter(), "instruction": Counter()}
-    questions: dict[str, set] = {split: set() for split in SPLITS}
+    questions: dict[str, set] = {split: set() for split in SPLITS}  # every subset's, together
     for subset, by_split in by_subset.items():
         prefix = f"{subset}/" if subset else ""
         for split, rows in by_split.items():
@@ -261,6 +285,7 @@ def _card(config: MineConfig, by_subset: dict[str, dict[str, list[dict]]], sourc
         "rows": sum(len(rows) for by_split in by_subset.values() for rows in by_split.values()),
         "counts": {k: dict(sorted(v.items())) for k, v in counts.items()},
         "questions": {s: len(q) for s, q in questions.items()},
+        "question_ids": {s: sorted(q) for s, q in questions.items()},
         "sources": sources,
         "bad_lines": bad_lines,
         "config": config.model_dump(mode="json"),

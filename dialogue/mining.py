@@ -40,7 +40,9 @@ class Pair:
 
 
 def pbt_pairs(tree: DialogueTree, score: Literal["immediate", "subtree"] = "immediate",
-              margin: float = 0.5) -> list[Pair]:
+              margin: float = 0.5, responders: set[str] | None = None, levels: set[int] | None = None) -> list[Pair]:
+    """The pairs of a tree whose responses are by one of `responders` (None: any agent) at one of
+    `levels` (depths; None: any)."""
     pairs = []
     for p_id in tree.graph.nodes:
         children = [tree.turn(c) for c in tree.children(p_id)]
@@ -49,6 +51,9 @@ def pbt_pairs(tree: DialogueTree, score: Literal["immediate", "subtree"] = "imme
         persuasion = tree.turn(p_id)
         responder = children[0].speaker
         if responder == persuasion.speaker or any(c.speaker != responder for c in children):
+            continue
+        if (responders is not None and responder not in responders) or \
+                (levels is not None and children[0].depth not in levels):
             continue
         before = last_turn_of(tree, responder, persuasion.parent)
         label = _situation(persuasion, before)
@@ -110,13 +115,18 @@ class AnswerGroup:
     ranked: tuple[Turn, ...]  # best first: correct before wrong, then by subtree score
 
 
-def aft_groups(tree: DialogueTree) -> list[AnswerGroup]:
-    """Sibling answers by one speaker with at least one correct and one wrong among them."""
+def aft_groups(tree: DialogueTree, responders: set[str] | None = None, levels: set[int] | None = None
+               ) -> list[AnswerGroup]:
+    """Sibling answers by one speaker with at least one correct and one wrong among them, by one
+    of `responders` (None: any agent) at one of `levels` (None: any)."""
     groups = []
     for parent in tree.graph.nodes:
         by_speaker: dict[str, list[Turn]] = {}
         for i in tree.children(parent):
             turn = tree.turn(i)
+            if (responders is not None and turn.speaker not in responders) or \
+                    (levels is not None and turn.depth not in levels):
+                continue
             if turn.correct is not None and turn.text.strip():
                 by_speaker.setdefault(turn.speaker, []).append(turn)
         for speaker, answers in by_speaker.items():

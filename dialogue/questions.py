@@ -8,6 +8,7 @@ or an answer is an error naming the file and line, or is skipped and counted.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import random
 import re
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from agents.config import Strict
 from agents.errors import AgoraError
@@ -45,6 +46,31 @@ class FieldMap(Strict):
 BUNDLED_FIELDS = FieldMap(id="id", choices="choices", aliases="aliases")
 
 
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """Which split a question belongs to: a seeded hash of its id, so the same id lands in the
+    same split in simulate, mine and eval, whatever else is in the data."""
+
+    seed: int = 0
+    fractions: tuple[tuple[str, float], ...] = (("train", 0.8), ("validation", 0.1), ("test", 0.1))
+
+    def of(self, question_id: str) -> str:
+        digest = hashlib.sha256(f"{self.seed}:{question_id}".encode()).digest()
+        u = int.from_bytes(digest[:8], "big") / 2**64
+        edge = 0.0
+        for split, fraction in self.fractions:
+            edge += fraction
+            if u < edge:
+                return split
+        return self.fractions[-1][0]
+
+    def to_json(self) -> dict:
+        return {"split_seed": self.seed, "split_fractions": dict(self.fractions)}
+
+
 class DatasetConfig(Strict):
     name: str = "general_knowledge"  # a bundled set or generator, when neither path nor hf_id
     path: str | None = None  # a .jsonl, .csv or .parquet file
@@ -53,13 +79,32 @@ class DatasetConfig(Strict):
     hf_split: str = "train"
     fields: FieldMap = FieldMap()
     answer_regex: str | None = None  # e.g. "####\\s*(.+)$" for GSM8K; group 1 is the answer
+    split: Literal["train", "validation", "test", "all"] = "all"
+    split_seed: int = 0
+    split_fractions: dict[str, float] = {"train": 0.8, "validation": 0.1, "test": 0.1}
+    offset: int = Field(0, ge=0)  # questions skipped, after the split is taken
     limit: int | None = Field(None, ge=1)
     on_bad_row: Literal["error", "skip"] = "error"
     judge: Literal["auto", "choice", "number", "alias", "llm"] = "auto"
     # arithmetic generator
-    count: int = Field(100, ge=1)
+    count: int = Field(100, ge=1)  # problems generated; the split is taken from them
     steps: int = Field(3, ge=1)
     seed: int = 0
+
+    @field_validator("split_fractions")
+    @classmethod
+    def _fractions(cls, fractions: dict[str, float]) -> dict[str, float]:
+        if set(fractions) != set(SPLITS) or any(v < 0 for v in fractions.values()) \
+                or abs(sum(fractions.values()) - 1) > 1e-6:
+            raise ValueError("must give train, validation and test fractions that sum to 1")
+        return fractions
+
+    @property
+    def split_rule(self) -> SplitRule:
+        return SplitRule(self.split_seed, tuple((s, self.split_fractions[s]) for s in SPLITS))
+
+    def selects(self, question_id: str) -> bool:
+        return self.split == "all" or self.split_rule.of(question_id) == self.split
 
 
 @dataclass
@@ -94,8 +139,12 @@ def load_questions(cfg: DatasetConfig) -> Loaded:
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise AgoraError(f"dataset {loaded.source}: question id '{dup}' appears twice")
+    loaded.questions = [q for q in loaded.questions if cfg.selects(q.question_id)][cfg.offset:]
     if cfg.limit:
         loaded.questions = loaded.questions[: cfg.limit]
+    if not loaded.questions:
+        raise AgoraError(f"dataset {loaded.source}: no questions left in split={cfg.split} after "
+                         f"offset={cfg.offset} (dataset.split, dataset.offset)")
     return loaded
 
 

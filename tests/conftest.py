@@ -136,10 +136,11 @@ def instruction_of(request: ChatRequest, instructions: dict[str, str]) -> str:
 PERSUADER_INSTRUCTIONS = {"neutral", "logical", "emotional", "credibility"}
 
 
-def scripted_run(path, monkeypatch, questions=24, seed=0):
+def scripted_run(path, monkeypatch, questions=24, seed=0, *overrides):
     """The default pbt_tree config. A always answers A; B answers B, except under `accept`,
     where it takes A. Questions whose gold is A give accept pairs, gold B gives resist pairs."""
-    config = simulate_config([f"out={path}", f"dataset.limit={questions}", "progress=false", f"seed={seed}"])
+    config = simulate_config([f"out={path}", f"dataset.limit={questions}", "progress=false", f"seed={seed}",
+                              *overrides])
     instructions = config.protocol.instructions
 
     def rule(request):

@@ -85,7 +85,8 @@ def test_misinformation_gives_known_rates_and_stops_once_persuaded(tmp_path, mon
     lengths = {t["graph"]["tree_id"]: len(t["nodes"]) for t in trees}
     assert lengths[questions[1].question_id] == 5  # answer, persuade, reply, persuade, reply (flipped)
     assert lengths[questions[0].question_id] == 7  # held out all k=3 turns
-    assert all(t["graph"]["target"] != q.gold for t, q in zip(trees, questions))
+    gold = {q.question_id: q.gold for q in questions}
+    assert all(t["graph"]["target"] != gold[t["graph"]["tree_id"]] for t in trees)
 
 
 def test_misinformation_targets_are_seeded_wrong_answers():
@@ -190,7 +191,7 @@ def test_critique_suite_scores_a_critic_that_checks_each_line_on_its_own(tmp_pat
     from dialogue.evaluation.solutions import worked_solutions
     from dialogue.questions import DatasetConfig, load_questions
 
-    config = eval_config(tmp_path, "suite=critique", "model=m", "critique.count=12")
+    config = eval_config(tmp_path, "suite=critique", "model=m", "critique.count=12", "dataset.split=all")
     solutions = worked_solutions(12, 0, 3, 0.5)
     gold = {q.question: q.gold for q in load_questions(DatasetConfig(name="arithmetic", count=12)).questions}
 
@@ -219,16 +220,15 @@ def test_critique_suite_scores_a_critic_that_checks_each_line_on_its_own(tmp_pat
 def exports(tmp_path, monkeypatch):
     run = scripted_run(tmp_path / "run", monkeypatch, questions=12)
     monkeypatch.undo()
-    everything_test = {"train": 0.0, "validation": 0.0, "test": 1.0}
     for miner in ("pbt", "aft", "kto"):
-        mine(MineConfig(run=[str(run)], out=str(tmp_path / miner), miner={"name": miner, "splits": everything_test}))
+        mine(MineConfig(run=[str(run)], out=str(tmp_path / miner), miner={"name": miner}))
     return tmp_path
 
 
 def test_balanced_asks_each_persuasion_turn_once_and_scores_by_its_label(tmp_path, exports, monkeypatch):
     """The scripted run's persuader always argues for A: questions whose gold is A are accept
     rows, the others resist rows. A model that always says A accepts every time and never resists."""
-    config = eval_config(tmp_path / "out", "suite=balanced", "model=m", f"data={exports / 'pbt'}")
+    config = eval_config(tmp_path / "out", "suite=balanced", "model=m", f"data={exports / 'pbt'}", "dataset.split=all")
     backends = []
 
     def say_a(request):
@@ -245,7 +245,7 @@ def test_balanced_asks_each_persuasion_turn_once_and_scores_by_its_label(tmp_pat
         {"accuracy_misleading": 0.0, "accuracy_correct_persuasion": 1.0, "balanced_accuracy": 0.5, "unreadable": 0.0})
     import pyarrow.parquet as pq
 
-    rows = pq.read_table(exports / "pbt/test.parquet").to_pylist()
+    rows = [row for path in (exports / "pbt").glob("*.parquet") for row in pq.read_table(path).to_pylist()]
     distinct = {json.dumps(r["prompt"]) for r in rows}
     assert backends[0].calls == [len(distinct)]
     replies = [json.loads(line) for line in (tmp_path / "out/balanced/replies.jsonl").read_text().splitlines()]
@@ -283,7 +283,8 @@ def assert_png(path: Path):
 
 def test_eval_all_writes_every_section_plots_and_refuses_to_overwrite(tmp_path, exports, tiny_model):
     out = tmp_path / "out"
-    args = ["eval", f"model={tiny_model}", f"data={exports / 'pbt'}", f"data={exports / 'aft'}", "dataset.limit=3",
+    args = ["eval", f"model={tiny_model}", f"data={exports / 'pbt'}", f"data={exports / 'aft'}", "dataset.split=all",
+            "dataset.limit=3",
             "critique.count=3", "max_tokens=8", "resamples=50", "progress=false"]
     done = agora(*args, f"out={out}")
     assert done.returncode == 0, done.stderr
@@ -338,7 +339,8 @@ def test_eval_needs_the_right_export_for_a_named_suite(tmp_path, exports):
 
 
 def test_suite_all_without_exports_says_which_suites_did_not_run(tmp_path, monkeypatch):
-    config = eval_config(tmp_path, "model=m", "dataset.limit=2", "critique.count=2", "protocols.misinformation.turns=1")
+    config = eval_config(tmp_path, "model=m", "dataset.limit=2", "critique.count=2", "protocols.misinformation.turns=1",
+                         "dataset.split=all")
     loads = scripted_models(monkeypatch, {"m": lambda request: "Answer: A"})
     metrics = evaluate(config, log=lambda *a, **k: None)
     assert set(metrics["not_run"]) == {"balanced", "assessment"}

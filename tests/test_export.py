@@ -8,7 +8,8 @@ import pytest
 from datasets import load_dataset
 
 from agents.errors import AgoraError
-from dialogue.export import MineConfig, mine, split_of
+from dialogue.export import MineConfig, mine
+from dialogue.questions import DatasetConfig
 from dialogue.rundir import RunDir
 from tests.conftest import agora, scripted_critique_run, scripted_run
 
@@ -44,12 +45,44 @@ def test_pbt_rows_have_neutral_prompts_labels_and_clean_splits(run_dir, tmp_path
         assert row["chosen_instruction"] == expected and row["level"] == 3
 
 
+def test_pbt_mines_the_persuadee_by_default_and_more_when_asked(run_dir, tmp_path):
+    default = mined(run_dir, tmp_path / "b", name="pbt")
+    widened = mined(run_dir, tmp_path / "ab", name="pbt", responders="all")
+    named = mined(run_dir, tmp_path / "named", name="pbt", responders=["A", "B"])
+    assert default["sources"][0]["responders"] == ["B"] and widened["sources"][0]["responders"] == "all"
+    assert named["sources"][0]["responders"] == ["A", "B"] and named["rows"] == widened["rows"] >= default["rows"]
+    rows = load_dataset("parquet", data_files=str(tmp_path / "b" / "train.parquet"))["train"]
+    assert {m["role"] for row in rows for m in row["chosen"]} == {"assistant"}
+    assert all(row["chosen_instruction"] in ("resist", "accept") for row in rows)  # B's instructions only
+    only_level_1 = mined(run_dir, tmp_path / "l1", name="pbt", levels=[1])
+    assert only_level_1["rows"] == 0  # B's first answers are independent: no persuasion to resist or accept
+
+
 def test_balance_keeps_equally_many_accept_and_resist(run_dir, tmp_path):
     card = mined(run_dir, tmp_path / "bal", name="pbt", balance=True)
+    assert card["balance"]["train"]["balanced"]
     for path in (tmp_path / "bal").glob("*.parquet"):
         labels = load_dataset("parquet", data_files=str(path))["train"]["label"]
-        assert labels.count("accept") == labels.count("resist")
-    assert card["counts"]["label"]["accept"] == card["counts"]["label"]["resist"] > 0
+        if card["balance"][path.stem]["balanced"]:
+            assert labels.count("accept") == labels.count("resist") > 0
+        else:  # one label only: kept as it was, and the card says so
+            assert min(labels.count("accept"), labels.count("resist")) == 0
+            assert len(labels) == card["balance"][path.stem]["accept"] + card["balance"][path.stem]["resist"]
+
+
+def test_balance_never_silently_empties_a_split(tmp_path, monkeypatch):
+    """Four questions: too few for a validation or test split with both labels."""
+    run = scripted_run(tmp_path / "small", monkeypatch, questions=6)
+    card = mined(run, tmp_path / "bal", name="pbt", balance=True)
+    unbalanced = {s: found for s, found in card["balance"].items() if not found["balanced"]}
+    assert unbalanced  # some split had one label only
+    for split, found in unbalanced.items():
+        kept = card["counts"]["split"][split]
+        assert kept == found["accept"] + found["resist"] > 0  # kept, not emptied
+    done = agora("mine", f"run={run}", "miner.balance=true", f"out={tmp_path / 'cli'}")
+    assert done.returncode == 0, done.stderr
+    split = next(iter(unbalanced))
+    assert f"the {split} split cannot be balanced (accept={unbalanced[split]['accept']}, " in done.stderr
 
 
 def test_two_runs_of_the_same_questions_never_share_a_question_across_splits(run_dir, tmp_path, monkeypatch):
@@ -64,7 +97,12 @@ def test_two_runs_of_the_same_questions_never_share_a_question_across_splits(run
         for qid in load_dataset("parquet", data_files=str(path))["train"]["question_id"]:
             assert seen.setdefault(qid, path.stem) == path.stem
     assert len(seen) == card["questions"]["train"] + card["questions"]["validation"] + card["questions"]["test"]
-    assert split_of("q7", card["config"]["miner"]["splits"], 0) == split_of("q7", card["config"]["miner"]["splits"], 0)
+    # the split is the one rule of the runs' dataset config, and the card names each split's questions
+    rule = DatasetConfig().split_rule
+    assert card["split_rule"] == rule.to_json()
+    for split in ("train", "validation", "test"):
+        assert all(rule.of(qid) == split for qid in card["question_ids"][split])
+        assert len(card["question_ids"][split]) == card["questions"][split]
 
 
 def test_a_corrupt_line_is_reported_with_its_number_and_the_rest_is_mined(run_dir, tmp_path):

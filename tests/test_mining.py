@@ -147,3 +147,15 @@ def test_critique_examples_hold_critiques_to_the_solutions_correctness():
     assert [r.id for r in found.corrections] == ["0.0.0"]
     assert [(a.id, b.id, label) for a, b, label in found.revision_pairs] == [("0.0.0", "0.0.1", "fix")]
     assert found.failed_parses == 1
+
+
+def test_persuader_replies_are_mined_only_when_their_speaker_is_a_responder():
+    # A first answers wrong; B answers right on its own; A then replies to B under two styles,
+    # adopting B's right answer in one and keeping its wrong one in the other: an accept pair for A.
+    tree = build({"0": ("A", "neutral", "B"), "0.0": ("B", "resist", "A"),
+                  "0.0.0": ("A", "logical", "A"), "0.0.1": ("A", "emotional", "B")})
+    assert summary(pbt_pairs(tree)) == [("accept", 2, "0.0", "0.0.0", "0.0.1")]
+    assert pbt_pairs(tree, responders={"B"}) == []
+    assert len(pbt_pairs(tree, responders={"A", "B"})) == 1
+    assert pbt_pairs(tree, levels={3}) == [] and len(pbt_pairs(tree, levels={2})) == 1
+    assert aft_groups(tree, responders={"B"}) == [] and len(aft_groups(tree, responders={"A"})) == 1

@@ -13,12 +13,15 @@ pytestmark = pytest.mark.slow
 
 
 def test_simulate_mine_train_pbt_lora_and_simulate_with_the_adapter(tmp_path):
-    run, data, model, after = (tmp_path / name for name in ("run", "data", "model", "after"))
-    done = agora("simulate", f"out={run}", "progress=false")
+    run, held, data, model, after = (tmp_path / name for name in ("run", "held", "data", "model", "after"))
+    # trees for training on train-split questions, and for evaluation on test-split questions
+    for out, split in ((run, "train"), (held, "test")):
+        done = agora("simulate", f"out={out}", f"dataset.split={split}", "progress=false")
+        assert done.returncode == 0, done.stderr
+    done = agora("mine", f"run={run}", f"run={held}", "miner=pbt", f"out={data}")
     assert done.returncode == 0, done.stderr
-    done = agora("mine", f"run={run}", "miner=pbt", f"out={data}")
-    assert done.returncode == 0, done.stderr
-    assert json.loads((data / "card.json").read_text())["counts"]["split"]["train"] > 0
+    counts = json.loads((data / "card.json").read_text())["counts"]["split"]
+    assert counts["train"] > 0 and counts["test"] > 0 and counts["validation"] == 0
 
     done = agora("train", "trainer=pbt", f"data={data}", "model=smollm2-135m", f"out={model}",
                  "trainer.args.max_steps=2", "trainer.args.per_device_train_batch_size=2")
@@ -34,20 +37,24 @@ def test_simulate_mine_train_pbt_lora_and_simulate_with_the_adapter(tmp_path):
     persuadee = [t for t in turns if t["speaker"] == "B"]
     assert persuadee and all(t["gen"]["model"] == str(model) and t["text"] for t in persuadee)
 
-    evaluate_base_and_adapter(tmp_path, run, data, model)
+    evaluate_base_and_adapter(tmp_path, [run, held], data, model)
 
 
 SUITES = ["balanced", "are_you_sure", "misinformation", "team_debate", "assessment", "critique"]
 
 
-def evaluate_base_and_adapter(tmp_path, run, pbt, adapter):
+def evaluate_base_and_adapter(tmp_path, runs, pbt, adapter):
     aft = tmp_path / "aft"
-    done = agora("mine", f"run={run}", "miner=aft", f"out={aft}")
+    done = agora("mine", *(f"run={r}" for r in runs), "miner=aft", f"out={aft}")
     assert done.returncode == 0, done.stderr
-    # a small slice; the exports are tiny, so their train split stands in for held-out data
+    # the adapter's own training questions are refused
+    done = agora("eval", "suite=all", f"model={adapter}", f"data={pbt}", f"data={aft}", "dataset.split=train",
+                 f"out={tmp_path / 'leaked'}")
+    assert done.returncode == 2 and "was trained on questions this evaluation would score" in done.stderr
+    # a small slice of held-out questions
     for name, model in (("base", "smollm2-135m"), ("pbt", str(adapter))):
-        done = agora("eval", "suite=all", f"model={model}", f"data={pbt}", f"data={aft}", "split=train",
-                     "dataset.limit=4", "critique.count=3", "protocols.misinformation.turns=2", "max_tokens=64",
+        done = agora("eval", "suite=all", f"model={model}", f"data={pbt}", f"data={aft}", "dataset.split=test",
+                     "dataset.limit=4", "critique.count=40", "protocols.misinformation.turns=2", "max_tokens=64",
                      "resamples=200", "progress=false", f"out={tmp_path / name}")
         assert done.returncode == 0, done.stderr
         metrics = json.loads((tmp_path / name / "metrics.json").read_text())
@@ -62,8 +69,8 @@ def evaluate_base_and_adapter(tmp_path, run, pbt, adapter):
             for plot in result["plots"]:
                 assert (tmp_path / name / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
 
-    done = agora("eval", "compare", str(tmp_path / "base"), str(tmp_path / "pbt"))
+    done = agora("eval", "compare", str(tmp_path / "base"), str(tmp_path / "pbt"), f"out={tmp_path / 'compare.md'}")
     assert done.returncode == 0, done.stderr
-    assert "| suite | metric | base | pbt | pbt - base |" in done.stdout
+    assert "| suite | metric | base | pbt | pbt - base |" in done.stdout  # paired: both saw the same questions
     for suite in SUITES:
         assert f"| {suite} |" in done.stdout

@@ -86,7 +86,11 @@ def train(config: TrainConfig) -> dict:
     merged = config.trainer.save == "merged"
     _save_model(model, tokenizer, out / ".final", config.model, merged=merged)
     _publish(out / ".final", out)
-    summary = {"trainer": name, "stages": results, "model": config.model,
+    # the export it learnt from, so that `agora eval` can tell which questions the model has seen
+    data = {"path": str(Path(config.data.path).resolve()), "labels": config.data.labels}
+    start = Path(config.model).expanduser()
+    model_name = str(start.resolve()) if start.exists() else config.model  # a trained model's chain stays followable
+    summary = {"trainer": name, "stages": results, "model": model_name, "data": data,
                "saved": "adapter" if _is_peft(model) and not merged else "weights"}
     (out / "train.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -45,17 +45,18 @@ class EvalConfig(Strict):
     persona: PersonaChoice  # the evaluated model's system message
     partner_persona: str = "neutral"
     data: list[str] = []  # exports of `agora mine`: a pbt one (balanced), an aft one (assessment)
-    split: Literal["train", "validation", "test"] = "test"  # which split of the exports
     out: str
     seed: int = 0
     resamples: int = Field(1000, ge=0)  # bootstrap resamples for each interval
     max_tokens: int = Field(256, ge=1)
     backend: BackendConfig
-    dataset: DatasetConfig  # the questions of are_you_sure, misinformation and team_debate
+    dataset: DatasetConfig  # the questions of are_you_sure, misinformation and team_debate; its split
+    # (default test) selects the questions of every suite, export rows and critique problems too
     prompts: PromptsConfig
     protocols: EvalProtocols
     critique: CritiqueData = CritiqueData()
     overwrite: bool = False
+    allow_overlap: bool = False  # evaluate a trained model on questions it was trained on (the report says so)
     progress: bool = True
 
     @model_validator(mode="before")

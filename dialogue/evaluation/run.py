@@ -22,7 +22,9 @@ from dialogue.evaluation.config import EvalConfig
 from dialogue.evaluation.metrics import metrics_of, records_to_json, statistics_of
 from dialogue.evaluation.plots import draw
 from dialogue.evaluation.report import compare_markdown, load_metrics, report_markdown
-from dialogue.evaluation.suites import NEEDS_EXPORT, SUITE_FUNCTIONS, Shared
+from dialogue.evaluation.leakage import overlap, overlap_message, trained_questions
+from dialogue.evaluation.suites import NEEDS_EXPORT, SUITE_FUNCTIONS, Shared, planned_questions
+from dialogue.questions import DatasetConfig
 from dialogue.rundir import now
 
 
@@ -35,6 +37,16 @@ def evaluate(config: EvalConfig, overrides: list[str] | None = None, log=print) 
     if not isinstance(config.backend, OpenAIBackendConfig):
         for model in dict.fromkeys([config.model, config.partner or config.model]):
             check_model_name(model)
+    planned = {suite: planned_questions(config, suite, exports) for suite in to_run}
+    try:
+        trained = trained_questions(config.model)
+    except AgoraError:
+        if not config.allow_overlap:
+            raise
+        trained = {}  # allowed: the questions it was trained on cannot be told, and need not be
+    seen = overlap(planned, trained)
+    if seen and not config.allow_overlap:
+        raise AgoraError(overlap_message(config.model, seen, planned, trained))
     if (out / "metrics.json").exists():
         if not config.overwrite:
             raise AgoraError(f"out={out}: holds a finished evaluation; choose a new out=DIR or pass overwrite=true")
@@ -50,8 +62,8 @@ def evaluate(config: EvalConfig, overrides: list[str] | None = None, log=print) 
             result = SUITE_FUNCTIONS[suite](config, out / suite, shared)
             found = metrics_of(result.records, statistics_of(suite, result.details), config.resamples, config.seed)
             suites[suite] = {"metrics": {k: e.to_dict() for k, e in found.items()},
-                             "questions": len(result.records), "details": result.details,
-                             "records": records_to_json(result.records)}
+                             "questions": len(result.records), "source": source_of(config, suite, exports),
+                             "details": result.details, "records": records_to_json(result.records)}
             for name, e in found.items():
                 log(f"   {name}: {e}")
     finally:
@@ -61,13 +73,30 @@ def evaluate(config: EvalConfig, overrides: list[str] | None = None, log=print) 
     metrics = {
         "model": config.model, "partner": config.partner or config.model, "persona": config.persona.name,
         "seed": config.seed, "resamples": config.resamples, "overrides": overrides or [],
-        "suites": suites, "not_run": not_run,
+        "data": {"dataset": dataset_name(config.dataset), "split": config.dataset.split,
+                 "exports": [str(p) for p in exports.values()]},
+        "overlap": seen, "suites": suites, "not_run": not_run,
         "config": config.model_dump(mode="json", exclude={"out", "progress", "overwrite"}),
         "finished_at": now(),
     }
     (out / "report.md").write_text(report_markdown(metrics), encoding="utf-8")
     _write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def dataset_name(dataset: DatasetConfig) -> str:
+    return dataset.path or dataset.hf_id or dataset.name
+
+
+def source_of(config: EvalConfig, suite: str, exports: dict[str, Path]) -> str:
+    """Where a suite's questions came from, for the report."""
+    split = f"split {config.dataset.split}"
+    if suite in NEEDS_EXPORT:
+        return f"rows of data={exports[NEEDS_EXPORT[suite]]}, {split}"
+    if suite == "critique":
+        data = config.critique
+        return f"worked solutions to arithmetic problems (count {data.count}, seed {data.seed}), {split}"
+    return f"{dataset_name(config.dataset)}, {split}"
 
 
 def find_exports(folders: list[str]) -> dict[str, Path]:

@@ -28,7 +28,7 @@ from dialogue.evaluation.solutions import GivenSolutions, worked_solutions
 from dialogue.judge import Judge
 from dialogue.protocols import Critique
 from dialogue.protocols.base import Protocol
-from dialogue.questions import DatasetConfig, Question
+from dialogue.questions import DatasetConfig, Question, load_questions
 from dialogue.rundir import RunDir
 from dialogue.simulate import load_backend, simulate
 from dialogue.tree import DialogueTree
@@ -104,13 +104,19 @@ def team_debate(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult
     return SuiteResult(by_question(keyed))
 
 
+def critique_dataset(config: EvalConfig) -> DatasetConfig:
+    """The arithmetic problems the critique suite's solutions are for, in the evaluated split."""
+    data, split = config.critique, config.dataset
+    return DatasetConfig(name="arithmetic", count=data.count, seed=data.seed, steps=data.steps, split=split.split,
+                         split_seed=split.split_seed, split_fractions=split.split_fractions)
+
+
 def critique(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
     data = config.critique
     solutions = {s.question.question_id: s for s in worked_solutions(data.count, data.seed, data.steps,
                                                                        data.wrong_fraction)}
     protocol = GivenSolutions(Critique(config.protocols.critique), {k: s.text for k, s in solutions.items()})
-    dataset = DatasetConfig(name="arithmetic", count=data.count, seed=data.seed, steps=data.steps)
-    trees = _simulate(config, shared, "critique", folder / "run", protocol=protocol, dataset=dataset)
+    trees = _simulate(config, shared, "critique", folder / "run", protocol=protocol, dataset=critique_dataset(config))
     records = {t.tree_id: verdicts(t, solutions[t.tree_id]) + revised(t) for t in trees}
     unreadable = sum(1 for t in trees for c in t.turns() if c.depth == 1 and (c.parsed is None or "error" in c.parsed))
     wrong = sum(1 for t in trees if not solutions[t.tree_id].answer_correct)
@@ -119,12 +125,23 @@ def critique(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
 
 # --- suites that read an export ----------------------------------------------------------------
 
-def export_rows(export: Path, split: str) -> list[dict]:
-    path = export / f"{split}.parquet"
-    if not path.is_file():
-        raise AgoraError(f"data={export}: no {split} split there (an empty split has no file; see card.json). "
-                         "Mine more questions, or evaluate another split with split=train")
-    return pq.read_table(path).to_pylist()
+def export_rows(export: Path, dataset: DatasetConfig) -> list[dict]:
+    """The rows of an export whose questions are in `dataset.split`, by the same rule that chose
+    the questions of every other suite (not by which file `agora mine` put them in)."""
+    rows = [row for path in sorted(export.glob("*.parquet")) for row in pq.read_table(path).to_pylist()
+            if dataset.selects(row["question_id"])]
+    if not rows:
+        raise AgoraError(f"data={export}: no rows for questions in split={dataset.split} (dataset.split). "
+                         "Mine more questions, or evaluate another split")
+    return rows
+
+
+def planned_questions(config: EvalConfig, suite: str, exports: dict[str, Path]) -> set[str]:
+    """The question ids a suite will score, known before anything runs."""
+    if suite in NEEDS_EXPORT:
+        return {row["question_id"] for row in export_rows(exports[NEEDS_EXPORT[suite]], config.dataset)}
+    dataset = critique_dataset(config) if suite == "critique" else config.dataset
+    return {q.question_id for q in load_questions(dataset).questions}
 
 
 def source_questions(rows: list[dict], export: Path) -> dict[tuple[str, str], tuple[Question, str]]:
@@ -149,7 +166,7 @@ def with_persona(prompt: list[dict], persona: str) -> list[dict]:
 
 
 def balanced(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
-    rows = export_rows(shared.exports["pbt"], config.split)
+    rows = export_rows(shared.exports["pbt"], config.dataset)
     questions = source_questions(rows, shared.exports["pbt"])
     persona = config.persona.text
     # Several pairs can share one persuasion turn: each distinct prompt is asked once.
@@ -194,7 +211,7 @@ def assessment(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
     from agents.models import load_causal_lm
     from dialogue.evaluation.assessment import mean_logprobs
 
-    rows = export_rows(shared.exports["aft"], config.split)
+    rows = export_rows(shared.exports["aft"], config.dataset)
     persona = config.persona.text
     if isinstance(config.backend, TransformersBackendConfig):  # score with the copy the other suites use
         backend = load_backend(shared.pool, config.model, config.backend, config.seed)
