@@ -166,3 +166,48 @@ def test_an_interrupted_run_never_looks_finished_and_resumes_from_its_checkpoint
     assert dpo_steps == [1, 2, 3]  # 1 before the kill; 2 and 3 after resuming from checkpoint-1
     with pytest.raises(AgoraError, match="finished.*overwrite=true"):
         train(settings)
+
+
+def test_a_short_stage_logs_every_step_validation_loss_and_a_learning_curve(exports, tiny_model, tmp_path):
+    out = tmp_path / "dpo"
+    train(config("dpo", exports["pbt"], tiny_model, out, logging_steps=10))  # 2 steps: fewer than 100
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "loss" in r] == [1, 2]
+    assert load_dataset("parquet", data_files=str(exports["pbt"] / "validation.parquet"), split="train").num_rows
+    assert [r["step"] for r in logged if "eval_loss" in r] == [1, 2] and all(
+        math.isfinite(r["eval_loss"]) for r in logged if "eval_loss" in r)
+    assert (out / "curve_dpo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_warm_up_is_a_fraction_of_each_stage(exports, tiny_model, tmp_path):
+    from trainers.run import _stage_args
+
+    settings = config("pbt", exports["pbt"], tiny_model, tmp_path / "o")
+    settings.trainer.args.pop("warmup_steps")  # the YAML's warmup_ratio: 0.1 applies
+    args = _stage_args(settings, "sft", TRAINERS["pbt"]["sft"], tmp_path / "o", validation=True)
+    assert args.get_warmup_steps(2) == 1 and args.get_warmup_steps(1000) == 100
+    assert args.eval_strategy == "steps"
+    settings.trainer.args["warmup_steps"] = 7  # a count given explicitly wins
+    assert _stage_args(settings, "sft", TRAINERS["pbt"]["sft"], tmp_path / "o", validation=False).warmup_steps == 7
+
+
+def test_a_label_filter_that_empties_validation_trains_without_an_eval_set(exports, tiny_model, tmp_path, capsys):
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "data"
+    shutil.copytree(exports["pbt"], data)
+    validation = pq.read_table(data / "validation.parquet")
+    kept = validation.column("label")[0].as_py()  # validation keeps one label; training asks for the other
+    wanted = {"accept": "resist", "resist": "accept"}[kept]
+    pq.write_table(validation.filter(pa.compute.equal(validation.column("label"), kept)), data / "validation.parquet")
+    settings = config("dpo", data, tiny_model, tmp_path / "accept-only")
+    settings.data.labels = [wanted]
+    summary = train(settings)
+    assert summary["stages"]["dpo"]["global_step"] == 2
+    assert f"has no validation rows with data.labels=['{wanted}']; it trains without an eval set" in \
+        capsys.readouterr().out
+    logged = (tmp_path / "accept-only" / "log.jsonl").read_text()
+    assert "eval_loss" not in logged

@@ -5,7 +5,9 @@ Everything a user can get wrong (stage names, TRL options, missing columns, an `
 another run) is checked before the model loads. The output directory:
 
     out/train_config.json     the validated config
-    out/log.jsonl             every logged step: stage, step, loss, rewards or scores, learning rate
+    out/log.jsonl             every logged step: stage, step, loss, rewards or scores, learning rate,
+                              validation loss (when the export has a validation split)
+    out/curve_NAME.png        each stage's learning curve: loss, reward margin or scores, learning rate
     out/stages/NAME/          TRL checkpoints (every save_steps) and, once the stage is done, model/
     out/adapter_config.json   the trained LoRA adapter naming its base (or config.json: full weights)
     out/train.json            written last: the run is finished only when it exists
@@ -30,6 +32,7 @@ from agents.errors import AgoraError
 from agents.models import adapter_base, load_causal_lm
 from trainers import aft, baselines, dpo_constrained, pbt, self_correction
 from trainers.config import TrainConfig
+from trainers.curves import learning_curve
 from trainers.stage import Stage
 
 TRAINERS: dict[str, dict[str, Stage]] = {
@@ -40,6 +43,7 @@ TRAINERS: dict[str, dict[str, Stage]] = {
     **baselines.TRAINERS,
 }
 LORA_ABOVE = 1_000_000_000  # parameters; `lora.enabled=auto` uses LoRA for models larger than this
+SHORT_STAGE = 100  # steps; a stage shorter than this logs every step
 
 
 def train(config: TrainConfig) -> dict:
@@ -47,7 +51,8 @@ def train(config: TrainConfig) -> dict:
     stages = _stages(config)
     data = {stage: load_data(config, stage, spec) for stage, spec in stages.items()}
     out = Path(config.out)
-    args = {stage: _stage_args(config, stage, spec, out / "stages" / stage) for stage, spec in stages.items()}
+    args = {stage: _stage_args(config, stage, spec, out / "stages" / stage, data[stage][1] is not None)
+            for stage, spec in stages.items()}
     _claim_out(config, out)
 
     # Stages an interrupted run finished come first; training starts from the last one's model.
@@ -69,7 +74,7 @@ def train(config: TrainConfig) -> dict:
         try:
             trainer = spec.trainer_class(
                 model=model, args=args[stage], train_dataset=train_split, eval_dataset=eval_split,
-                processing_class=tokenizer, callbacks=[JsonlLog(log, stage)], **extra)
+                processing_class=tokenizer, callbacks=[JsonlLog(log, stage), ShortStageLogging()], **extra)
         except ValueError as e:
             raise AgoraError(f"trainer {name}, stage {stage}: {e}") from None
         checkpoint = get_last_checkpoint(str(stage_dir)) if config.resume and stage_dir.exists() else None
@@ -80,6 +85,7 @@ def train(config: TrainConfig) -> dict:
         if _is_peft(model) and "ref" in model.peft_config:
             model.delete_adapter("ref")  # DPO's frozen reference copy; the next stage makes its own
         results[stage] = {"global_step": result.global_step, **result.metrics}
+        learning_curve(log, stage, out / f"curve_{stage}.png")
         _save_model(model, tokenizer, stage_dir / "model", config.model, merged=False)
         (stage_dir / "result.json").write_text(json.dumps(results[stage], indent=2))
 
@@ -94,6 +100,15 @@ def train(config: TrainConfig) -> dict:
                "saved": "adapter" if _is_peft(model) and not merged else "weights"}
     (out / "train.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+class ShortStageLogging(transformers.TrainerCallback):
+    """Logs every step of a stage shorter than 100 steps, where `logging_steps` would leave a
+    curve of a few points or none."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.max_steps < SHORT_STAGE:
+            control.should_log = True
 
 
 class JsonlLog(transformers.TrainerCallback):
@@ -119,6 +134,7 @@ def _stages(config: TrainConfig) -> dict[str, Stage]:
         if stage not in stages:
             raise AgoraError(f"trainer.stage.{stage}: not a stage of this run ({', '.join(stages)})")
     options = {f.name for spec in stages.values() for f in dataclasses.fields(spec.config_class) if f.init}
+    options.add("warmup_ratio")
     unknown = sorted(set(config.trainer.args) - options)
     if unknown:
         raise AgoraError(f"trainer.args.{unknown[0]}: not an option of any stage's config "
@@ -126,8 +142,8 @@ def _stages(config: TrainConfig) -> dict[str, Stage]:
     return stages
 
 
-def _stage_args(config: TrainConfig, stage: str, spec: Stage, output_dir: Path):
-    fields = {f.name for f in dataclasses.fields(spec.config_class) if f.init}
+def _stage_args(config: TrainConfig, stage: str, spec: Stage, output_dir: Path, validation: bool):
+    fields = {f.name for f in dataclasses.fields(spec.config_class) if f.init} | {"warmup_ratio"}
     own = config.trainer.stage.get(stage, {})
     for key in own:
         if key not in fields:
@@ -136,6 +152,15 @@ def _stage_args(config: TrainConfig, stage: str, spec: Stage, output_dir: Path):
         raise AgoraError("output_dir: set out=DIR instead")
     shared = {k: v for k, v in config.trainer.args.items() if k in fields}
     options = {"report_to": "none", "seed": config.seed, "data_seed": config.seed, **shared, **own}
+    # transformers 5 reads a warm-up below 1 as a fraction of the steps; a warmup_steps given wins
+    ratio = options.pop("warmup_ratio", None)
+    if ratio is not None and "warmup_steps" not in options:
+        if not 0 <= ratio < 1:
+            raise AgoraError(f"trainer stage {stage}: warmup_ratio={ratio} must be in [0, 1)")
+        options["warmup_steps"] = ratio
+    if validation and "eval_strategy" not in options:  # a validation loss about ten times a stage
+        options.update(eval_strategy="steps", eval_steps=options.get("eval_steps", 0.1))
+        options.setdefault("prediction_loss_only", True)
     if not torch.cuda.is_available():  # TRL's configs otherwise ask for bf16 on a GPU
         options.setdefault("use_cpu", True)
     try:
@@ -162,6 +187,10 @@ def load_data(config: TrainConfig, stage: str, spec: Stage) -> tuple[Dataset, Da
         splits = [None if s is None else _keep_labels(s, config.data.labels, train_file) for s in splits]
     if len(splits[0]) == 0:
         raise AgoraError(f"data.labels={config.data.labels}: no rows of {train_file} are left")
+    if splits[1] is None or len(splits[1]) == 0:
+        why = "has no validation rows" if splits[1] is None else f"has no validation rows with data.labels={config.data.labels}"
+        print(f"stage {stage}: {folder} {why}; it trains without an eval set (no validation loss)")
+        splits[1] = None
     if spec.prepare:
         splits = [None if s is None else spec.prepare(s) for s in splits]
     return splits[0], splits[1]
