@@ -175,7 +175,7 @@ class Engine:
                     answer=answer,
                     correct=self.judge.is_correct(answer, job.tree.question),
                     agrees_with_parent=agrees,
-                    parsed=parse(job.spec, done.text) if parse else None,
+                    parsed=_parsed(parse(job.spec, done.text) if parse else None, reading.problem),
                     gen=gen,
                 )
             )
@@ -188,3 +188,10 @@ class Engine:
                 self.stats.cached_turns += 1
             else:
                 self.stats.generated_tokens += done.completion_tokens
+
+
+def _parsed(by_protocol: dict | None, by_judge: dict | None) -> dict | None:
+    """What the protocol read from a turn, and why the judge read no answer from it, if so."""
+    if by_protocol is None and by_judge is None:
+        return None
+    return {**(by_protocol or {}), **(by_judge or {})}

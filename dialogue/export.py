@@ -32,6 +32,7 @@ from dialogue.mining import AnswerGroup, CritiqueExamples, Messages, aft_groups,
 from dialogue.protocols import PROTOCOL_CONFIGS, make_protocol
 from dialogue.questions import SPLITS, DatasetConfig, SplitRule, show_question
 from dialogue.rundir import RunDir
+from dialogue.summary import judge_counts
 from dialogue.tree import DialogueTree, Turn
 
 class MinerConfig(Strict):
@@ -113,7 +114,8 @@ def mine(config: MineConfig) -> dict:
                 rows[""].extend(_rows(miner, tree, prompt, str(run_path), responders))
         sources.append({"run": str(run_path), "status": manifest.get("status"), "trees": len(trees),
                         "bad_lines": len(bad_lines) - before,
-                        "responders": "all" if responders is None else sorted(responders)})
+                        "responders": "all" if responders is None else sorted(responders),
+                        **judge_counts(trees, free_form_of(manifest))})
     rule = _one_rule(rules)
     by_subset, balancing = {}, {}
     for subset, subset_rows in rows.items():
@@ -124,8 +126,9 @@ def mine(config: MineConfig) -> dict:
             for split, split_rows in by_split.items():
                 by_split[split], balancing[split] = balance(split_rows, _label_key(miner.name), config.seed)
         by_subset[subset] = by_split
+    judged = {kind: dict(sum((Counter(s[kind]) for s in sources), Counter())) for kind in ("unreadable", "conflicts")}
     card = {**_card(config, by_subset, sources, bad_lines), "failed_parses": failed_parses,
-            "split_rule": rule.to_json()}
+            "split_rule": rule.to_json(), "judge": judged}
     if balancing:
         card["balance"] = balancing
     _write(out, miner.name, by_subset, card, config.overwrite)
@@ -147,6 +150,16 @@ def _one_rule(rules: dict[str, SplitRule]) -> SplitRule:
     return next(iter(distinct))
 
 
+def free_form_of(manifest: dict) -> set[str]:
+    """The instructions of the run's protocol that ask for no answer line."""
+    return set(getattr(_protocol_of(manifest), "no_answer_format", set()))
+
+
+def _protocol_of(manifest: dict):
+    protocol_config = manifest["config"]["protocol"]
+    return make_protocol(PROTOCOL_CONFIGS[protocol_config["name"]].model_validate(protocol_config))
+
+
 def _responders(miner: MinerConfig, manifest: dict) -> set[str] | None:
     """Whose replies are mined from this run: None for every agent."""
     if miner.responders == "all":
@@ -161,8 +174,7 @@ def prompt_builder(manifest: dict, run_path: str, needed: list[str]):
     """(tree, last turn, speaker, instruction name) -> the messages `speaker` saw after that turn,
     under that instruction of the source run and, where it asks for one, its answer format."""
     config = manifest["config"]
-    protocol_config = config["protocol"]
-    protocol = make_protocol(PROTOCOL_CONFIGS[protocol_config["name"]].model_validate(protocol_config))
+    protocol = _protocol_of(manifest)
     for instruction in needed:
         if instruction not in protocol.instructions:
             raise AgoraError(f"miner.instruction: '{instruction}' is not an instruction of run={run_path} "

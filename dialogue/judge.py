@@ -10,26 +10,47 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 from agents.requests import Backend, ChatRequest, Sampling
 from dialogue.questions import LETTERS, Question, show_question
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+# "Answer: X", "The answer is X", "the correct answer to the question ... is X", "answer, which is X"
 _ANSWER_STATEMENT = re.compile(
-    r"(?i:\b(?:final\s+)?answer\b)(?:\s*(?i:is|would be|will be|should be))?\s*[:=\-]?\s*(.*)"
+    r"(?i:\b(?:final\s+|correct\s+)?answer\b)(?:\s*[:=]|[^\n]{0,80}?\b(?i:is|was|would be|will be|should be)\b)"
+    r"\s*[:=\-]?\s*(.*)"
 )
 _AGREE_ONLY = re.compile(
     r"\b(?:i|we)\s+(?:now\s+|fully\s+|completely\s+|totally\s+|do\s+)?agree\b(?!\s+to disagree)",
     re.IGNORECASE,
 )
-_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
+_LEADING_ARTICLE = re.compile(r"^(?:a|an|the)\s+")
+# A capital letter standing for a choice: followed by punctuation or the end, never by a word
+# ("A circle", "I think" are words). Fillers such as "indeed" may stand before it.
+_LETTER = re.compile(r"""^[\s\(\[\*'"“‘]*(?:(?:indeed|option|choice|letter)\s+[\(\[\*'"“‘]*)?([A-Z])"""
+                     r"""(?![A-Za-z0-9])(?!\s+[a-z])([\)\]\*'"”’\.:,]*)\s*(.*)""", re.S)
+# "X) text" anywhere, "X: text" or "X. text" at the start of a line, or a letter alone on a line
+_SHAPED = re.compile(r"(?:(?<![A-Za-z0-9])([A-Z])\)|(?m:^)[ \t\*]*\(?([A-Z])[:.\)](?!\w)|(?m:^[ \t\*]*([A-Z])[ \t\*]*$))"
+                     r"[ \t]*((?:(?!(?<![A-Za-z0-9])[A-Z]\))[^\n])*)")  # its text ends where the next "X)" begins
+# "60, which is the answer": a statement that names its answer before the word
+_ANSWER_BEFORE = re.compile(r"(?i)([^\n.!?:]{1,60}?)\s*(?:,\s*which)?\s+(?:is|was)\s+the\s+(?:correct\s+|right\s+|final\s+)?answer\b")
+_SENTENCE_END = re.compile(r"(?<!\b[A-Z])[.!?](?=\s)|\n")  # not after an initial, as in "H. G. Wells"
+# "Mercury, C." : a line that ends in a letter after the text
+_TEXT_THEN_LETTER = re.compile(r"(?m)^[ \t\*]*([^\n]*?\w[^\n]*?)\s*[,:\-]\s*\(?([A-Z])\)?[.!]?[ \t\*]*$")
 
 
 def normalize(text: str) -> str:
-    """Lower case, no punctuation, no articles, single spaces: how aliases are compared."""
-    text = text.lower().translate(str.maketrans(string.punctuation, " " * len(string.punctuation)))
-    return " ".join(_ARTICLES.sub(" ", text).split())
+    """Lower case, no accents, no thousands separators, no punctuation, no leading article,
+    single spaces: how aliases and choice texts are compared. Only a leading article goes, so
+    that "Vitamin A" stays itself."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
+    text = text.translate(str.maketrans(string.punctuation, " " * len(string.punctuation)))
+    return _LEADING_ARTICLE.sub("", " ".join(text.split()))
 
 
 def _answer_segment(text: str) -> str | None:
@@ -42,28 +63,144 @@ def _contains(haystack: str, needle: str) -> bool:
     return bool(needle) and re.search(rf"(?<!\w){re.escape(needle)}(?!\w)", haystack) is not None
 
 
-def extract_choice(text: str, choices: list[str]) -> str | None:
-    letters = LETTERS[: len(choices)]
-    letter = rf"[{letters}]"
+def strip_echoes(text: str, templates: list[str]) -> str:
+    """The text without the places where it repeats an answer-format instruction it was given
+    ("Finish with a final line of the form 'Answer: X'"): an echoed template is no answer."""
+    for template in templates:
+        for pattern in _echo_patterns(template):
+            text = pattern.sub(" ", text)
+    return text
 
-    def by_text(segment: str) -> str | None:
-        norm = normalize(segment)
-        hits = {letters[i] for i, c in enumerate(choices) if _contains(norm, normalize(c))}
-        return hits.pop() if len(hits) == 1 else None
 
-    segment = _answer_segment(text)
-    if segment is not None:
-        m = re.match(rf"[\(\[\*\s]*({letter})(?![A-Za-z0-9])", segment)
-        if m:
-            return m.group(1)
-        found = by_text(segment)
-        if found:
-            return found
-    for pattern in (rf"\(({letter})\)", rf"(?m)^\s*\**({letter})(?:[\).:]|\**\s*$)"):
-        hits = set(re.findall(pattern, text))
-        if len(hits) == 1:
-            return hits.pop()
-    return by_text(text)
+@lru_cache(maxsize=64)
+def _echo_patterns(template: str) -> tuple[re.Pattern, ...]:
+    """The template's words before its quoted example (their last four, any spacing and case),
+    then an example in quotes of at most 40 characters, then its remaining words if they follow."""
+    quoted = re.search(r"""['"“‘]""", template)
+    lead = template[: quoted.start()] if quoted else template
+    words = re.findall(r"\w+", lead)[-4:]
+    if len(words) < 3:
+        return ()
+    rest = re.findall(r"\w+", template[quoted.end():].split("'", 1)[-1]) if quoted else []
+    head = r"\W+".join(map(re.escape, words))
+    tail = r"(?:\W+" + r"\W+".join(map(re.escape, rest)) + r")?" if rest else ""
+    example = r"""\s*(?:['"“‘][^'"”’\n]{0,40}['"”’])?"""
+    return (re.compile(rf"(?i)\b{head}\b{example}{tail}[.,]?"),)
+
+
+@dataclass(frozen=True)
+class ChoiceReading:
+    """What a reply says about the choices: the letter it gives, or None and why not."""
+
+    letter: str | None
+    problem: dict | None = None  # {"judge": "conflict", "letter": L, "text": C} or {"judge": ..., ...}
+
+
+def read_choice(text: str, choices: list[str], echoes: list[str] = ()) -> ChoiceReading:
+    """The choice a reply gives as its answer.
+
+    Every place where the reply gives a choice counts: a letter in an answer statement
+    ("Answer: B", "the answer is (B)"), in a choice-shaped line ("B) Mercury", "B: Mercury", a
+    letter alone on a line, "Mercury, B."), or in brackets ("(B)"); and a choice's text where an
+    answer stands: in an answer statement, before "is the answer", or at the edge of the first or
+    the last sentence ("The closest planet is Mercury."). The reply gives no answer when those
+    places disagree (it names two choices, or lists them), when a letter and the text beside it
+    are different choices (a conflict), when it answers with a letter that is no choice, or when
+    it answers with letters of which none can be read ("A) Rome" where Rome is no choice).
+    Whatever repeats the answer-format instruction it was given (`echoes`) is left out first."""
+    found = _Choices(choices)
+    text = strip_echoes(text, list(echoes))
+    by_letter: list[str] = []  # the letters it gives
+    by_text: list[str] = []  # the choices whose text it gives as an answer
+    shown: set[str] = set()  # every letter a choice-shaped line shows, read or not
+    answered_with_letters = False
+    for letter, after, kind in _letter_places(text, found.letters):
+        answered_with_letters = True
+        if kind == "shaped":
+            shown.add(letter)
+        reading = _mention(letter, found.starting(after), bool(after.strip()) and after.strip() != letter,
+                           found.letters, reasons=kind == "statement")
+        if reading is not None and reading.problem is not None:
+            return reading
+        if reading is not None:
+            by_letter.append(reading.letter)
+    for match in _ANSWER_STATEMENT.finditer(text):
+        if not _LETTER.match(match.group(1)):
+            by_text += found.one_named_in(match.group(1))
+    for match in _ANSWER_BEFORE.finditer(text):
+        by_text += found.one_named_in(match.group(1))
+    sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
+    for sentence in dict.fromkeys(sentences[:1] + sentences[-1:]):
+        by_text += found.stated_in(sentence)
+    given = list(dict.fromkeys(by_letter + by_text))
+    if len(given) > 1 or len(shown) > 1:
+        return ChoiceReading(None, {"judge": "several", "letters": sorted(set(given) | shown)})
+    if answered_with_letters and not by_letter:
+        return ChoiceReading(None)
+    return ChoiceReading(given[0] if given else None)
+
+
+class _Choices:
+    """The choices of a question, compared as normalised text."""
+
+    def __init__(self, choices: list[str]):
+        self.letters = LETTERS[: len(choices)]
+        self.texts = [normalize(c) for c in choices]
+
+    def starting(self, fragment: str) -> str | None:
+        """The choice whose text the fragment is or begins with (the longest, where one
+        choice's text begins another's: "Vitamin A" and "Vitamin A1")."""
+        norm = normalize(fragment)
+        hits = [(len(c), self.letters[i]) for i, c in enumerate(self.texts)
+                if c and (norm == c or norm.startswith(c + " "))]
+        best = [letter for size, letter in hits if size == max(hits)[0]] if hits else []
+        return best[0] if len(best) == 1 else None
+
+    def one_named_in(self, fragment: str) -> list[str]:
+        """The one choice whose text the fragment contains, if exactly one."""
+        norm = normalize(fragment)
+        hits = [self.letters[i] for i, c in enumerate(self.texts) if _contains(norm, c)]
+        return hits if len(hits) == 1 else []
+
+    def stated_in(self, sentence: str) -> list[str]:
+        """The choice a sentence is about: it names one choice only, and is its text, or begins
+        or ends with it ("The capital of Japan is Tokyo."); a choice named in passing is not."""
+        norm = normalize(sentence)
+        named = self.one_named_in(sentence)
+        c = self.texts[self.letters.index(named[0])] if named else ""
+        return named if c and (norm == c or norm.startswith(c + " ") or norm.endswith(" " + c)) else []
+
+
+def _letter_places(text: str, letters: str):
+    """(letter, the text after it, kind) for every place the reply gives a letter."""
+    for match in _ANSWER_STATEMENT.finditer(text):
+        letter = _LETTER.match(match.group(1))
+        if letter:
+            # "Answer: C) Carbon" puts a choice's text after the letter; "Answer: C, since ..." reasons
+            shaped = any(mark in letter.group(2) for mark in ")]:")
+            yield letter.group(1), letter.group(3), "shaped statement" if shaped else "statement"
+    for match in _SHAPED.finditer(text):
+        yield match.group(1) or match.group(2) or match.group(3), match.group(4), "shaped"
+    for match in _TEXT_THEN_LETTER.finditer(text):
+        yield match.group(2), match.group(1), "trailing"
+    for letter in re.findall(rf"\(([{letters}])\)", text):
+        yield letter, "", "bracket"
+
+
+def _mention(letter: str, text_choice: str | None, has_text: bool, letters: str, reasons: bool) -> ChoiceReading | None:
+    """One place giving a letter, with the choice its text is (if any). None: it gives no choice,
+    a letter followed by words that are not that choice ("A) F.I.L.E."), unless those words may
+    be reasons (after "Answer: A." or "Answer: A,")."""
+    if letter not in letters:
+        if text_choice is not None:
+            return ChoiceReading(None, {"judge": "conflict", "letter": letter, "text": text_choice})
+        # "Answer: E" with four choices; a stray capital on a line of prose is not one
+        return ChoiceReading(None, {"judge": "not a choice", "letter": letter}) if reasons or not has_text else None
+    if text_choice is not None and text_choice != letter:
+        return ChoiceReading(None, {"judge": "conflict", "letter": letter, "text": text_choice})
+    if has_text and text_choice is None and not reasons:
+        return None
+    return ChoiceReading(letter)
 
 
 def extract_number(text: str) -> str | None:
@@ -97,13 +234,20 @@ def says_only_agree(text: str) -> bool:
 class Reading:
     answer: str | None
     only_agrees: bool  # the turn says it agrees and states no answer of its own
+    problem: dict | None = None  # why a reply that names choices gets no answer (kept on the turn)
 
 
 class Judge:
-    """Extracts answers with one method, chosen by the dataset config, and marks correctness."""
+    """Extracts answers with one method, chosen by the dataset config, and marks correctness.
+
+    `echoes`: the answer-format instructions the agents were given; a reply that repeats one is
+    not read as answering with its example. `on_conflict`: what a reply whose letter and choice
+    text disagree gets: no answer (`none`), the letter's, or the text's; the conflict is recorded
+    on the turn either way."""
 
     def __init__(self, kind: str, base_kind: str | None = None, backend: Backend | None = None,
-                 prompt: str | None = None, max_tokens: int = 24):
+                 prompt: str | None = None, max_tokens: int = 24, echoes: list[str] = (),
+                 on_conflict: str = "none"):
         if kind == "llm" and (backend is None or prompt is None or base_kind is None):
             raise ValueError("the llm judge needs a backend, a prompt and the kind it reads")
         self.kind = kind
@@ -111,10 +255,22 @@ class Judge:
         self.backend = backend
         self.prompt = prompt
         self.max_tokens = max_tokens
+        self.echoes = list(echoes)
+        self.on_conflict = on_conflict
 
     def read(self, text: str, question: Question) -> Reading:
-        answer = self._extract(text, question)
-        return Reading(answer, answer is None and says_only_agree(text))
+        if self.base_kind == "choice":
+            found = read_choice(text, question.choices or [], self.echoes)
+            answer = found.letter
+            problem = found.problem
+            if problem and problem["judge"] == "conflict" and self.on_conflict != "none":
+                chosen = problem[self.on_conflict]
+                answer = chosen if chosen in LETTERS[: len(question.choices or [])] else None
+        else:
+            text = strip_echoes(text, self.echoes)
+            answer = extract_number(text) if self.base_kind == "number" else extract_alias(text, question)
+            problem = None
+        return Reading(answer, answer is None and problem is None and says_only_agree(text), problem)
 
     def read_batch(self, items: list[tuple[str, Question]]) -> list[Reading]:
         if self.kind != "llm":
@@ -128,22 +284,15 @@ class Judge:
             for text, q in items
         ]
         readings = []
-        for (text, q), done in zip(items, self.backend.generate(requests)):
+        for (_, q), done in zip(items, self.backend.generate(requests), strict=True):
             verdict = done.text.strip().lower().strip(".")
             if verdict.startswith("agree"):
                 readings.append(Reading(None, True))
             elif verdict.startswith(("disagree", "none")):
                 readings.append(Reading(None, False))
             else:
-                readings.append(Reading(self._extract(done.text, q), False))
+                readings.append(self.read(done.text, q))
         return readings
-
-    def _extract(self, text: str, question: Question) -> str | None:
-        if self.base_kind == "choice":
-            return extract_choice(text, question.choices or [])
-        if self.base_kind == "number":
-            return extract_number(text)
-        return extract_alias(text, question)
 
     def is_correct(self, answer: str | None, question: Question) -> bool | None:
         if answer is None:
@@ -154,4 +303,3 @@ class Judge:
             except ValueError:
                 return False
         return answer == question.gold
-

@@ -86,6 +86,8 @@ class DatasetConfig(Strict):
     limit: int | None = Field(None, ge=1)
     on_bad_row: Literal["error", "skip"] = "error"
     judge: Literal["auto", "choice", "number", "alias", "llm"] = "auto"
+    # a reply whose letter and choice text are different choices ("A) Canberra", Canberra being C)
+    judge_conflict: Literal["none", "letter", "text"] = "none"
     # arithmetic generator
     count: int = Field(100, ge=1)  # problems generated; the split is taken from them
     steps: int = Field(3, ge=1)

@@ -107,7 +107,7 @@ def replay(source_dir: str, agent: str, overrides: dict, out: str, tree_ids: lis
     protocol = Replay(make_protocol(config.protocol), sources, agent)
     stats = grow(config, protocol, personas, run, [q for q in questions if q.question_id not in done],
                  kind, base_kind)
-    summary = summarize(list(run.trees()), {config.protocol.responder})
+    summary = summarize(list(run.trees()), {config.protocol.responder}, getattr(protocol, "no_answer_format", set()))
     run.finish(summary.to_dict())
     return Result(run, stats, summary, 0)
 

@@ -56,7 +56,7 @@ def simulate(config: SimulateConfig, out: str | Path, protocol: Protocol | None 
     done = run.done_tree_ids()
     todo = [q for q in loaded.questions if q.question_id not in done]
     stats = grow(config, protocol, personas, run, todo, kind, base_kind, pool)
-    summary = summarize(list(run.trees()), {config.protocol.responder})
+    summary = summarize(list(run.trees()), {config.protocol.responder}, getattr(protocol, "no_answer_format", set()))
     run.finish({**summary.to_dict(), "skipped_rows": loaded.skipped, "failed_requests": stats.failed_requests})
     return Result(run, stats, summary, loaded.skipped)
 
@@ -120,15 +120,16 @@ def build_agents(
 
 
 def make_judge(config: SimulateConfig, kind: str, base_kind: str, agents, backends, pool) -> Judge:
+    settings = {"echoes": list(config.prompts.answer_format.values()), "on_conflict": config.dataset.judge_conflict}
     if kind != "llm":
-        return Judge(kind)
+        return Judge(kind, **settings)
     first_role = agents[next(iter(config.protocol.roles.values()))]
     if config.judge_model is None or config.judge_model == first_role.model:
         backend = backends[first_role.backend_key]
     else:
         check_model_name(config.judge_model)
         backend = load_backend(pool, config.judge_model, config.backend, config.seed)
-    return Judge("llm", base_kind, backend, config.prompts.judge)
+    return Judge("llm", base_kind, backend, config.prompts.judge, **settings)
 
 
 def _manifest(config: SimulateConfig, source: str, questions: int, skipped: int, answer_kind: str) -> dict:

@@ -18,13 +18,33 @@ class Summary:
     changed: int = 0
     correct_to_wrong: int = 0
     wrong_to_correct: int = 0
+    # per agent: generated turns that were asked for an answer and gave none the judge could
+    # read, and of those, the ones whose letter and choice text disagreed
+    unreadable: dict[str, int] = field(default_factory=dict)
+    conflicts: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def summarize(trees: list[DialogueTree], responders: set[str] | None = None) -> Summary:
-    summary = Summary(trees=len(trees))
+def judge_counts(trees: list[DialogueTree], free_form: set[str] = frozenset()) -> dict[str, dict[str, int]]:
+    """Per agent, how many of its generated turns gave no readable answer, and how many of those
+    were conflicts, among turns whose instruction asked for an answer (not `free_form` ones)."""
+    counts: dict[str, dict[str, int]] = {"unreadable": {}, "conflicts": {}}
+    for tree in trees:
+        for turn in tree.turns():
+            if turn.gen is None or turn.gen.error is not None or turn.instruction in free_form:
+                continue
+            if turn.answer is None and not turn.agrees_with_parent:
+                counts["unreadable"][turn.speaker] = counts["unreadable"].get(turn.speaker, 0) + 1
+            if (turn.parsed or {}).get("judge") == "conflict":
+                counts["conflicts"][turn.speaker] = counts["conflicts"].get(turn.speaker, 0) + 1
+    return {kind: dict(sorted(found.items())) for kind, found in counts.items()}
+
+
+def summarize(trees: list[DialogueTree], responders: set[str] | None = None,
+              free_form: set[str] = frozenset()) -> Summary:
+    summary = Summary(trees=len(trees), **judge_counts(trees, free_form))
     first_correct: dict[str, list[bool]] = {}
     for tree in trees:
         summary.turns += len(tree)
@@ -64,5 +84,11 @@ def format_summary(summary: Summary, generated_tokens: int, tokens_per_s: float,
             f"first-answer accuracy: {accuracy}",
             f"persuasion attempts: {summary.attempts}   changed the answer: {summary.changed}"
             f"   correct->wrong: {summary.correct_to_wrong}   wrong->correct: {summary.wrong_to_correct}",
+            f"answers the judge could not read: {per_agent(summary.unreadable)}"
+            f"   of them letter/text conflicts: {per_agent(summary.conflicts)}",
         ]
     )
+
+
+def per_agent(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts.items()) or "0"

@@ -1,6 +1,6 @@
 import pytest
 
-from dialogue.judge import Judge, extract_alias, extract_choice, extract_number, says_only_agree
+from dialogue.judge import Judge, extract_alias, extract_number, read_choice, says_only_agree
 from dialogue.questions import Question
 
 CHOICES = ["Mars", "Earth", "Venus", "Mercury"]
@@ -16,21 +16,73 @@ CHOICES = ["Mars", "Earth", "Venus", "Mercury"]
         ("(D)", "D"),
         ("B) Earth", "B"),
         ("D", "D"),
-        ("It is obviously Mercury, the closest planet to the Sun.", "D"),  # text without a letter
+        ("Mercury, the closest planet to the Sun.", "D"),  # text without a letter
+        ("It is obviously Mercury, the closest planet to the Sun.", None),  # inside a sentence: not read
         ("Answer: Venus", "C"),
         ("Mars or Earth, hard to say.", None),  # two choices named: no answer
         ("A) Mars\n\nB) Earth", None),  # two letters offered
         ("I am not sure.", None),
-        ("Answer: D\n\nLater: the answer is B", "B"),  # the last statement wins
+        ("Answer: D\n\nLater: the answer is B", None),  # two answers: neither is the answer
+        ("The closest planet is Mercury.", "D"),  # a choice's text where an answer stands
+        ("Earth is warm, but the one that is closest to the Sun is Mercury.", None),  # two choices at its edges
+        ("Unlike Venus, the planet is small and dusty; I would say it depends.", None),  # in passing
+        ("A circle\n\nB) Earth", "B"),  # "A circle" is words, not the letter A
     ],
 )
-def test_extract_choice(text, expected):
-    assert extract_choice(text, CHOICES) == expected
+def test_read_choice(text, expected):
+    assert read_choice(text, CHOICES).letter == expected
 
 
-def test_extract_choice_ignores_letters_beyond_the_choices():
-    assert extract_choice("Answer: E", ["yes", "no"]) is None
-    assert extract_choice("A bit unclear, but the answer is B", ["yes", "no"]) == "B"
+def test_letters_beyond_the_choices_are_no_answer():
+    assert read_choice("Answer: E", ["yes", "no"]).letter is None
+    assert read_choice("Answer: E", ["yes", "no"]).problem == {"judge": "not a choice", "letter": "E"}
+    assert read_choice("A bit unclear, but the answer is B", ["yes", "no"]).letter == "B"
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("A) Venus", {"judge": "conflict", "letter": "A", "text": "C"}),  # the letter is Mars, the text Venus
+        ("The answer is: B) Mercury, the smallest.", {"judge": "conflict", "letter": "B", "text": "D"}),
+        ("E) Mercury", {"judge": "conflict", "letter": "E", "text": "D"}),  # a letter that is no choice
+        ("Mercury, B.", {"judge": "conflict", "letter": "B", "text": "D"}),
+        ("C) Venus\n\nActually D) Mercury.", {"judge": "several", "letters": ["C", "D"]}),  # two choices
+        ("A) Mars\nB) Earth\nC) Venus\nD) Mercury", {"judge": "several", "letters": ["A", "B", "C", "D"]}),
+        ("Answer: A\n\nThe answer to the question is Venus.", {"judge": "several", "letters": ["A", "C"]}),
+        ("Mars, C.", {"judge": "conflict", "letter": "C", "text": "A"}),
+    ],
+)
+def test_replies_that_contradict_themselves_get_no_answer_and_say_why(text, problem):
+    found = read_choice(text, CHOICES)
+    assert found.letter is None and found.problem == problem
+
+
+def test_a_conflict_can_be_settled_by_the_letter_or_the_text_and_is_recorded_either_way():
+    q = Question(question_id="x", question="?", choices=CHOICES, gold="D")
+    conflict = {"judge": "conflict", "letter": "A", "text": "C"}
+    for on_conflict, answer in (("none", None), ("letter", "A"), ("text", "C")):
+        reading = Judge("choice", on_conflict=on_conflict).read("A) Venus", q)
+        assert reading.answer == answer and reading.problem == conflict and not reading.only_agrees
+    # a letter that is no choice cannot be the answer, whatever the setting
+    assert Judge("choice", on_conflict="letter").read("E) Mercury", q).answer is None
+
+
+def test_an_echoed_answer_format_is_not_an_answer():
+    fmt = "Finish with a final line of the form 'Answer: X', where X is the letter of your choice."
+    q = Question(question_id="x", question="?", choices=CHOICES, gold="D")
+    judge = Judge("choice", echoes=[fmt])
+    # the instruction repeated with a letter in it, word for word or shortened
+    assert judge.read("Finish with a final line of the form 'Answer: D'", q).answer is None
+    assert judge.read("I will finish with a final line of the form 'Answer: B', as asked.", q).answer is None
+    assert judge.read(f"Hmm.\n\n{fmt.replace('X', 'C', 1)}", q).answer is None
+    # an answer beside the echo is still read
+    assert judge.read(f"Mercury is closest.\n\n{fmt}", q).answer == "D"
+    assert judge.read(f"{fmt}\nAnswer: B", q).answer == "B"
+    assert Judge("choice").read("Finish with a final line of the form 'Answer: D'", q).answer == "D"  # no echo given
+    number = Judge("number", echoes=["Finish with a final line of the form 'Answer: N', where N is a number."])
+    qn = Question(question_id="n", question="?", gold="12")
+    assert number.read("Finish with a final line of the form 'Answer: 12'", qn).answer is None
+    assert number.read("3 times 4 is 12.\nAnswer: 12", qn).answer == "12"
 
 
 @pytest.mark.parametrize(
@@ -77,3 +129,46 @@ def test_judge_reads_and_marks_correctness():
     qn = Question(question_id="n", question="?", gold="1,250")
     assert numeric.is_correct("1250", qn) is True
     assert numeric.is_correct("1251", qn) is False
+
+
+def test_the_run_summary_and_the_card_count_unreadable_and_conflicting_turns(tmp_path, monkeypatch):
+    """A scripted run: A answers right; B, under `resist`, names another letter with the right
+    choice's text (a conflict) and, under `accept`, says nothing readable."""
+    import json
+
+    from dialogue.export import MineConfig, mine
+    from dialogue.questions import load_questions
+    from dialogue.rundir import RunDir
+    from dialogue.simulate import simulate
+    from dialogue.summary import format_summary
+    from tests.conftest import ScriptedBackend, instruction_of, simulate_config
+
+    config = simulate_config([f"out={tmp_path / 'run'}", "dataset.limit=4", "progress=false"])
+    questions = load_questions(config.dataset).questions
+
+    def rule(request):
+        q = next(q for q in questions if request.messages[1][1].startswith(q.question))
+        other = "A" if q.gold != "A" else "B"
+        name = instruction_of(request, config.protocol.instructions)
+        if name == "resist":
+            return f"{other}) {q.choices['ABCD'.index(q.gold)]}"
+        if name == "accept":
+            return "I cannot say."
+        return f"Answer: {q.gold if name == 'neutral' else other}"
+
+    monkeypatch.setattr("dialogue.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
+    result = simulate(config, tmp_path / "run")
+    # per tree, B speaks 1 + 6 times under each of resist and accept; A's 7 turns are all read
+    assert result.summary.conflicts == {"B": 4 * 7} and result.summary.unreadable == {"B": 4 * 14}
+    assert "answers the judge could not read: B 56   of them letter/text conflicts: B 28" in format_summary(
+        result.summary, 0, 0.0, 0)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["counts"]["conflicts"] == {"B": 28} and manifest["counts"]["unreadable"] == {"B": 56}
+    tree = next(RunDir(tmp_path / "run").trees())
+    resist = tree.turn("0.0")
+    gold = tree.question.gold
+    assert resist.answer is None and resist.parsed == {
+        "judge": "conflict", "letter": "A" if gold != "A" else "B", "text": gold}
+    card = mine(MineConfig(run=[str(tmp_path / "run")], out=str(tmp_path / "data")))
+    assert card["judge"] == {"unreadable": {"B": 56}, "conflicts": {"B": 28}}
+    assert card["sources"][0]["conflicts"] == {"B": 28}

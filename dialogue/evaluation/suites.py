@@ -144,8 +144,8 @@ def planned_questions(config: EvalConfig, suite: str, exports: dict[str, Path]) 
     return {q.question_id for q in load_questions(dataset).questions}
 
 
-def source_questions(rows: list[dict], export: Path) -> dict[tuple[str, str], tuple[Question, str]]:
-    """(run, tree id) -> the question and the answer kind of the source run, for every row."""
+def source_questions(rows: list[dict], export: Path) -> dict[tuple[str, str], tuple[Question, Judge]]:
+    """(run, tree id) -> the question and the source run's judge, for every row."""
     found = {}
     for run_path in dict.fromkeys(row["run"] for row in rows):
         run = RunDir(run_path)
@@ -153,9 +153,11 @@ def source_questions(rows: list[dict], export: Path) -> dict[tuple[str, str], tu
         if manifest is None or not run.trees_path.exists():
             raise AgoraError(f"data={export}: its rows come from run={run_path}, which is not a run directory "
                              "here; the questions and their answers are read from it")
-        kind = manifest.get("answer_kind", "choice")
+        config = manifest["config"]
+        judge = Judge(manifest.get("answer_kind", "choice"), echoes=list(config["prompts"]["answer_format"].values()),
+                      on_conflict=config["dataset"].get("judge_conflict", "none"))
         for tree in run.trees():
-            found[(run_path, tree.tree_id)] = (tree.question, kind)
+            found[(run_path, tree.tree_id)] = (tree.question, judge)
     return found
 
 
@@ -181,8 +183,7 @@ def balanced(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
     keyed, replies = [], []
     for item, done in zip(prompts.values(), completions):
         row = item["row"]
-        question, kind = questions[(row["run"], row["tree_id"])]
-        judge = Judge(kind)
+        question, judge = questions[(row["run"], row["tree_id"])]
         answer = judge.read(done.text, question).answer
         correct = judge.is_correct(answer, question)
         keyed.append((row["question_id"], m.Persuaded(row["label"], correct)))
