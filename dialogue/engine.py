@@ -140,7 +140,8 @@ class Engine:
 
     def _add_turns(self, jobs: list[_Job]) -> None:
         parse = getattr(self.protocol, "parse", None)
-        readings = self.judge.read_batch([(job.completion.text, job.tree.question) for job in jobs])
+        readings = self.judge.read_batch([(job.completion.text, job.tree.question,
+                                           job.completion.finish_reason == "length") for job in jobs])
         for job, reading in zip(jobs, readings):
             done = job.completion
             parent = job.tree.turn(job.parent) if job.parent is not None else None

@@ -1,9 +1,11 @@
 """Reading answers out of turns, and deciding whether they are correct.
 
-Extractors are plain functions, one per answer kind: a multiple-choice letter, a number, or a
-short answer matched against normalised aliases. The LLM extractor asks a model to restate the
-final answer in a fixed format (or "agree" / "disagree" / "none") and reads that reply with the
-plain extractor of the same kind, one batch per level.
+One reader per answer kind: a multiple-choice letter (`read_choice`), a number (`read_number`),
+or a short answer matched against normalised aliases. The LLM extractor asks a model to restate
+the final answer in a fixed format (or "agree" / "disagree" / "none") and reads that reply with
+the plain reader of the same kind, one batch per level. The readers put precision first: a reply
+that contradicts itself, or only repeats the answer-format instruction, gives no answer (see
+docs/design.md, section 5, and benchmarks/judge_accuracy.py for how often they are right).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from dialogue.questions import LETTERS, Question, show_question
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 # "Answer: X", "The answer is X", "the correct answer to the question ... is X", "answer, which is X"
 _ANSWER_STATEMENT = re.compile(
-    r"(?i:\b(?:final\s+|correct\s+)?answer\b)(?:\s*[:=]|[^\n]{0,80}?\b(?i:is|was|would be|will be|should be)\b)"
-    r"\s*[:=\-]?\s*(.*)"
+    r"(?i:\b(?:final\s+|correct\s+)?answer\b)(?:\s*[:=]|[^\n\d=]{0,80}?\b(?i:is|was|would be|will be|should be)\b)"
+    r"[ \t]*[:=\-]?[ \t]*(.*)"
 )
 _AGREE_ONLY = re.compile(
     r"\b(?:i|we)\s+(?:now\s+|fully\s+|completely\s+|totally\s+|do\s+)?agree\b(?!\s+to disagree)",
@@ -35,6 +37,13 @@ _LETTER = re.compile(r"""^[\s\(\[\*'"“‘]*(?:(?:indeed|option|choice|letter)\
 # "X) text" anywhere, "X: text" or "X. text" at the start of a line, or a letter alone on a line
 _SHAPED = re.compile(r"(?:(?<![A-Za-z0-9])([A-Z])\)|(?m:^)[ \t\*]*\(?([A-Z])[:.\)](?!\w)|(?m:^[ \t\*]*([A-Z])[ \t\*]*$))"
                      r"[ \t]*((?:(?!(?<![A-Za-z0-9])[A-Z]\))[^\n])*)")  # its text ends where the next "X)" begins
+# where a working states a result: "= 62", "has 62", "is 62", "now 62", "left with 62"
+_RESULT = re.compile(r"(?:=|\b(?:has|have|had|is|are|was|equals?|makes?|gets?|totals?|with|now)\b)\s*"
+                     r"(?:about\s+|only\s+)?(-?\d[\d,]*(?:\.\d+)?)")
+_DISOWNED = re.compile(r"(?i)not\s+(?!(?:quite\s+|entirely\s+)?(?:correct|incorrect|right|wrong|true|false)\b)")
+_ABOUT_OTHERS = re.compile(r"(?i)\b(?:your|their|his|her|participant's|other's)\s+answer\b")
+_OPERATOR = re.compile(r"(?i)\s*(?:[-+*/x×=]|more\b|less\b|plus\b|minus\b|times\b|divided\b|multiplied\b)")
+_CONCLUDES = re.compile(r"(?i)=|\b(?:so|now|total|left|finally|therefore|thus)\b")
 # "60, which is the answer": a statement that names its answer before the word
 _ANSWER_BEFORE = re.compile(r"(?i)([^\n.!?:]{1,60}?)\s*(?:,\s*which)?\s+(?:is|was)\s+the\s+(?:correct\s+|right\s+|final\s+)?answer\b")
 _SENTENCE_END = re.compile(r"(?<!\b[A-Z])[.!?](?=\s)|\n")  # not after an initial, as in "H. G. Wells"
@@ -85,7 +94,12 @@ def _echo_patterns(template: str) -> tuple[re.Pattern, ...]:
     head = r"\W+".join(map(re.escape, words))
     tail = r"(?:\W+" + r"\W+".join(map(re.escape, rest)) + r")?" if rest else ""
     example = r"""\s*(?:['"“‘][^'"”’\n]{0,40}['"”’])?"""
-    return (re.compile(rf"(?i)\b{head}\b{example}{tail}[.,]?"),)
+    patterns = [re.compile(rf"(?i)\b{head}\b{example}{tail}[.,]?")]
+    # its example on its own ("Answer: N"): a placeholder, not an answer
+    shown = re.match(r"""['"“‘]([^'"”’]{6,40})['"”’]""", template[quoted.start():]) if quoted else None
+    if shown:
+        patterns.append(re.compile(rf"(?<!\w){re.escape(shown.group(1))}(?!\w)"))
+    return tuple(patterns)
 
 
 @dataclass(frozen=True)
@@ -96,7 +110,7 @@ class ChoiceReading:
     problem: dict | None = None  # {"judge": "conflict", "letter": L, "text": C} or {"judge": ..., ...}
 
 
-def read_choice(text: str, choices: list[str], echoes: list[str] = ()) -> ChoiceReading:
+def read_choice(text: str, choices: list[str], echoes: list[str] = (), cut_off: bool = False) -> ChoiceReading:
     """The choice a reply gives as its answer.
 
     Every place where the reply gives a choice counts: a letter in an answer statement
@@ -105,9 +119,11 @@ def read_choice(text: str, choices: list[str], echoes: list[str] = ()) -> Choice
     answer stands: in an answer statement, before "is the answer", or at the edge of the first or
     the last sentence ("The closest planet is Mercury."). The reply gives no answer when those
     places disagree (it names two choices, or lists them), when a letter and the text beside it
-    are different choices (a conflict), when it answers with a letter that is no choice, or when
-    it answers with letters of which none can be read ("A) Rome" where Rome is no choice).
-    Whatever repeats the answer-format instruction it was given (`echoes`) is left out first."""
+    are different choices (a conflict), when it answers with a letter that is no choice, when it
+    answers with letters of which none can be read ("A) Rome" where Rome is no choice), or when
+    it says the answer is not something ("the answer is not a single option").
+    Whatever repeats the answer-format instruction it was given (`echoes`) is left out first. A
+    reply cut off by the length limit (`cut_off`) is read by what it stated, not by its sentences."""
     found = _Choices(choices)
     text = strip_echoes(text, list(echoes))
     by_letter: list[str] = []  # the letters it gives
@@ -129,13 +145,13 @@ def read_choice(text: str, choices: list[str], echoes: list[str] = ()) -> Choice
             by_text += found.one_named_in(match.group(1))
     for match in _ANSWER_BEFORE.finditer(text):
         by_text += found.one_named_in(match.group(1))
-    sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
+    sentences = [] if cut_off else [s for s in _SENTENCE_END.split(text) if s.strip()]
     for sentence in dict.fromkeys(sentences[:1] + sentences[-1:]):
         by_text += found.stated_in(sentence)
     given = list(dict.fromkeys(by_letter + by_text))
     if len(given) > 1 or len(shown) > 1:
         return ChoiceReading(None, {"judge": "several", "letters": sorted(set(given) | shown)})
-    if answered_with_letters and not by_letter:
+    if (answered_with_letters and not by_letter) or _disowns(_own_statements(text)):
         return ChoiceReading(None)
     return ChoiceReading(given[0] if given else None)
 
@@ -203,12 +219,63 @@ def _mention(letter: str, text_choice: str | None, has_text: bool, letters: str,
     return ChoiceReading(letter)
 
 
-def extract_number(text: str) -> str | None:
-    segment = _answer_segment(text)
-    numbers = _NUMBER.findall(segment) if segment else []
-    if not numbers:
-        numbers = _NUMBER.findall(text)
-    return canonical_number(numbers[-1] if segment is None else numbers[0]) if numbers else None
+def _own_statements(text: str) -> list[str]:
+    """What follows each of the reply's own answer statements (not those about the other
+    participant's answer), empty ones left out."""
+    found = []
+    for match in _ANSWER_STATEMENT.finditer(text):
+        rest = match.group(1).strip()
+        if rest and not _ABOUT_OTHERS.search(text[max(0, match.start() - 30):match.start() + 8]):
+            found.append(rest)
+    return found
+
+
+def _disowns(statements: list[str]) -> bool:
+    """"The answer is not possible", "... is not a single option": it says there is none ("this
+    answer is not correct" judges an answer instead)."""
+    return any(_DISOWNED.match(rest) for rest in statements)
+
+
+def read_number(text: str, echoes: list[str] = (), cut_off: bool = False) -> str | None:
+    """The number a reply gives as its answer.
+
+    Its answer statements come first ("Answer: 12", "the answer is 12, since ..."): those that
+    give a number must agree, and a number that is part of an expression ("10 more than 20") is
+    no answer. A statement that the answer is not something ("the answer is not possible")
+    leaves the reply without one, and so does one with no number ("the answer is no") where no
+    statement gives a number; a statement about the other participant's answer says nothing of
+    its own. Where it states no answer, the result its working concludes on counts: a number
+    alone, or the last result of its last sentence with numbers when that sentence concludes
+    ("so he has 58 + 4 = 62", "she now has 11 left"); not when the reply was cut off by the
+    length limit (`cut_off`): an unfinished working has no result."""
+    text = strip_echoes(text, list(echoes))
+    statements = _own_statements(text)
+    if _disowns(statements):
+        return None
+    stated, unanswered = [], False
+    for rest in statements:
+        sentence = re.split(r"[.!?](?=\s)", rest)[0]  # the statement's own sentence
+        number = _NUMBER.search(sentence)
+        if number is not None and _OPERATOR.match(sentence[number.end():]):  # "10 more than 20", "3 + 4 = 7"
+            results = re.findall(rf"=\s*({_NUMBER.pattern})", sentence)
+            number = _NUMBER.search(results[-1]) if results else None
+        if number is None:
+            unanswered = True  # "the answer is no", "the answer is correct"
+        else:
+            stated.append(canonical_number(number.group()))
+    if stated:
+        return stated[0] if len(set(stated)) == 1 else None
+    if unanswered or cut_off:
+        return None
+    sentences = [s.strip() for s in _SENTENCE_END.split(text) if _NUMBER.search(s)]
+    if not sentences or text.rstrip().endswith("?"):  # a reply that ends on a question has not concluded
+        return None
+    last = sentences[-1].rstrip(".")
+    if _NUMBER.fullmatch(last):
+        return canonical_number(last)
+    # the last result that is not the start of an expression: "= 534, which is 4 times the size" is 534
+    results = [m.group(1) for m in _RESULT.finditer(last) if not _OPERATOR.match(last[m.end():])]
+    return canonical_number(results[-1]) if results and _CONCLUDES.search(last) else None
 
 
 def canonical_number(token: str) -> str:
@@ -258,33 +325,35 @@ class Judge:
         self.echoes = list(echoes)
         self.on_conflict = on_conflict
 
-    def read(self, text: str, question: Question) -> Reading:
+    def read(self, text: str, question: Question, cut_off: bool = False) -> Reading:
+        """`cut_off`: the reply stopped at the length limit; only what it stated counts."""
         if self.base_kind == "choice":
-            found = read_choice(text, question.choices or [], self.echoes)
+            found = read_choice(text, question.choices or [], self.echoes, cut_off)
             answer = found.letter
             problem = found.problem
             if problem and problem["judge"] == "conflict" and self.on_conflict != "none":
                 chosen = problem[self.on_conflict]
                 answer = chosen if chosen in LETTERS[: len(question.choices or [])] else None
         else:
-            text = strip_echoes(text, self.echoes)
-            answer = extract_number(text) if self.base_kind == "number" else extract_alias(text, question)
+            answer = (read_number(text, self.echoes, cut_off) if self.base_kind == "number"
+                      else extract_alias(strip_echoes(text, self.echoes), question))
             problem = None
         return Reading(answer, answer is None and problem is None and says_only_agree(text), problem)
 
-    def read_batch(self, items: list[tuple[str, Question]]) -> list[Reading]:
+    def read_batch(self, items: list[tuple[str, Question, bool]]) -> list[Reading]:
+        """(text, question, cut off) -> readings; the llm judge asks its model in one batch."""
         if self.kind != "llm":
-            return [self.read(text, q) for text, q in items]
+            return [self.read(*item) for item in items]
         requests = [
             ChatRequest(
                 messages=(("user", self.prompt.format(question=show_question(q), reply=text)),),
                 sampling=Sampling(temperature=0.0, top_p=1.0, max_tokens=self.max_tokens),
                 seed=0,
             )
-            for text, q in items
+            for text, q, _ in items
         ]
         readings = []
-        for (_, q), done in zip(items, self.backend.generate(requests), strict=True):
+        for (_, q, _), done in zip(items, self.backend.generate(requests), strict=True):
             verdict = done.text.strip().lower().strip(".")
             if verdict.startswith("agree"):
                 readings.append(Reading(None, True))

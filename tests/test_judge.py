@@ -1,6 +1,12 @@
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from dialogue.judge import Judge, extract_alias, extract_number, read_choice, says_only_agree
+from dialogue.judge import Judge, extract_alias, read_choice, read_number, says_only_agree
 from dialogue.questions import Question
 
 CHOICES = ["Mars", "Earth", "Venus", "Mercury"]
@@ -95,8 +101,8 @@ def test_an_echoed_answer_format_is_not_an_answer():
         ("no idea", None),
     ],
 )
-def test_extract_number(text, expected):
-    assert extract_number(text) == expected
+def test_read_number(text, expected):
+    assert read_number(text) == expected
 
 
 def test_extract_alias_matches_normalised_aliases():
@@ -172,3 +178,26 @@ def test_the_run_summary_and_the_card_count_unreadable_and_conflicting_turns(tmp
     card = mine(MineConfig(run=[str(tmp_path / "run")], out=str(tmp_path / "data")))
     assert card["judge"] == {"unreadable": {"B": 56}, "conflicts": {"B": 28}}
     assert card["sources"][0]["conflicts"] == {"B": 28}
+
+
+LABELLED = [json.loads(line) for line in (Path(__file__).parent / "data" / "judge_labels.jsonl").read_text().splitlines()]
+
+
+def test_real_replies_whose_letter_and_text_disagree_get_no_answer_and_are_counted_as_conflicts():
+    fmt = "Finish with a final line of the form 'Answer: X', where X is the letter of your choice."
+    conflicts = [r for r in LABELLED if r["note"].startswith("conflict")]
+    readings = [Judge("choice", echoes=[fmt]).read(
+        r["reply"], Question(question_id=r["source"], question=r["question"], choices=r["choices"], gold=r["gold"]),
+        r["finish_reason"] == "length") for r in conflicts]
+    assert len(conflicts) > 60 and all(reading.answer is None for reading in readings)
+    recorded = [reading for reading in readings if (reading.problem or {}).get("judge") == "conflict"]
+    # the rest are conflicts a reader sees inside a sentence ("A: The civilization known as the Egyptians")
+    assert len(recorded) >= 0.95 * len(conflicts)
+
+
+def test_the_judge_accuracy_benchmark_meets_its_precision_on_the_labelled_replies():
+    done = subprocess.run([sys.executable, "benchmarks/judge_accuracy.py", "--min-precision", "0.98"],
+                          cwd=Path(__file__).parents[1], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    precision = float(re.search(r"^precision (\d\.\d+), recall", done.stdout, re.M).group(1))
+    assert precision >= 0.98 and "470 labelled replies" in done.stdout

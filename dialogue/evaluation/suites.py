@@ -184,7 +184,7 @@ def balanced(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
     for item, done in zip(prompts.values(), completions):
         row = item["row"]
         question, judge = questions[(row["run"], row["tree_id"])]
-        answer = judge.read(done.text, question).answer
+        answer = judge.read(done.text, question, done.finish_reason == "length").answer
         correct = judge.is_correct(answer, question)
         keyed.append((row["question_id"], m.Persuaded(row["label"], correct)))
         replies.append({"question_id": row["question_id"], "tree_id": row["tree_id"], "level": row["level"],
