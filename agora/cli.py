@@ -61,7 +61,7 @@ def mine_command(cfg: DictConfig) -> None:
     from dialogue.summary import per_agent
 
     print(f"answers the judge could not read in the source runs: {per_agent(card['judge']['unreadable'])}"
-          f"   of them letter/text conflicts: {per_agent(card['judge']['conflicts'])}")
+          f"   letter/text conflicts: {per_agent(card['judge']['conflicts'])}")
     for split, found in card.get("balance", {}).items():
         if not found["balanced"]:
             print(f"warning: miner.balance: the {split} split cannot be balanced (accept={found['accept']}, "

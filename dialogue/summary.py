@@ -19,7 +19,8 @@ class Summary:
     correct_to_wrong: int = 0
     wrong_to_correct: int = 0
     # per agent: generated turns that were asked for an answer and gave none the judge could
-    # read, and of those, the ones whose letter and choice text disagreed
+    # read, and those whose letter and choice text disagreed (read as no answer, unless
+    # dataset.judge_conflict settles them)
     unreadable: dict[str, int] = field(default_factory=dict)
     conflicts: dict[str, int] = field(default_factory=dict)
 
@@ -28,8 +29,8 @@ class Summary:
 
 
 def judge_counts(trees: list[DialogueTree], free_form: set[str] = frozenset()) -> dict[str, dict[str, int]]:
-    """Per agent, how many of its generated turns gave no readable answer, and how many of those
-    were conflicts, among turns whose instruction asked for an answer (not `free_form` ones)."""
+    """Per agent, how many of its generated turns gave no readable answer, and how many were
+    letter/text conflicts, among turns whose instruction asked for an answer (not `free_form`)."""
     counts: dict[str, dict[str, int]] = {"unreadable": {}, "conflicts": {}}
     for tree in trees:
         for turn in tree.turns():
@@ -85,7 +86,7 @@ def format_summary(summary: Summary, generated_tokens: int, tokens_per_s: float,
             f"persuasion attempts: {summary.attempts}   changed the answer: {summary.changed}"
             f"   correct->wrong: {summary.correct_to_wrong}   wrong->correct: {summary.wrong_to_correct}",
             f"answers the judge could not read: {per_agent(summary.unreadable)}"
-            f"   of them letter/text conflicts: {per_agent(summary.conflicts)}",
+            f"   letter/text conflicts: {per_agent(summary.conflicts)}",
         ]
     )
 

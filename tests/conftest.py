@@ -179,7 +179,7 @@ def scripted_critique_run(path, monkeypatch, questions=10):
             verdict = solution_right if kind == 0 else not solution_right
             return json.dumps({"step_1": {"correctness": verdict, "explanation": "checked"},
                                "answer_correctness": verdict})
-        return f"Step 1: think.\nAnswer: {answer if request.seed % 2 == 0 else 'no idea'}"
+        return f"Step 1: think.\nAnswer: {answer if request.seed % 2 == 0 else int(answer) + 1}"
 
     monkeypatch.setattr("dialogue.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
     simulate(config, path)

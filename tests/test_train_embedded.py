@@ -1,27 +1,36 @@
 """The whole loop on the embedded SmolLM2, as a user runs it: simulate -> mine -> train pbt with
 LoRA -> simulate with the trained adapter as the persuadee -> evaluate the base model and the
-adapter with every suite -> compare them."""
+adapter with every suite on held-out questions -> compare them.
+
+Read by an honest judge, SmolLM2-135M's trees give few preference pairs (it mostly names one
+choice's letter with another's text): 8 questions gave none with `judge_conflict=none`, 2 with
+`text`. So the export also holds a scripted run over train and test questions, whose pairs are
+known to exist: training always has rows, and the balanced and assessment suites have held-out
+rows to read."""
 
 import json
 import re
 
 import pytest
 
-from tests.conftest import agora
+from tests.conftest import agora, scripted_run
 
 pytestmark = pytest.mark.slow
 
 
-def test_simulate_mine_train_pbt_lora_and_simulate_with_the_adapter(tmp_path):
-    run, held, data, model, after = (tmp_path / name for name in ("run", "held", "data", "model", "after"))
-    # trees for training on train-split questions, and for evaluation on test-split questions
-    for out, split in ((run, "train"), (held, "test")):
-        done = agora("simulate", f"out={out}", f"dataset.split={split}", "progress=false")
-        assert done.returncode == 0, done.stderr
-    done = agora("mine", f"run={run}", f"run={held}", "miner=pbt", f"out={data}")
+def test_simulate_mine_train_pbt_lora_and_simulate_with_the_adapter(tmp_path, monkeypatch):
+    run, scripted, data, model, after = (tmp_path / name for name in ("run", "scripted", "data", "model", "after"))
+    done = agora("simulate", f"out={run}", "dataset.split=train", "dataset.limit=16", "dataset.judge_conflict=text",
+                 "progress=false")
     assert done.returncode == 0, done.stderr
-    counts = json.loads((data / "card.json").read_text())["counts"]["split"]
-    assert counts["train"] > 0 and counts["test"] > 0 and counts["validation"] == 0
+    assert "answers the judge could not read:" in done.stdout
+    scripted_run(scripted, monkeypatch, 40)
+    monkeypatch.undo()
+    done = agora("mine", f"run={run}", f"run={scripted}", "miner=pbt", f"out={data}")
+    assert done.returncode == 0, done.stderr
+    card = json.loads((data / "card.json").read_text())
+    assert card["counts"]["split"]["train"] > 0 and card["counts"]["split"]["test"] > 0
+    assert [s["trees"] for s in card["sources"]] == [16, 40]
 
     done = agora("train", "trainer=pbt", f"data={data}", "model=smollm2-135m", f"out={model}",
                  "trainer.args.max_steps=2", "trainer.args.per_device_train_batch_size=2")
@@ -37,7 +46,7 @@ def test_simulate_mine_train_pbt_lora_and_simulate_with_the_adapter(tmp_path):
     persuadee = [t for t in turns if t["speaker"] == "B"]
     assert persuadee and all(t["gen"]["model"] == str(model) and t["text"] for t in persuadee)
 
-    evaluate_base_and_adapter(tmp_path, [run, held], data, model)
+    evaluate_base_and_adapter(tmp_path, [run, scripted], data, model)
 
 
 SUITES = ["balanced", "are_you_sure", "misinformation", "team_debate", "assessment", "critique"]
