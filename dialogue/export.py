@@ -35,6 +35,7 @@ from dialogue.rundir import RunDir
 from dialogue.summary import judge_counts
 from dialogue.tree import DialogueTree, Turn
 
+
 class MinerConfig(Strict):
     name: Literal["pbt", "aft", "kto", "sft", "critique"] = "pbt"
     score: Literal["immediate", "subtree"] = "immediate"
@@ -155,9 +156,13 @@ def free_form_of(manifest: dict) -> set[str]:
     return set(getattr(_protocol_of(manifest), "no_answer_format", set()))
 
 
+def _protocol_config(manifest: dict):
+    protocol = manifest["config"]["protocol"]
+    return PROTOCOL_CONFIGS[protocol["name"]].model_validate(protocol)
+
+
 def _protocol_of(manifest: dict):
-    protocol_config = manifest["config"]["protocol"]
-    return make_protocol(PROTOCOL_CONFIGS[protocol_config["name"]].model_validate(protocol_config))
+    return make_protocol(_protocol_config(manifest))
 
 
 def _responders(miner: MinerConfig, manifest: dict) -> set[str] | None:
@@ -166,8 +171,7 @@ def _responders(miner: MinerConfig, manifest: dict) -> set[str] | None:
         return None
     if miner.responders is not None:
         return set(miner.responders)
-    protocol = manifest["config"]["protocol"]
-    return {PROTOCOL_CONFIGS[protocol["name"]].model_validate(protocol).responder}
+    return {_protocol_config(manifest).responder}
 
 
 def prompt_builder(manifest: dict, run_path: str, needed: list[str]):

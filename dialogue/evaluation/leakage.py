@@ -44,16 +44,21 @@ def _train_ids(export: Path, model: str) -> set[str]:
             for qid in pq.read_table(path, columns=["question_id"]).column("question_id").to_pylist()}
 
 
-def overlap(planned: dict[str, set[str]], trained: dict[str, set[str]]) -> dict[str, list[str]]:
-    """Suite -> the trained-on question ids it would score."""
+def check_overlap(model: str, planned: dict[str, set[str]], allow: bool) -> dict[str, list[str]]:
+    """Suite -> the trained-on question ids it would score (`planned`: suite -> question ids).
+    Any at all stops the evaluation, naming them, unless `allow`."""
+    try:
+        trained = trained_questions(model)
+    except AgoraError:
+        if not allow:
+            raise
+        return {}  # allowed: which questions it was trained on cannot be told, and need not be
     seen = set().union(*trained.values()) if trained else set()
-    return {suite: sorted(ids & seen) for suite, ids in planned.items() if ids & seen}
-
-
-def overlap_message(model: str, found: dict[str, list[str]], planned: dict[str, set[str]],
-                    trained: dict[str, set[str]]) -> str:
-    suites = "; ".join(f"{suite}: {len(ids)} of {len(planned[suite])} questions ({', '.join(ids[:3])}"
-                       f"{', ...' if len(ids) > 3 else ''})" for suite, ids in found.items())
-    return (f"model={model} was trained on questions this evaluation would score ({suites}); it was trained on "
-            f"data={', '.join(trained)}. Evaluate held-out questions (dataset.split=test, the default), or pass "
-            "allow_overlap=true to evaluate anyway (the report then says so)")
+    found = {suite: sorted(ids & seen) for suite, ids in planned.items() if ids & seen}
+    if found and not allow:
+        suites = "; ".join(f"{suite}: {len(ids)} of {len(planned[suite])} questions ({', '.join(ids[:3])}"
+                           f"{', ...' if len(ids) > 3 else ''})" for suite, ids in found.items())
+        raise AgoraError(f"model={model} was trained on questions this evaluation would score ({suites}); it was "
+                         f"trained on data={', '.join(trained)}. Evaluate held-out questions (dataset.split=test, "
+                         "the default), or pass allow_overlap=true to evaluate anyway (the report then says so)")
+    return found

@@ -19,10 +19,10 @@ from agents.errors import AgoraError
 from agents.models import check_model_name
 from dialogue.config import load_persona
 from dialogue.evaluation.config import EvalConfig
+from dialogue.evaluation.leakage import check_overlap
 from dialogue.evaluation.metrics import metrics_of, records_to_json, statistics_of
 from dialogue.evaluation.plots import draw
 from dialogue.evaluation.report import compare_markdown, load_metrics, report_markdown
-from dialogue.evaluation.leakage import overlap, overlap_message, trained_questions
 from dialogue.evaluation.suites import NEEDS_EXPORT, SUITE_FUNCTIONS, Shared, planned_questions
 from dialogue.questions import DatasetConfig
 from dialogue.rundir import now
@@ -38,15 +38,7 @@ def evaluate(config: EvalConfig, overrides: list[str] | None = None, log=print) 
         for model in dict.fromkeys([config.model, config.partner or config.model]):
             check_model_name(model)
     planned = {suite: planned_questions(config, suite, exports) for suite in to_run}
-    try:
-        trained = trained_questions(config.model)
-    except AgoraError:
-        if not config.allow_overlap:
-            raise
-        trained = {}  # allowed: the questions it was trained on cannot be told, and need not be
-    seen = overlap(planned, trained)
-    if seen and not config.allow_overlap:
-        raise AgoraError(overlap_message(config.model, seen, planned, trained))
+    seen = check_overlap(config.model, planned, config.allow_overlap)
     if (out / "metrics.json").exists():
         if not config.overwrite:
             raise AgoraError(f"out={out}: holds a finished evaluation; choose a new out=DIR or pass overwrite=true")
