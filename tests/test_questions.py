@@ -6,17 +6,18 @@ from agents.errors import AgoraError
 from dialogue.questions import DatasetConfig, FieldMap, arithmetic_problems, load_questions
 
 
-def test_bundled_set_has_at_least_100_well_formed_questions():
+def test_bundled_set_has_at_least_300_well_formed_questions():
     loaded = load_questions(DatasetConfig())
     qs = loaded.questions
-    assert len(qs) >= 100
+    assert len(qs) >= 300
+    assert len({q.question.lower() for q in qs}) == len(qs)  # no question asked twice
     assert len({q.question_id for q in qs}) == len(qs)
     for q in qs:
         assert len(q.choices) == 4
         assert q.gold in "ABCD"
         assert q.aliases and q.aliases[0] == q.choices["ABCD".index(q.gold)]
     # answers are spread over the letters, so "always A" is not a winning strategy
-    assert len({q.gold for q in qs}) == 4
+    assert all(abs(sum(q.gold == letter for q in qs) / len(qs) - 0.25) < 0.05 for letter in "ABCD")
 
 
 def test_arithmetic_problems_are_seeded_and_exact():
@@ -108,3 +109,19 @@ def test_unknown_bundled_name_and_missing_file():
         load_questions(DatasetConfig(name="nope"))
     with pytest.raises(AgoraError, match="no such file"):
         load_questions(DatasetConfig(path="/nonexistent/file.jsonl"))
+
+
+def test_split_then_offset_then_limit_select_questions_by_one_rule():
+    everything = load_questions(DatasetConfig(limit=None)).questions
+    rule = DatasetConfig().split_rule
+    by_split = {s: [q.question_id for q in everything if rule.of(q.question_id) == s] for s in ("train", "validation", "test")}
+    assert sum(map(len, by_split.values())) == len(everything) >= 300 and len(by_split["test"]) >= 30
+    test = [q.question_id for q in load_questions(DatasetConfig(split="test", offset=2, limit=5)).questions]
+    assert test == by_split["test"][2:7]
+    # another seed is another split of the same questions
+    other = DatasetConfig(split="test", split_seed=1, limit=None)
+    assert {q.question_id for q in load_questions(other).questions} != set(by_split["test"])
+    with pytest.raises(AgoraError, match="no questions left in split=test after offset=1000"):
+        load_questions(DatasetConfig(split="test", offset=1000))
+    with pytest.raises(ValueError, match="sum to 1"):
+        DatasetConfig(split_fractions={"train": 0.5, "validation": 0.1, "test": 0.1})
