@@ -29,6 +29,9 @@ commands:
 """
 
 
+INCOMPLETE = 3  # the exit status of a run that finished with failed turns (2: an error the user can fix)
+
+
 def simulate_command(cfg: DictConfig) -> None:
     from dialogue.config import validate
     from dialogue.simulate import simulate
@@ -41,9 +44,9 @@ def simulate_command(cfg: DictConfig) -> None:
     print(format_summary(result.summary, result.stats.generated_tokens, result.stats.tokens_per_s, result.stats.cached_turns))
     if result.skipped_rows:
         print(f"skipped dataset rows: {result.skipped_rows}")
-    if result.stats.failed_requests:
-        print(f"failed requests (recorded on their turns): {result.stats.failed_requests}")
     print(f"out={out}")
+    if result.summary.failed_turns:
+        sys.exit(INCOMPLETE)
 
 
 def mine_command(cfg: DictConfig) -> None:
@@ -83,6 +86,8 @@ def replay_command(cfg: DictConfig) -> None:
     stats = result.stats
     print(format_summary(result.summary, stats.generated_tokens, stats.tokens_per_s, stats.cached_turns))
     print(f"out={cfg.out}")
+    if result.summary.failed_turns:
+        sys.exit(INCOMPLETE)
 
 
 def render_command(cfg: DictConfig) -> None:

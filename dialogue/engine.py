@@ -67,9 +67,12 @@ class Engine:
     stats: Stats = field(default_factory=Stats)
 
     def run(self, trees: list[DialogueTree], on_tree_done: Callable[[DialogueTree], None]) -> Stats:
+        """Grow `trees` to the end and hand each to `on_tree_done` when it stops. A tree may be
+        partly grown already (a resumed run): only the turns it lacks are generated."""
         started = time.perf_counter()
         bar = tqdm(total=len(trees), desc="trees", unit="tree", disable=not self.progress)
-        frontier: list[tuple[DialogueTree, str | None]] = [(t, None) for t in trees]
+        frontier: list[tuple[DialogueTree, str | None]] = [
+            pair for t in trees for pair in ([(t, None)] if len(t) == 0 else [(t, turn_id) for turn_id in t.graph])]
         while frontier:
             jobs = self._jobs(frontier)
             growing = {id(job.tree) for job in jobs}
@@ -109,7 +112,8 @@ class Engine:
                 for _ in range(spec.samples):
                     turn_id = ROOT_ID if parent is None else child_id(parent, index)
                     index += 1
-                    jobs.append(_Job(tree, parent, turn_id, spec, self._request(tree, parent, turn_id, spec)))
+                    if turn_id not in tree.graph:  # a resumed tree keeps the turns it has
+                        jobs.append(_Job(tree, parent, turn_id, spec, self._request(tree, parent, turn_id, spec)))
         return jobs
 
     def _request(self, tree: DialogueTree, parent: str | None, turn_id: str, spec: ChildSpec) -> ChatRequest:

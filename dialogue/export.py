@@ -91,6 +91,12 @@ def mine(config: MineConfig) -> dict:
     out = Path(config.out)
     if out.exists() and any(out.iterdir()) and not config.overwrite:
         raise AgoraError(f"out={out}: already holds files; choose a new out=DIR or pass overwrite=true")
+    seen: dict[Path, str] = {}
+    for run_path in config.run:
+        if (resolved := Path(run_path).resolve()) in seen:
+            raise AgoraError(f"run={run_path}: names the same run twice (also run={seen[resolved]}); its pairs "
+                             "would be mined twice")
+        seen[resolved] = run_path
     miner = config.miner
     subsets = SUBSETS.get(miner.name, [""])
     rows: dict[str, list[dict]] = {subset: [] for subset in subsets}

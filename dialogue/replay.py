@@ -24,7 +24,7 @@ from dialogue.protocols import make_protocol
 from dialogue.protocols.base import ChildSpec, Protocol
 from dialogue.rundir import RunDir, now
 from dialogue.questions import judge_kind
-from dialogue.simulate import Result, grow
+from dialogue.simulate import Result, config_of, grow
 from dialogue.summary import summarize
 from dialogue.tree import DialogueTree, Turn
 
@@ -94,21 +94,21 @@ def replay(source_dir: str, agent: str, overrides: dict, out: str, tree_ids: lis
     base_kind = judge_kind(config.dataset.model_copy(update={"judge": "auto"}), questions)
 
     run = RunDir(out)
-    fresh = run.manifest() is None
-    run.begin({
-        "command": "replay", "source_run": str(Path(source_dir).resolve()), "replay_agent": agent,
-        "trees": wanted, "config": config.model_dump(mode="json", exclude={"out", "progress"}),
-        "models": {n: a.model for n, a in config.agents.items()}, "seed": config.seed,
-        "answer_kind": base_kind, "replayed_at": now(),
-    })
-    if fresh and source.cache_path.exists():
-        _copy_cache(source.cache_path, run.cache_path)
-    done = run.done_tree_ids()
-    protocol = Replay(make_protocol(config.protocol), sources, agent)
-    stats = grow(config, protocol, personas, run, [q for q in questions if q.question_id not in done],
-                 kind, base_kind)
-    summary = summarize(list(run.trees()), {config.protocol.responder}, getattr(protocol, "no_answer_format", set()))
-    run.finish(summary.to_dict())
+    with run.writing():
+        fresh = run.manifest() is None
+        run.begin({
+            "command": "replay", "source_run": str(Path(source_dir).resolve()), "replay_agent": agent,
+            "trees": wanted, "config": config_of(config),
+            "models": {n: a.model for n, a in config.agents.items()}, "seed": config.seed,
+            "answer_kind": base_kind, "replayed_at": now(),
+        })
+        if fresh and source.cache_path.exists():
+            _copy_cache(source.cache_path, run.cache_path)
+        protocol = Replay(make_protocol(config.protocol), sources, agent)
+        stats = grow(config, protocol, personas, run, questions, kind, base_kind)
+        summary = summarize(list(run.trees()), {config.protocol.responder},
+                            getattr(protocol, "no_answer_format", set()))
+        run.finish(summary.to_dict())
     return Result(run, stats, summary, 0)
 
 

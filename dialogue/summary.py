@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from dialogue.rundir import failed_turns
 from dialogue.tree import DialogueTree
 
 
@@ -23,6 +24,7 @@ class Summary:
     # dataset.judge_conflict settles them)
     unreadable: dict[str, int] = field(default_factory=dict)
     conflicts: dict[str, int] = field(default_factory=dict)
+    failed_turns: int = 0  # requests that errored; the same command again regrows them
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,7 +47,8 @@ def judge_counts(trees: list[DialogueTree], free_form: set[str] = frozenset()) -
 
 def summarize(trees: list[DialogueTree], responders: set[str] | None = None,
               free_form: set[str] = frozenset()) -> Summary:
-    summary = Summary(trees=len(trees), **judge_counts(trees, free_form))
+    summary = Summary(trees=len(trees), **judge_counts(trees, free_form),
+                      failed_turns=sum(len(failed_turns(tree)) for tree in trees))
     first_correct: dict[str, list[bool]] = {}
     for tree in trees:
         summary.turns += len(tree)
@@ -87,6 +90,8 @@ def format_summary(summary: Summary, generated_tokens: int, tokens_per_s: float,
             f"   correct->wrong: {summary.correct_to_wrong}   wrong->correct: {summary.wrong_to_correct}",
             f"answers the judge could not read: {per_agent(summary.unreadable)}"
             f"   letter/text conflicts: {per_agent(summary.conflicts)}",
+            *([f"failed turns: {summary.failed_turns} (requests that errored; the run is incomplete: run the same "
+               "command again to regrow them)"] if summary.failed_turns else []),
         ]
     )
 

@@ -51,13 +51,15 @@ class DialogueTree:
         self.graph = graph
 
     @classmethod
-    def new(cls, tree_id: str, question: Question, protocol: str, agents: dict[str, dict]) -> DialogueTree:
+    def new(cls, tree_id: str, question: Question, protocol: str, agents: dict[str, dict],
+            config_hash: str | None = None) -> DialogueTree:
         graph = nx.DiGraph(
             tree_id=tree_id,
             question=question.model_dump(),
             protocol=protocol,
             agents=agents,
             schema_version=SCHEMA_VERSION,
+            config_hash=config_hash,  # of the config that grows it (dialogue/rundir.py)
         )
         return cls(graph)
 

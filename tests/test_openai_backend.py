@@ -1,14 +1,7 @@
-"""The OpenAI-compatible backend against a local HTTP server that injects failures.
-
-`vllm serve` cannot be made to answer 429 or hang on demand, so these tests run a small
-server of their own on 127.0.0.1 that speaks the chat-completions wire format and fails as
-told. The backend against the real `vllm serve` is in test_vllm.py.
-"""
+"""The OpenAI-compatible backend against a scripted server on 127.0.0.1 (tests/chat_server.py)
+that fails as told: errors, time-outs, broken bodies, an error body that echoes the key."""
 
 import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,65 +10,15 @@ from agents.backends.openai_backend import OpenAIBackend
 from agents.config import OpenAIBackendConfig
 from agents.requests import ChatRequest, Sampling
 from dialogue.simulate import simulate
+from tests.chat_server import ChatServer
 from tests.conftest import simulate_config
 
 SECRET = "sk-agora-test-0123456789abcdef"
 
 
-class FlakyServer:
-    """Answers chat completions after the failures queued in `plan`: "Answer: B" to an agent
-    whose system message calls it a skeptic, "Answer: A" to anyone else."""
-
-    def __init__(self):
-        self.plan: list[tuple[int, float]] = []  # (status, delay) per upcoming request
-        self.fail_when = lambda body: False  # fail every request for which this is true
-        self.seen: list[dict] = []
-        self.auth: list[str | None] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.seen.append(body)
-                server.auth.append(self.headers.get("Authorization"))
-                status, delay = server.plan.pop(0) if server.plan else (200, 0.0)
-                if server.fail_when(body):
-                    status = 500
-                time.sleep(delay)
-                if status != 200:
-                    self.send_response(status)
-                    if status == 429:
-                        self.send_header("Retry-After", "0")
-                    self.end_headers()
-                    self.wfile.write(b'{"error": "injected"}')
-                    return
-                skeptic = "skeptic" in body["messages"][0]["content"]
-                text = "Answer: B" if skeptic else "Answer: A"
-                reply = {
-                    "choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 11, "completion_tokens": 3},
-                }
-                data = json.dumps(reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-
-
 @pytest.fixture
 def server():
-    s = FlakyServer()
+    s = ChatServer()
     yield s
     s.close()
 

@@ -85,11 +85,16 @@ def test_resume_skips_written_trees_and_drops_a_torn_line(tiny_model, tmp_path):
     assert result.stats.cached_turns > 0 and result.stats.generated_tokens == 0
 
 
-def test_resume_with_another_config_is_refused(tiny_model, tmp_path):
+def test_resume_with_another_config_is_refused_naming_the_keys_even_without_the_manifest(tiny_model, tmp_path):
     out = tmp_path / "run"
     simulate(simulate_config(tiny_overrides(tiny_model, out, "dataset.limit=1")), out)
-    with pytest.raises(AgoraError, match="different config"):
-        simulate(simulate_config(tiny_overrides(tiny_model, out, "dataset.limit=1", "seed=5")), out)
+    other = simulate_config(tiny_overrides(tiny_model, out, "dataset.limit=2", "seed=5", "protocol.depth=3"))
+    with pytest.raises(AgoraError, match=r"another config \(differing: dataset\.limit, protocol\.depth, seed\)"):
+        simulate(other, out)
+    (out / "manifest.json").unlink()  # the trees still know which config grew them
+    with pytest.raises(AgoraError, match="trees.jsonl holds trees grown under another config"):
+        simulate(other, out)
+    assert len((out / "trees.jsonl").read_text().splitlines()) == 1 and not (out / "manifest.json").exists()
 
 
 def test_misspelt_key_is_named():

@@ -3,14 +3,17 @@
 Requests run concurrently up to `max_concurrency`. A 429, a 5xx, a timeout or a dropped
 connection is retried with exponential backoff (honouring Retry-After); a request that still
 fails comes back as a Completion with `finish_reason="error"` and the reason, so the run records
-it on the turn and goes on. The API key is read from the environment variable named in the
-config and sent only in the Authorization header: it is never stored, logged or put in errors.
+it on the turn and goes on; so does an HTTP 200 whose body is not a chat completion. The API key
+is read from the environment variable named in the config and sent only in the Authorization
+header; error texts are stored with the key and any bearer token redacted, since a server's
+error body may echo the request's headers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 
 import httpx
@@ -38,7 +41,11 @@ class OpenAIBackend:
         async with httpx.AsyncClient(
             base_url=self.config.base_url.rstrip("/"), headers=headers, timeout=self.config.timeout_s
         ) as client:
-            return await asyncio.gather(*(self._one(client, limit, r) for r in requests))
+            done = await asyncio.gather(*(self._one(client, limit, r) for r in requests))
+        for completion in done:  # an error body can echo the request's headers: the key goes
+            if completion.error is not None:
+                completion.error = redact(completion.error, key)
+        return done
 
     async def _one(self, client: httpx.AsyncClient, limit: asyncio.Semaphore, request: ChatRequest) -> Completion:
         body = {
@@ -63,10 +70,14 @@ class OpenAIBackend:
                 except httpx.TransportError as e:
                     error = f"connection failed: {type(e).__name__}"
                     response = None
-            if response is not None:
-                if response.status_code == 200:
+            if response is not None and response.status_code == 200:
+                try:
                     return _completion(response.json(), time.perf_counter() - started)
-                error = f"HTTP {response.status_code}: {response.text[:200]}"
+                except (ValueError, LookupError, TypeError, AttributeError) as e:  # not the wire format
+                    error = f"HTTP 200 with a body that is not a chat completion ({type(e).__name__}): " \
+                            f"{response.text[:200]}"
+            elif response is not None:
+                error = f"HTTP {response.status_code}: {response.text[:300]}"
                 if response.status_code not in RETRYABLE and response.status_code < 500:
                     break  # a bad request stays bad
                 retry_after = response.headers.get("retry-after", "")
@@ -82,6 +93,13 @@ class OpenAIBackend:
 
     def close(self) -> None:
         pass
+
+
+def redact(text: str, key: str | None) -> str:
+    """`text` without the API key and without any bearer token."""
+    if key:
+        text = text.replace(key, "[redacted]")
+    return re.sub(r"(?i)(bearer)\s+[^\s\"',}]+", r"\1 [redacted]", text)
 
 
 def _completion(data: dict, latency: float) -> Completion:
