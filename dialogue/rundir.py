@@ -24,7 +24,6 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -33,6 +32,7 @@ from pathlib import Path
 import networkx as nx
 
 from agents.errors import AgoraError
+from agents.files import write_atomic
 from dialogue.tree import DialogueTree
 
 
@@ -55,26 +55,10 @@ class RunDir:
         self.manifest_path = self.path / "manifest.json"
         self.trees_path = self.path / "trees.jsonl"
         self.cache_path = self.path / "gen_cache.sqlite"
-        self.lock_path = self.path / ".lock"
 
-    @contextmanager
-    def writing(self) -> Iterator[RunDir]:
+    def writing(self):
         """Hold the directory's lock while writing it; fail at once if another process holds it."""
-        make_directory(self.path, "out")
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise AgoraError(f"{self.path}: another agora process (pid {holder}) is writing this run directory; "
-                             "wait for it to finish, or choose another out=DIR") from None
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-            yield self
-        finally:
-            os.close(fd)  # closing releases the lock
+        return one_writer(self.path)
 
     def manifest(self) -> dict | None:
         if not self.manifest_path.exists():
@@ -169,51 +153,61 @@ class RunDir:
         return found
 
 
+@contextmanager
+def one_writer(path: Path, key: str = "out") -> Iterator[None]:
+    """Create `path` if needed and hold an exclusive OS lock on it (`path/.lock`) while the
+    caller writes there; another process that asks fails at once, told which process holds it.
+    The kernel releases the lock when its holder exits or is killed."""
+    make_directory(path, key)
+    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise AgoraError(f"{path}: another agora process (pid {holder}) is writing this directory; wait for it "
+                         f"to finish, or choose another {key}=DIR") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     """The dotted keys whose values differ between two nested dicts."""
     keys = []
     for key in sorted(set(a) | set(b)):
         x, y = a.get(key), b.get(key)
-        if isinstance(x, dict) and isinstance(y, dict):
-            keys += differing_keys(x, y, f"{prefix}{key}.")
+        nested = {type(x), type(y)} <= {dict, type(None)} and dict in {type(x), type(y)}
+        if nested:  # a side without the key has none of its keys
+            keys += differing_keys(x or {}, y or {}, f"{prefix}{key}.")
         elif x != y:
             keys.append(f"{prefix}{key}")
     return keys
 
 
-def make_directory(path: Path, key: str) -> None:
-    """Create an output directory, or fail naming the key, the path and why."""
+def check_writable(path: Path, key: str = "out") -> None:
+    """Fail, naming the key, the path and why, when an output directory cannot be made or
+    written there: it is a file, or the nearest folder that exists is read-only to this user."""
     if path.exists() and not path.is_dir():
         raise AgoraError(f"{key}={path}: is a file, not a directory")
+    existing = next(p for p in [path, *path.parents] if p.exists())
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        raise AgoraError(f"{key}={path}: cannot write there (a read-only file system)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise AgoraError(f"{key}={path}: cannot write there (no permission to write in {existing})")
+
+
+def make_directory(path: Path, key: str) -> None:
+    """Create an output directory, or fail naming the key, the path and why."""
+    check_writable(path, key)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-")
-        probe.close()
     except OSError as e:
         why = "a read-only file system" if e.errno == errno.EROFS else e.strerror
         raise AgoraError(f"{key}={path}: cannot write there ({why})") from None
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write beside `path` and rename over it, readable as the umask allows (mkstemp's files
-    are private to their owner, which a colleague on a shared machine could not read)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _first_line(error: Exception) -> str:

@@ -11,7 +11,8 @@ from pathlib import Path
 from agents.agent import Agent
 from agents.backends import make_backend
 from agents.config import BackendConfig, OpenAIBackendConfig
-from agents.models import check_model_name
+from agents.errors import AgoraError
+from agents.models import check_model_name, load_tokenizer
 from agents.requests import Backend
 from dialogue.cache import CachedBackend, GenerationCache
 from dialogue.config import SimulateConfig, load_persona
@@ -19,7 +20,7 @@ from dialogue.engine import Engine, Stats
 from dialogue.judge import Judge
 from dialogue.protocols import make_protocol
 from dialogue.protocols.base import Protocol
-from dialogue.questions import Question, judge_kind, load_questions
+from dialogue.questions import Loaded, Question, judge_kind, load_questions, show_question
 from dialogue.rundir import RunDir, config_hash, failed_turns
 from dialogue.summary import Summary, summarize
 from dialogue.tree import DialogueTree
@@ -44,9 +45,9 @@ def simulate(config: SimulateConfig, out: str | Path, protocol: Protocol | None 
     kind = judge_kind(config.dataset, loaded.questions)
     base_kind = judge_kind(config.dataset.model_copy(update={"judge": "auto"}), loaded.questions)
     personas = {name: load_persona(agent.persona) for name, agent in config.agents.items()}
-    for agent in config.agents.values():
-        if not isinstance(agent.backend or config.backend, OpenAIBackendConfig):
-            check_model_name(agent.model)
+    check_local_models(config)
+    if config.dataset.max_prompt_tokens:
+        drop_long_questions(loaded, config)
     protocol = protocol or make_protocol(config.protocol)
     if hasattr(protocol, "check_questions"):
         protocol.check_questions(loaded.questions)
@@ -59,6 +60,30 @@ def simulate(config: SimulateConfig, out: str | Path, protocol: Protocol | None 
                             getattr(protocol, "no_answer_format", set()))
         run.finish({**summary.to_dict(), "skipped_rows": loaded.skipped})
     return Result(run, stats, summary, loaded.skipped)
+
+
+def drop_long_questions(loaded: Loaded, config: SimulateConfig) -> None:
+    """Leave out the questions longer than dataset.max_prompt_tokens, counting them as skipped
+    rows: a prompt that cannot fit the model's context would fail on every turn."""
+    name, agent = next(iter(config.agents.items()))
+    if isinstance(agent.backend or config.backend, OpenAIBackendConfig):
+        raise AgoraError(f"dataset.max_prompt_tokens: questions are measured with the tokenizer of agents.{name}, "
+                         "whose model is served over HTTP and has none here; leave it unset (the server refuses "
+                         "a prompt too long for it, and the turn records why)")
+    tokenizer = load_tokenizer(agent.model)
+    fits = [q for q in loaded.questions
+            if len(tokenizer(show_question(q), add_special_tokens=False)["input_ids"]) <= config.dataset.max_prompt_tokens]
+    loaded.skipped += len(loaded.questions) - len(fits)
+    if not fits:
+        raise AgoraError(f"dataset.max_prompt_tokens={config.dataset.max_prompt_tokens}: no question is that short")
+    loaded.questions = fits
+
+
+def check_local_models(config: SimulateConfig) -> None:
+    """Every model that loads here can be loaded (a served one is the server's business)."""
+    for agent in config.agents.values():
+        if not isinstance(agent.backend or config.backend, OpenAIBackendConfig):
+            check_model_name(agent.model)
 
 
 def grow(config: SimulateConfig, protocol: Protocol, personas: dict[str, str], run: RunDir,

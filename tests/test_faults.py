@@ -115,7 +115,7 @@ def test_two_writers_into_one_run_directory(server, tmp_path):
     first_out, first_err = first.communicate(timeout=120)
     assert first.returncode == 0, first_err
     assert second.returncode == 2
-    assert f"{out}: another agora process (pid {first.pid}) is writing this run directory" in second.stderr
+    assert f"{out}: another agora process (pid {first.pid}) is writing this directory" in second.stderr
     ids = [json.loads(line)["graph"]["tree_id"] for line in (out / "trees.jsonl").read_text().splitlines()]
     assert len(ids) == 6 == len(set(ids))
 
@@ -169,3 +169,136 @@ def test_killed_at_random_moments_and_rerun_it_ends_as_an_uninterrupted_run(tmp_
     finally:
         steady.close()
         flaky.close()
+
+
+def test_a_prompt_longer_than_the_context_fails_at_once_and_can_be_dropped_up_front(tiny_model, tmp_path):
+    rows = tmp_path / "q.jsonl"
+    long = "Which planet is closest to the sun? " + "Mercury Venus Earth Mars " * 1500
+    rows.write_text(json.dumps({"id": "short", "question": "Which planet is red?", "answer": "Mars"}) + "\n"
+                    + json.dumps({"id": "long", "question": long, "answer": "Mercury"}) + "\n")
+    base = [f"agents.A.model={tiny_model}", f"agents.B.model={tiny_model}", "agents.A.sampling.max_tokens=12",
+            "agents.B.sampling.max_tokens=12", f"dataset.path={rows}", "dataset.fields.id=id", "dataset.limit=null",
+            "progress=false"]
+    started = time.perf_counter()
+    done = agora("simulate", *base, f"out={tmp_path / 'run'}")
+    assert done.returncode == 3 and time.perf_counter() - started < 120  # incomplete, and fast
+    trees = {t.tree_id: t for t in RunDir(tmp_path / "run").trees()}
+    error = trees["long"].turn("0").gen.error
+    assert len(trees["long"]) == 1 and "tokens and max_tokens is 12" in error
+    assert "more than the model's context of 4096 tokens" in error and len(trees["short"]) > 1
+    dropped = agora("simulate", *base, "dataset.max_prompt_tokens=500", f"out={tmp_path / 'dropped'}")
+    assert dropped.returncode == 0, dropped.stderr
+    assert "skipped dataset rows: 1" in dropped.stdout
+    assert [t.tree_id for t in RunDir(tmp_path / "dropped").trees()] == ["short"]
+
+
+def test_failures_name_their_cause_without_a_traceback(tiny_model, tmp_path):
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "gen_cache.sqlite").write_bytes(b"this is not a database" * 100)
+    base = [f"agents.A.model={tiny_model}", f"agents.B.model={tiny_model}", "dataset.limit=1", "progress=false"]
+    done = agora("simulate", *base, f"out={damaged}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{damaged / 'gen_cache.sqlite'}: the generation cache is not a usable SQLite database" in done.stderr
+    assert "move it aside or delete it" in done.stderr
+
+    no_weights = tmp_path / "no-weights"
+    no_weights.mkdir()
+    (no_weights / "config.json").write_text("{}")
+    done = agora("simulate", *base, f"agents.B.model={no_weights}", f"out={tmp_path / 'x'}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"model '{no_weights}': this directory has no weights" in done.stderr and "no a tokenizer" in done.stderr
+    assert not (tmp_path / "x" / "manifest.json").exists()
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    done = agora("simulate", *base, f"out={a_file}")
+    assert done.returncode == 2 and f"out={a_file}: is a file, not a directory" in done.stderr
+    assert a_file.read_text() == "not a directory"
+
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    script = (f"mount -t tmpfs -o ro tmpfs {read_only} && exec {sys.executable} -m agora simulate "
+              + " ".join(base) + f" out={read_only / 'run'}")
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"out={read_only / 'run'}: cannot write there (a read-only file system)" in done.stderr
+
+
+def test_a_run_made_with_a_served_model_can_be_replayed(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("AGORA_TEST_KEY", SECRET)
+    run = tmp_path / "run"
+    simulate(simulate_config(served(server, run, "dataset.limit=2")), run)
+    done = agora("replay", f"run={run}", "replay.agent=B", "agents.B.model=another-served-model",
+                 f"out={tmp_path / 'replay'}", "progress=false", env={"AGORA_TEST_KEY": SECRET})
+    assert done.returncode == 0, done.stderr
+    replayed = {body["model"] for body in server.seen[-10:]}
+    assert "another-served-model" in replayed and len(list(RunDir(tmp_path / "replay").trees())) == 2
+
+
+def test_miners_refuse_runs_of_protocols_they_do_not_read_and_warn_on_incomplete_runs(server, tmp_path, monkeypatch):
+    from tests.conftest import scripted_critique_run
+
+    monkeypatch.setenv("AGORA_TEST_KEY", SECRET)
+    pbt = tmp_path / "pbt"
+    server.fail_when = lambda body: len(body["messages"]) > 3  # some deeper turns fail: an incomplete run
+    simulate(simulate_config(served(server, pbt, "dataset.limit=2")), pbt)
+    critique = scripted_critique_run(tmp_path / "critique", monkeypatch, questions=2)
+    done = agora("mine", f"run={pbt}", "miner=critique", f"out={tmp_path / 'c'}")
+    assert done.returncode == 2 and f"run={pbt}: a pbt_tree run; miner=critique reads critique runs only" in done.stderr
+    done = agora("mine", f"run={critique}", "miner=pbt", f"out={tmp_path / 'p'}")
+    assert done.returncode == 2 and "a critique run; miner=pbt reads pbt_tree runs only" in done.stderr
+    done = agora("mine", f"run={pbt}", f"out={tmp_path / 'mined'}")
+    assert done.returncode == 0, done.stderr
+    assert f"warning: run={pbt} is not complete" in done.stderr
+    assert json.loads((tmp_path / "mined" / "card.json").read_text())["incomplete_runs"] == [str(pbt)]
+
+
+def test_file_names_made_from_question_ids_stay_inside_the_run(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("AGORA_TEST_KEY", SECRET)
+    rows = tmp_path / "q.jsonl"
+    hostile = "../../../../outside/ESCAPED"
+    rows.write_text(json.dumps({"id": hostile, "question": "Which?", "choices": ["a", "b"], "answer": "A"}) + "\n")
+    run = tmp_path / "deep" / "er" / "run"
+    simulate(simulate_config(served(server, run, f"dataset.path={rows}", "dataset.fields.id=id",
+                                   "dataset.fields.choices=choices")), run)
+    assert next(RunDir(run).trees()).tree_id == hostile  # the id stays the user's id
+    done = agora("render", f"run={run}", f"tree={hostile}", "format=html")
+    assert done.returncode == 0, done.stderr
+    page = Path(done.stdout.strip().rsplit("out=", 1)[1])
+    assert page.parent == run / "render" and page.name == "%2E.%2F..%2F..%2F..%2Foutside%2FESCAPED.html"
+    assert not list(tmp_path.rglob("ESCAPED*")) or all(p.parent == run / "render" for p in tmp_path.rglob("*ESCAPED*"))
+
+
+def test_outputs_are_as_readable_as_the_umask_says(server, tmp_path, monkeypatch, tiny_model):
+    from dialogue.export import MineConfig, mine
+    from tests.test_train import config as train_config
+    from trainers.run import train
+
+    monkeypatch.setenv("AGORA_TEST_KEY", SECRET)
+    previous = os.umask(0o002)  # a group that shares its work
+    try:
+        run = tmp_path / "run"
+        simulate(simulate_config(served(server, run, "dataset.limit=8")), run)
+        mine(MineConfig(run=[str(run)], out=str(tmp_path / "data")))
+        train(train_config("dpo", tmp_path / "data", tiny_model, tmp_path / "model"))
+    finally:
+        os.umask(previous)
+    for root in (run, tmp_path / "data", tmp_path / "model"):
+        for path in [root, *root.rglob("*")]:
+            if path.name.startswith(".lock") or "-journal" in path.name or path.suffix in (".sqlite-wal", ".sqlite-shm"):
+                continue
+            mode = path.stat().st_mode & 0o777
+            assert mode == (0o775 if path.is_dir() else 0o664), f"{path}: {oct(mode)}"
+
+
+def test_an_interrupted_conversion_of_the_embedded_model_is_cleaned_up(tmp_path, monkeypatch):
+    from agents.models import resolve_model
+
+    monkeypatch.setenv("AGORA_HOME", str(tmp_path))
+    stale = tmp_path / "models" / ".smollm2-135m-killed"
+    stale.mkdir(parents=True)
+    (stale / "model.safetensors").write_bytes(b"half a file")
+    converted = Path(resolve_model("smollm2-135m"))
+    assert (converted / "config.json").is_file() and not stale.exists()
+    assert [p.name for p in (tmp_path / "models").iterdir() if p.name.startswith(".smollm2-135m-")] == []

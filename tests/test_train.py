@@ -211,3 +211,24 @@ def test_a_label_filter_that_empties_validation_trains_without_an_eval_set(expor
         capsys.readouterr().out
     logged = (tmp_path / "accept-only" / "log.jsonl").read_text()
     assert "eval_loss" not in logged
+
+
+def test_resuming_with_changed_options_is_refused_naming_them(exports, tiny_model, tmp_path, monkeypatch):
+    out = tmp_path / "dpo"
+    settings = config("dpo", exports["pbt"], tiny_model, out, max_steps=3)
+
+    def killed(self, args, state, control, **kwargs):
+        if state.global_step == 2:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as mp:
+        mp.setattr(JsonlLog, "on_step_end", killed, raising=False)
+        with pytest.raises(KeyboardInterrupt):
+            train(settings)
+    changed = settings.model_copy(update={"resume": True}, deep=True)
+    changed.trainer.args["learning_rate"] = 0.5
+    changed.trainer.stage.setdefault("dpo", {})["beta"] = 0.3
+    with pytest.raises(AgoraError, match=r"another config \(differing: trainer\.args\.learning_rate, "
+                                         r"trainer\.stage\.dpo\.beta\)"):
+        train(changed)
+    assert train(settings.model_copy(update={"resume": True}))["stages"]["dpo"]["global_step"] == 3

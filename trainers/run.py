@@ -29,7 +29,9 @@ from datasets import Dataset, load_dataset
 from transformers.trainer_utils import get_last_checkpoint
 
 from agents.errors import AgoraError
+from agents.files import make_readable
 from agents.models import adapter_base, load_causal_lm
+from dialogue.rundir import differing_keys, one_writer
 from trainers import aft, baselines, dpo_constrained, pbt, self_correction
 from trainers.config import TrainConfig
 from trainers.curves import learning_curve
@@ -47,13 +49,18 @@ SHORT_STAGE = 100  # steps; a stage shorter than this logs every step
 
 
 def train(config: TrainConfig) -> dict:
-    name = config.trainer.name
     stages = _stages(config)
     data = {stage: load_data(config, stage, spec) for stage, spec in stages.items()}
     out = Path(config.out)
     args = {stage: _stage_args(config, stage, spec, out / "stages" / stage, data[stage][1] is not None)
             for stage, spec in stages.items()}
-    _claim_out(config, out)
+    with one_writer(out):
+        _claim_out(config, out)
+        return _train(config, out, stages, data, args)
+
+
+def _train(config: TrainConfig, out: Path, stages: dict[str, Stage], data: dict, args: dict) -> dict:
+    name = config.trainer.name
 
     # Stages an interrupted run finished come first; training starts from the last one's model.
     finished = [stage for stage in stages if (out / "stages" / stage / "model").exists()]
@@ -87,6 +94,7 @@ def train(config: TrainConfig) -> dict:
         results[stage] = {"global_step": result.global_step, **result.metrics}
         learning_curve(log, stage, out / f"curve_{stage}.png")
         _save_model(model, tokenizer, stage_dir / "model", config.model, merged=False)
+        make_readable(stage_dir)  # its checkpoints too: safetensors writes its files 0600
         (stage_dir / "result.json").write_text(json.dumps(results[stage], indent=2))
 
     merged = config.trainer.save == "merged"
@@ -98,6 +106,7 @@ def train(config: TrainConfig) -> dict:
     model_name = str(start.resolve()) if start.exists() else config.model  # a trained model's chain stays followable
     summary = {"trainer": name, "stages": results, "model": model_name, "data": data,
                "saved": "adapter" if _is_peft(model) and not merged else "weights"}
+    make_readable(out)
     (out / "train.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -206,24 +215,26 @@ def _keep_labels(data: Dataset, labels: list[str], source: Path) -> Dataset:
 
 def _claim_out(config: TrainConfig, out: Path) -> None:
     """Refuse to mix runs: a finished run is replaced only with overwrite=true, an unfinished
-    one is continued only with resume=true and the same trainer, data and model."""
-    record = {"trainer": config.trainer.name, "stages": config.trainer.stages, "data": config.data.model_dump(),
-              "model": config.model}
+    one is continued only with resume=true and the same config (trainer, its options, data,
+    model, seed), or it would be two trainings under one name. `out` is locked by the caller."""
+    record = config.model_dump(mode="json", exclude={"out", "resume", "overwrite"})
     if (out / "train.json").exists() and not config.overwrite:
         raise AgoraError(f"out={out}: a finished training run is there; overwrite=true replaces it")
-    if out.exists() and any(out.iterdir()):
+    held = [entry for entry in out.iterdir() if entry.name != ".lock"]
+    if held:
         if config.overwrite:
-            shutil.rmtree(out)
+            for entry in held:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         elif not config.resume:
             raise AgoraError(f"out={out}: an unfinished training run is there; "
                              "resume=true continues it, overwrite=true starts over")
         else:
             saved = out / "train_config.json"
-            before = json.loads(saved.read_text()) if saved.exists() else {}
-            changed = [k for k in record if before.get("run", {}).get(k) != record[k]]
+            before = json.loads(saved.read_text()).get("run", {}) if saved.exists() else {}
+            changed = differing_keys(before, record)
             if changed:
-                raise AgoraError(f"resume=true: out={out} was started with another {', '.join(changed)}")
-    out.mkdir(parents=True, exist_ok=True)
+                raise AgoraError(f"resume=true: out={out} was started with another config (differing: "
+                                 f"{', '.join(changed)}); resume it with the config it was started with")
     (out / "train_config.json").write_text(json.dumps({"run": record, "config": config.model_dump()}, indent=2))
 
 
@@ -258,6 +269,7 @@ def _save_model(model, tokenizer, path: Path, model_name: str, merged: bool) -> 
         model = model.merge_and_unload()
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    make_readable(tmp)
     if _is_peft(model):
         config_file = tmp / "adapter_config.json"
         adapter = json.loads(config_file.read_text())

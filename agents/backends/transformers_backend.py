@@ -29,7 +29,7 @@ from agents.backends.chat import merge_system, template_takes_system
 from agents.backends.grouped_attention import use_grouped_attention
 from agents.config import TransformersBackendConfig
 from agents.models import load_causal_lm
-from agents.requests import ChatRequest, Completion, Sampling
+from agents.requests import ChatRequest, Completion, Sampling, too_long
 
 
 def nucleus(probs: torch.Tensor, top_p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,6 +125,7 @@ class TransformersBackend:
         self.pad_id = self.tokenizer.pad_token_id
         self.eos_ids = set(_eos_ids(self.model, self.tokenizer))
         self.merge_system = not template_takes_system(self.tokenizer)
+        self.context_length = getattr(self.model.config, "max_position_embeddings", None)
 
     def prompt_ids(self, request: ChatRequest) -> list[int]:
         chat = merge_system(request.chat()) if self.merge_system else request.chat()
@@ -135,9 +136,13 @@ class TransformersBackend:
     def generate(self, requests: list[ChatRequest]) -> list[Completion]:
         started = time.perf_counter()
         prompts = [self.prompt_ids(r) for r in requests]
-        waiting = deque(self.sibling_groups(requests, prompts))
+        # a request that cannot fit the context fails at once, on its own turn
+        results: list[Completion | None] = [too_long(len(p), r.sampling.max_tokens, self.context_length)
+                                            for p, r in zip(prompts, requests, strict=True)]
+        fitting = [i for i, failed in enumerate(results) if failed is None]
+        waiting = deque([fitting[j] for j in group] for group in
+                        self.sibling_groups([requests[i] for i in fitting], [prompts[i] for i in fitting]))
         generators = [torch.Generator(device=self.device).manual_seed(r.seed) for r in requests]
-        results: list[Completion | None] = [None] * len(requests)
         running: Running | None = None
         while waiting or running:
             room = self.batch_size - (len(running.rows) if running else 0)

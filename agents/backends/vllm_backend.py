@@ -16,7 +16,7 @@ from pathlib import Path
 from agents.backends.chat import merge_system, template_takes_system
 from agents.config import VllmBackendConfig
 from agents.models import adapter_base, resolve_model
-from agents.requests import ChatRequest, Completion
+from agents.requests import ChatRequest, Completion, too_long
 
 
 class VllmBackend:
@@ -51,6 +51,7 @@ class VllmBackend:
             kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
         self.llm = LLM(**{**kwargs, **config.engine_kwargs})
         self.merge_system = not template_takes_system(self.llm.get_tokenizer())
+        self.context_length = self.llm.llm_engine.model_config.max_model_len
 
     def generate(self, requests: list[ChatRequest]) -> list[Completion]:
         from vllm import SamplingParams
@@ -58,31 +59,36 @@ class VllmBackend:
         if not requests:
             return []
         chats = [merge_system(r.chat()) if self.merge_system else r.chat() for r in requests]
+        # vLLM refuses a batch with a prompt longer than its context: such a request fails alone
+        tokenizer = self.llm.get_tokenizer()
+        lengths = [len(tokenizer(tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False),
+                                 add_special_tokens=False)["input_ids"]) for chat in chats]
+        results: list[Completion | None] = [too_long(n, r.sampling.max_tokens, self.context_length)
+                                            for n, r in zip(lengths, requests, strict=True)]
+        fitting = [i for i, failed in enumerate(results) if failed is None]
         params = [
             SamplingParams(
-                temperature=r.sampling.temperature,
-                top_p=r.sampling.top_p,
-                max_tokens=r.sampling.max_tokens,
-                seed=r.seed if self.per_request_seed else None,
+                temperature=requests[i].sampling.temperature,
+                top_p=requests[i].sampling.top_p,
+                max_tokens=requests[i].sampling.max_tokens,
+                seed=requests[i].seed if self.per_request_seed else None,
             )
-            for r in requests
+            for i in fitting
         ]
         started = time.perf_counter()
-        outputs = self.llm.chat(chats, params, use_tqdm=False, lora_request=self.lora)
+        outputs = self.llm.chat([chats[i] for i in fitting], params, use_tqdm=False, lora_request=self.lora) \
+            if fitting else []
         latency = time.perf_counter() - started
-        completions = []
-        for out in outputs:
+        for i, out in zip(fitting, outputs, strict=True):
             sample = out.outputs[0]
-            completions.append(
-                Completion(
-                    text=sample.text.strip(),
-                    prompt_tokens=len(out.prompt_token_ids or []),
-                    completion_tokens=len(sample.token_ids),
-                    finish_reason="length" if sample.finish_reason == "length" else "stop",
-                    latency_s=latency,
-                )
+            results[i] = Completion(
+                text=sample.text.strip(),
+                prompt_tokens=len(out.prompt_token_ids or []),
+                completion_tokens=len(sample.token_ids),
+                finish_reason="length" if sample.finish_reason == "length" else "stop",
+                latency_s=latency,
             )
-        return completions
+        return results  # type: ignore[return-value]
 
     def close(self) -> None:
         del self.llm

@@ -9,13 +9,12 @@ it is not a finished evaluation.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from agents.config import OpenAIBackendConfig
 from agents.errors import AgoraError
+from agents.files import write_atomic
 from agents.models import check_model_name
 from dialogue.config import load_persona
 from dialogue.evaluation.config import EvalConfig
@@ -25,7 +24,7 @@ from dialogue.evaluation.plots import draw
 from dialogue.evaluation.report import compare_markdown, load_metrics, report_markdown
 from dialogue.evaluation.suites import NEEDS_EXPORT, SUITE_FUNCTIONS, Shared, planned_questions
 from dialogue.questions import DatasetConfig
-from dialogue.rundir import now
+from dialogue.rundir import now, one_writer
 
 
 def evaluate(config: EvalConfig, overrides: list[str] | None = None, log=print) -> dict:
@@ -39,13 +38,18 @@ def evaluate(config: EvalConfig, overrides: list[str] | None = None, log=print) 
             check_model_name(model)
     planned = {suite: planned_questions(config, suite, exports) for suite in to_run}
     seen = check_overlap(config.model, planned, config.allow_overlap)
+    with one_writer(out):
+        return _evaluate(config, out, exports, to_run, not_run, seen, overrides or [], log)
+
+
+def _evaluate(config: EvalConfig, out: Path, exports: dict[str, Path], to_run: list[str], not_run: dict[str, str],
+              seen: dict[str, list[str]], overrides: list[str], log) -> dict:
     if (out / "metrics.json").exists():
         if not config.overwrite:
             raise AgoraError(f"out={out}: holds a finished evaluation; choose a new out=DIR or pass overwrite=true")
-        for entry in out.iterdir():  # Hydra's own files stay
-            if not entry.name.startswith(".hydra") and entry.suffix != ".log":
+        for entry in out.iterdir():  # Hydra's own files stay, and the lock this process holds
+            if not entry.name.startswith((".hydra", ".lock")) and entry.suffix != ".log":
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-    out.mkdir(parents=True, exist_ok=True)
 
     suites, shared = {}, Shared(exports)
     try:
@@ -64,7 +68,7 @@ def evaluate(config: EvalConfig, overrides: list[str] | None = None, log=print) 
         result["plots"] = draw(suite, result, out / "plots", config.model)
     metrics = {
         "model": config.model, "partner": config.partner or config.model, "persona": config.persona.name,
-        "seed": config.seed, "resamples": config.resamples, "overrides": overrides or [],
+        "seed": config.seed, "resamples": config.resamples, "overrides": overrides,
         "data": {"dataset": dataset_name(config.dataset), "split": config.dataset.split,
                  "exports": [str(p) for p in exports.values()]},
         "overlap": seen, "suites": suites, "not_run": not_run,
@@ -72,7 +76,7 @@ def evaluate(config: EvalConfig, overrides: list[str] | None = None, log=print) 
         "finished_at": now(),
     }
     (out / "report.md").write_text(report_markdown(metrics), encoding="utf-8")
-    _write_json(out / "metrics.json", metrics)
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
 
 
@@ -138,10 +142,3 @@ def write_comparison(sweep: Path) -> Path | None:
                     + "\n".join(f"- {label}: {p}" for label, p in zip(labels, jobs, strict=True))
                     + f"\n\n{table}\n\n![comparison](comparison.png)\n", encoding="utf-8")
     return path
-
-
-def _write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
