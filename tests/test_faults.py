@@ -192,6 +192,18 @@ def test_a_prompt_longer_than_the_context_fails_at_once_and_can_be_dropped_up_fr
     assert [t.tree_id for t in RunDir(tmp_path / "dropped").trees()] == ["short"]
 
 
+def test_a_served_model_refuses_a_prompt_too_long_for_it_and_the_turn_says_why(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("AGORA_TEST_KEY", SECRET)
+    server.context_length = 40  # words, in this server
+    out = tmp_path / "run"
+    result = simulate(simulate_config(served(server, out, "dataset.limit=1")), out)
+    tree = next(RunDir(out).trees())
+    failed = [t for t in tree.turns() if t.gen.error]
+    assert result.summary.failed_turns == len(failed) > 0
+    assert len(server.seen) == len(tree)  # a refused request is not sent again
+    assert all("HTTP 400" in t.gen.error and "maximum context length is 40 tokens" in t.gen.error for t in failed)
+
+
 def test_failures_name_their_cause_without_a_traceback(tiny_model, tmp_path):
     damaged = tmp_path / "damaged"
     damaged.mkdir()

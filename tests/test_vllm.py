@@ -31,10 +31,10 @@ def shapes(out: Path) -> dict:
     }
 
 
-def agora_simulate(overrides, timeout=900):
+def agora_simulate(overrides, timeout=900, returncode=0):
     proc = subprocess.run([sys.executable, "-m", "agora", "simulate", *overrides], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout, env={**os.environ, **VLLM_ENV})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == returncode, proc.stderr[-3000:]
     return proc
 
 
@@ -96,8 +96,10 @@ def test_openai_backend_against_vllm_serve(tiny_model, reference, tmp_path):
             server.kill()
 
 
-def test_vllm_backend_serves_a_trained_lora_adapter(tiny_model, tmp_path, monkeypatch):
-    """`agora train` output as B's model: vLLM loads the base and applies the adapter per request."""
+def test_vllm_backend_serves_a_trained_lora_adapter_and_refuses_prompts_longer_than_its_context(
+        tiny_model, tmp_path, monkeypatch):
+    """`agora train` output as B's model: vLLM loads the base and applies the adapter per request.
+    A question too long for `max_model_len` fails on its own turn; the other tree grows."""
     from dialogue.export import MineConfig, mine
     from tests.conftest import scripted_run
     from tests.test_train import config
@@ -107,11 +109,20 @@ def test_vllm_backend_serves_a_trained_lora_adapter(tiny_model, tmp_path, monkey
                     miner={"name": "pbt"}))
     adapter = tmp_path / "adapter"
     train(config("pbt", tmp_path / "data", tiny_model, adapter, lora=True, max_steps=1))
+    rows = tmp_path / "q.jsonl"
+    rows.write_text(json.dumps({"id": "short", "question": "Which planet is red?", "choices": ["Mars", "Venus"],
+                                "answer": "A"}) + "\n"
+                    + json.dumps({"id": "long", "question": "Which planet? " + "Mars Venus " * 1500,
+                                  "choices": ["Mars", "Venus"], "answer": "A"}) + "\n")
     out = tmp_path / "run"
-    agora_simulate(tiny_overrides(tiny_model, out, "dataset.limit=2", "backend=vllm",
-                                         "backend.max_model_len=2048", f"agents.B.model={adapter}"))
+    agora_simulate(tiny_overrides(tiny_model, out, "dataset.limit=null", f"dataset.path={rows}", "dataset.fields.id=id",
+                                  "dataset.fields.choices=choices", "backend=vllm", "backend.max_model_len=2048",
+                                  f"agents.B.model={adapter}"), returncode=3)
+    trees = {json.loads(line)["graph"]["tree_id"]: json.loads(line)["nodes"]
+             for line in (out / "trees.jsonl").read_text().splitlines()}
     # An adapter directory has no config.json: the engine starts only if it was given the base
     # with LoRA enabled, and a request for the adapter fails unless the adapter loads.
-    turns = [n for line in (out / "trees.jsonl").read_text().splitlines() for n in json.loads(line)["nodes"]]
-    persuadee = [t for t in turns if t["speaker"] == "B"]
+    persuadee = [t for t in trees["short"] if t["speaker"] == "B"]
     assert persuadee and all(t["gen"]["model"] == str(adapter) and t["gen"]["completion_tokens"] > 0 for t in persuadee)
+    (root,) = trees["long"]
+    assert "more than the model's context of 2048 tokens" in root["gen"]["error"]
