@@ -314,3 +314,20 @@ def test_an_interrupted_conversion_of_the_embedded_model_is_cleaned_up(tmp_path,
     converted = Path(resolve_model("smollm2-135m"))
     assert (converted / "config.json").is_file() and not stale.exists()
     assert [p.name for p in (tmp_path / "models").iterdir() if p.name.startswith(".smollm2-135m-")] == []
+
+
+def test_an_evaluation_with_failed_requests_writes_no_metrics_and_resumes(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("AGORA_TEST_KEY", SECRET)
+    base = ["eval", "suite=are_you_sure", "model=served", "backend=openai", f"backend.base_url={server.url}",
+            "backend.api_key_env=AGORA_TEST_KEY", "backend.max_retries=0", "dataset.limit=3", "resamples=20",
+            "progress=false", f"out={tmp_path / 'eval'}"]
+    server.fail_when = lambda body: len(body["messages"]) > 2  # every final answer fails
+    done = agora(*base, env={"AGORA_TEST_KEY": SECRET})
+    assert done.returncode == 2 and "are_you_sure: 3 requests failed" in done.stderr
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+    server.fail_when = lambda body: False
+    asked = len(server.seen)
+    done = agora(*base, env={"AGORA_TEST_KEY": SECRET})
+    assert done.returncode == 0, done.stderr
+    assert len(server.seen) - asked == 3  # only the failed turns were asked again
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["suites"]["are_you_sure"]["questions"] == 3

@@ -78,7 +78,11 @@ def _simulate(config: EvalConfig, shared: Shared, suite: str, folder: Path, prot
         protocol=protocol_config or getattr(config.protocols, suite), dataset=dataset or config.dataset,
         prompts=config.prompts, progress=config.progress,
     )
-    return list(simulate(run_config, folder, protocol, shared.pool).run.trees())
+    result = simulate(run_config, folder, protocol, shared.pool)
+    if result.summary.failed_turns:
+        raise AgoraError(f"{suite}: {result.summary.failed_turns} requests failed (their turns in {folder} say why); "
+                         "no metric is computed from an incomplete run. Run the same command again to regrow them")
+    return list(result.run.trees())
 
 
 def are_you_sure(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
@@ -180,6 +184,10 @@ def balanced(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
     requests = [ChatRequest(tuple((msg["role"], msg["content"]) for msg in p["prompt"]), greedy, config.seed)
                 for p in prompts.values()]
     completions = _generate(config, shared, folder, requests)
+    failed = [done.error for done in completions if done.error is not None]
+    if failed:
+        raise AgoraError(f"balanced: {len(failed)} of {len(completions)} requests failed (the first: {failed[0]}); "
+                         "run the same command again to ask them again")
     keyed, replies = [], []
     for item, done in zip(prompts.values(), completions):
         row = item["row"]
