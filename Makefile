@@ -7,7 +7,7 @@ STAMP := $(VENV)/.agora-setup
 export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup browser test demo bench bench-train clean
+.PHONY: setup browser lint format test demo bench bench-train clean
 
 setup: $(STAMP)
 
@@ -32,8 +32,18 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	  else echo "the viewer test needs Chromium: sudo apt-get install chromium" >&2; fi; }
 
-test: setup browser
+test: setup browser lint
 	$(PY) -m pytest -q
+
+# ruff (pinned in pyproject.toml: its formatting changes between versions): lint, then formatting
+# (`make format` applies both)
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 demo: setup
 	$(VENV)/bin/agora simulate

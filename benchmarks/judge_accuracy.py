@@ -35,8 +35,9 @@ def judged(rows: list[dict]) -> list[tuple[dict, str | None]]:
     judges = {kind: Judge(kind, echoes=list(formats.values())) for kind in ("choice", "number")}
     found = []
     for row in rows:
-        question = Question(question_id=row["source"], question=row["question"], choices=row["choices"],
-                            gold=row["gold"])
+        question = Question(
+            question_id=row["source"], question=row["question"], choices=row["choices"], gold=row["gold"]
+        )
         reading = judges[row["kind"]].read(row["reply"], question, row["finish_reason"] == "length")
         found.append((row, reading.answer))
     return found
@@ -46,9 +47,14 @@ def scores(found: list[tuple[dict, str | None]]) -> dict[str, float | int]:
     tp = sum(1 for row, got in found if got is not None and got == row["answer"])
     fp = sum(1 for row, got in found if got is not None and got != row["answer"])
     fn = sum(1 for row, got in found if got is None and row["answer"] is not None)
-    return {"replies": len(found), "tp": tp, "fp": fp, "fn": fn,
-            "precision": tp / (tp + fp) if tp + fp else float("nan"),
-            "recall": tp / (tp + fn) if tp + fn else float("nan")}
+    return {
+        "replies": len(found),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "precision": tp / (tp + fp) if tp + fp else float("nan"),
+        "recall": tp / (tp + fn) if tp + fn else float("nan"),
+    }
 
 
 def main() -> int:
@@ -64,11 +70,14 @@ def main() -> int:
     print(f"{'':18} {'replies':>7} {'tp':>4} {'fp':>4} {'fn':>4} {'precision':>9} {'recall':>7}")
     for name, part in [("all", found), *sorted(groups.items())]:
         s = scores(part)
-        print(f"{name:18} {s['replies']:7d} {s['tp']:4d} {s['fp']:4d} {s['fn']:4d} {s['precision']:9.3f} {s['recall']:7.3f}")
+        counts = f"{s['replies']:7d} {s['tp']:4d} {s['fp']:4d} {s['fn']:4d}"
+        print(f"{name:18} {counts} {s['precision']:9.3f} {s['recall']:7.3f}")
     wrong = [(row, got) for row, got in found if got is not None and got != row["answer"]]
     for row, got in wrong:
-        print(f"\nfalse positive {row['source']}: read {got}, labelled {row['answer']} ({row['note']})\n"
-              f"  {row['reply'][:160]!r}")
+        print(
+            f"\nfalse positive {row['source']}: read {got}, labelled {row['answer']} ({row['note']})\n"
+            f"  {row['reply'][:160]!r}"
+        )
     total = scores(found)
     print(f"\nprecision {total['precision']:.3f}, recall {total['recall']:.3f} on {total['replies']} labelled replies")
     return 0 if total["precision"] >= args.min_precision else 1

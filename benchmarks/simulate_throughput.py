@@ -72,13 +72,20 @@ class GeneratePerTurn:
             extra = {"temperature": r.sampling.temperature, "top_p": r.sampling.top_p} if sample else {}
             started = time.perf_counter()
             with torch.inference_mode():
-                tokens = b.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=sample,
-                                          max_new_tokens=r.sampling.max_tokens, pad_token_id=b.pad_id, **extra)
-            new = tokens[0, ids.shape[1]:].tolist()
+                tokens = b.model.generate(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    do_sample=sample,
+                    max_new_tokens=r.sampling.max_tokens,
+                    pad_token_id=b.pad_id,
+                    **extra,
+                )
+            new = tokens[0, ids.shape[1] :].tolist()
             stopped = bool(new) and new[-1] in b.eos_ids
             text = b.tokenizer.decode(new, skip_special_tokens=True).strip()
-            out.append(Completion(text, ids.shape[1], len(new), "stop" if stopped else "length",
-                                  time.perf_counter() - started))
+            out.append(
+                Completion(text, ids.shape[1], len(new), "stop" if stopped else "length", time.perf_counter() - started)
+            )
         return out
 
     def close(self):
@@ -89,13 +96,17 @@ def run(config, agents, backends, label):
     questions = load_questions(config.dataset).questions
     kind = judge_kind(config.dataset, questions)
     protocol = make_protocol(config.protocol)
-    engine = Engine(protocol, agents, backends, Judge(kind), config.prompts.answer_format[kind],
-                    seed=config.seed, progress=True)
+    engine = Engine(
+        protocol, agents, backends, Judge(kind), config.prompts.answer_format[kind], seed=config.seed, progress=True
+    )
     trees = [DialogueTree.new(q.question_id, q, protocol.name, {}) for q in questions]
     done = []
     stats = engine.run(trees, done.append)
-    print(f"{label:>10}: {stats.turns} turns, {stats.generated_tokens} tokens in {stats.seconds:.1f}s "
-          f"= {stats.tokens_per_s:.1f} tokens/s", flush=True)
+    print(
+        f"{label:>10}: {stats.turns} turns, {stats.generated_tokens} tokens in {stats.seconds:.1f}s "
+        f"= {stats.tokens_per_s:.1f} tokens/s",
+        flush=True,
+    )
     return stats, done
 
 
@@ -119,7 +130,10 @@ def main():
     wrapper = GeneratePerTurn if args.baseline == "hf-generate" else OneCallPerTurn
     sequential = {key: wrapper(b) for key, b in backends.items()}
     seq_stats, seq_trees = run(config, agents, sequential, "sequential")
-    texts = lambda trees: {t.tree_id: [(u.id, u.text) for u in t.turns()] for t in trees}
+
+    def texts(trees):
+        return {t.tree_id: [(u.id, u.text) for u in t.turns()] for t in trees}
+
     engine_texts, seq_texts = texts(engine_trees), texts(seq_trees)
     same = sum(engine_texts[k] == seq_texts.get(k) for k in engine_texts)
     print(f"identical trees: {same}/{len(engine_trees)}")

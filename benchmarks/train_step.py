@@ -31,8 +31,10 @@ from dialogue.questions import LETTERS, load_questions, show_question
 from trainers.aft import AFTCollator, AFTConfig, AFTTrainer
 from trainers.dpo_constrained import DPOConstrainedConfig, DPOConstrainedTrainer
 
-REASONING = ("Let me go through the options one at a time. The question asks for a single fact, so I "
-             "compare each choice with what I know and rule out the ones that do not fit. ")
+REASONING = (
+    "Let me go through the options one at a time. The question asks for a single fact, so I "
+    "compare each choice with what I know and rule out the ones that do not fit. "
+)
 
 
 def preference_rows(n: int) -> list[dict]:
@@ -40,11 +42,15 @@ def preference_rows(n: int) -> list[dict]:
     rows = []
     for q in questions:
         wrong = next(letter for letter in LETTERS[: len(q.choices)] if letter != q.gold)
-        rows.append({
-            "prompt": [{"role": "user", "content": show_question(q) + "\n\nExplain briefly, then give your answer."}],
-            "chosen": [{"role": "assistant", "content": REASONING * 2 + f"Answer: {q.gold}"}],
-            "rejected": [{"role": "assistant", "content": REASONING * 2 + f"Answer: {wrong}"}],
-        })
+        rows.append(
+            {
+                "prompt": [
+                    {"role": "user", "content": show_question(q) + "\n\nExplain briefly, then give your answer."}
+                ],
+                "chosen": [{"role": "assistant", "content": REASONING * 2 + f"Answer: {q.gold}"}],
+                "rejected": [{"role": "assistant", "content": REASONING * 2 + f"Answer: {wrong}"}],
+            }
+        )
     return rows
 
 
@@ -62,24 +68,56 @@ class StepTimer(transformers.TrainerCallback):
 def time_trainer(name: str, rows: list[dict], opts: argparse.Namespace, out: str) -> float:
     transformers.set_seed(0)
     model, tokenizer = load_causal_lm(opts.model)
-    common = dict(output_dir=os.path.join(out, name), max_steps=opts.warmup + opts.steps,
-                  per_device_train_batch_size=opts.batch, learning_rate=1e-6, report_to="none",
-                  save_strategy="no", logging_steps=10_000, gradient_checkpointing=opts.gradient_checkpointing,
-                  use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available(), seed=0, disable_tqdm=True)
+    common = dict(
+        output_dir=os.path.join(out, name),
+        max_steps=opts.warmup + opts.steps,
+        per_device_train_batch_size=opts.batch,
+        learning_rate=1e-6,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=10_000,
+        gradient_checkpointing=opts.gradient_checkpointing,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available(),
+        seed=0,
+        disable_tqdm=True,
+    )
     timer = StepTimer()
     if name == "aft":
-        data = Dataset.from_list([{"prompt": r["prompt"], "positives": [r["chosen"][0]["content"]],
-                                   "negatives": [r["rejected"][0]["content"]], "ranked": []} for r in rows])
+        data = Dataset.from_list(
+            [
+                {
+                    "prompt": r["prompt"],
+                    "positives": [r["chosen"][0]["content"]],
+                    "negatives": [r["rejected"][0]["content"]],
+                    "ranked": [],
+                }
+                for r in rows
+            ]
+        )
         args = AFTConfig(**common)
-        trainer = AFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                             data_collator=AFTCollator(tokenizer, args.max_length), callbacks=[timer])
+        trainer = AFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=data,
+            processing_class=tokenizer,
+            data_collator=AFTCollator(tokenizer, args.max_length),
+            callbacks=[timer],
+        )
     else:
-        config_class, trainer_class = {"dpo": (DPOConfig, DPOTrainer),
-                                       "dpo_constrained": (DPOConstrainedConfig, DPOConstrainedTrainer)}[name]
-        trainer = trainer_class(model=model, args=config_class(**common), train_dataset=Dataset.from_list(rows),
-                                processing_class=tokenizer, callbacks=[timer])
+        config_class, trainer_class = {
+            "dpo": (DPOConfig, DPOTrainer),
+            "dpo_constrained": (DPOConstrainedConfig, DPOConstrainedTrainer),
+        }[name]
+        trainer = trainer_class(
+            model=model,
+            args=config_class(**common),
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            callbacks=[timer],
+        )
     trainer.train()
-    return statistics.median(timer.times[opts.warmup:])
+    return statistics.median(timer.times[opts.warmup :])
 
 
 def main() -> None:
@@ -91,8 +129,10 @@ def main() -> None:
     parser.add_argument("--gradient-checkpointing", action="store_true")
     opts = parser.parse_args()
     rows = preference_rows(opts.batch)
-    print(f"model={opts.model} batch={opts.batch} pairs  steps={opts.steps} (after {opts.warmup} untimed)  "
-          f"gradient_checkpointing={opts.gradient_checkpointing}  torch threads={torch.get_num_threads()}")
+    print(
+        f"model={opts.model} batch={opts.batch} pairs  steps={opts.steps} (after {opts.warmup} untimed)  "
+        f"gradient_checkpointing={opts.gradient_checkpointing}  torch threads={torch.get_num_threads()}"
+    )
     with tempfile.TemporaryDirectory() as out:
         seconds = {name: time_trainer(name, rows, opts, out) for name in ("dpo", "dpo_constrained", "aft")}
     print(f"{'trainer':<16} {'s/step':>8} {'vs dpo':>8}")

@@ -30,16 +30,16 @@ class GenerationCache:
         self.db = sqlite3.connect(str(path))
         try:
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute(
-                "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, completion TEXT NOT NULL)"
-            )
+            self.db.execute("CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
             self.db.commit()
             make_readable(Path(path))  # SQLite creates its files 0644 whatever the umask allows
         except sqlite3.DatabaseError as e:
             self.db.close()
-            raise AgoraError(f"{path}: the generation cache is not a usable SQLite database ({e}); move it aside "
-                             "or delete it and run again: the trees already written are kept, and only the "
-                             "completions it held are generated again") from None
+            raise AgoraError(
+                f"{path}: the generation cache is not a usable SQLite database ({e}); move it aside "
+                "or delete it and run again: the trees already written are kept, and only the "
+                "completions it held are generated again"
+            ) from None
 
     def get_many(self, keys: list[str]) -> dict[str, Completion]:
         found: dict[str, Completion] = {}
@@ -82,14 +82,10 @@ class CachedBackend:
         cached = self.cache.get_many(keys)
         missing = [i for i, k in enumerate(keys) if k not in cached]
         fresh = self.backend.generate([requests[i] for i in missing]) if missing else []
-        self.cache.put_many({keys[i]: c for i, c in zip(missing, fresh) if c.error is None})
+        self.cache.put_many({keys[i]: c for i, c in zip(missing, fresh, strict=True) if c.error is None})
         self.hits += len(requests) - len(missing)
-        by_index = dict(zip(missing, fresh))
-        return [
-            by_index[i] if i in by_index else replace(cached[k], cached=True)
-            for i, k in enumerate(keys)
-        ]
+        by_index = dict(zip(missing, fresh, strict=True))
+        return [by_index[i] if i in by_index else replace(cached[k], cached=True) for i, k in enumerate(keys)]
 
     def close(self) -> None:
         self.backend.close()
-

@@ -34,12 +34,10 @@ class SimulateConfig(Strict):
     progress: bool = True
 
     @model_validator(mode="after")
-    def _roles_are_agents(self) -> "SimulateConfig":
+    def _roles_are_agents(self) -> SimulateConfig:
         for role, name in self.protocol.roles.items():
             if name not in self.agents:
-                raise ValueError(
-                    f"protocol.{role} is '{name}', which is not among agents ({', '.join(self.agents)})"
-                )
+                raise ValueError(f"protocol.{role} is '{name}', which is not among agents ({', '.join(self.agents)})")
         return self
 
 

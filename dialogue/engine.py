@@ -72,7 +72,8 @@ class Engine:
         started = time.perf_counter()
         bar = tqdm(total=len(trees), desc="trees", unit="tree", disable=not self.progress)
         frontier: list[tuple[DialogueTree, str | None]] = [
-            pair for t in trees for pair in ([(t, None)] if len(t) == 0 else [(t, turn_id) for turn_id in t.graph])]
+            pair for t in trees for pair in ([(t, None)] if len(t) == 0 else [(t, turn_id) for turn_id in t.graph])
+        ]
         while frontier:
             jobs = self._jobs(frontier)
             growing = {id(job.tree) for job in jobs}
@@ -103,10 +104,7 @@ class Engine:
     def _jobs(self, frontier: list[tuple[DialogueTree, str | None]]) -> list[_Job]:
         jobs = []
         for tree, parent in frontier:
-            if parent is None:
-                specs = [self.protocol.first(tree)]
-            else:
-                specs = self.protocol.children(tree, tree.turn(parent))
+            specs = [self.protocol.first(tree)] if parent is None else self.protocol.children(tree, tree.turn(parent))
             index = 0
             for spec in specs:
                 for _ in range(spec.samples):
@@ -139,14 +137,15 @@ class Engine:
             by_backend.setdefault(self.agents[job.spec.speaker].backend_key, []).append(job)
         for key, group in by_backend.items():
             completions = self.backends[key].generate([job.request for job in group])
-            for job, completion in zip(group, completions):
+            for job, completion in zip(group, completions, strict=True):
                 job.completion = completion
 
     def _add_turns(self, jobs: list[_Job]) -> None:
         parse = getattr(self.protocol, "parse", None)
-        readings = self.judge.read_batch([(job.completion.text, job.tree.question,
-                                           job.completion.finish_reason == "length") for job in jobs])
-        for job, reading in zip(jobs, readings):
+        readings = self.judge.read_batch(
+            [(job.completion.text, job.tree.question, job.completion.finish_reason == "length") for job in jobs]
+        )
+        for job, reading in zip(jobs, readings, strict=True):
             done = job.completion
             parent = job.tree.turn(job.parent) if job.parent is not None else None
             answer = reading.answer
@@ -157,17 +156,21 @@ class Engine:
                 agrees = reading.only_agrees or answer == parent.answer
             agent = self.agents[job.spec.speaker]
             s = job.request.sampling
-            gen = None if job.spec.fixed_text is not None else GenInfo(
-                model=agent.model,
-                temperature=s.temperature,
-                top_p=s.top_p,
-                max_tokens=s.max_tokens,
-                seed=job.request.seed,
-                prompt_tokens=done.prompt_tokens,
-                completion_tokens=done.completion_tokens,
-                finish_reason=done.finish_reason,
-                latency_s=done.latency_s,
-                error=done.error,
+            gen = (
+                None
+                if job.spec.fixed_text is not None
+                else GenInfo(
+                    model=agent.model,
+                    temperature=s.temperature,
+                    top_p=s.top_p,
+                    max_tokens=s.max_tokens,
+                    seed=job.request.seed,
+                    prompt_tokens=done.prompt_tokens,
+                    completion_tokens=done.completion_tokens,
+                    finish_reason=done.finish_reason,
+                    latency_s=done.latency_s,
+                    error=done.error,
+                )
             )
             job.tree.add_turn(
                 Turn(

@@ -1,7 +1,7 @@
 """`agora mine`: run directories in, a Hugging Face dataset out.
 
-One parquet file per split (train, validation, test; an empty split has none) and `card.json` with the counts, the source
-runs and the config. Rows are in the formats TRL reads without conversion: conversational
+One parquet file per split (train, validation, test; an empty split has none) and `card.json`
+with the counts, the source runs and the config. Rows are in the formats TRL reads without conversion: conversational
 `prompt`/`chosen`/`rejected` (pbt, for DPO), `prompt`/`completion`/`label` (kto),
 `prompt`/`completion` (sft), `prompt`/`positives`/`negatives`/`ranked` (aft).
 
@@ -70,20 +70,47 @@ class MineConfig(Strict):
 MESSAGES = [{"role": Value("string"), "content": Value("string")}]
 _KEYS = {"tree_id": Value("string"), "question_id": Value("string"), "level": Value("int64"), "run": Value("string")}
 FEATURES = {
-    "pbt": Features({"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES, "label": Value("string"),
-                     "chosen_instruction": Value("string"), "rejected_instruction": Value("string"), **_KEYS}),
-    "kto": Features({"prompt": MESSAGES, "completion": MESSAGES, "label": Value("bool"),
-                     "pbt_label": Value("string"), "instruction": Value("string"), **_KEYS}),
-    "sft": Features({"prompt": MESSAGES, "completion": MESSAGES, "label": Value("string"),
-                     "instruction": Value("string"), **_KEYS}),
-    "aft": Features({"prompt": MESSAGES, "positives": [Value("string")], "negatives": [Value("string")],
-                     "ranked": [Value("string")], "speaker": Value("string"), **_KEYS}),
+    "pbt": Features(
+        {
+            "prompt": MESSAGES,
+            "chosen": MESSAGES,
+            "rejected": MESSAGES,
+            "label": Value("string"),
+            "chosen_instruction": Value("string"),
+            "rejected_instruction": Value("string"),
+            **_KEYS,
+        }
+    ),
+    "kto": Features(
+        {
+            "prompt": MESSAGES,
+            "completion": MESSAGES,
+            "label": Value("bool"),
+            "pbt_label": Value("string"),
+            "instruction": Value("string"),
+            **_KEYS,
+        }
+    ),
+    "sft": Features(
+        {"prompt": MESSAGES, "completion": MESSAGES, "label": Value("string"), "instruction": Value("string"), **_KEYS}
+    ),
+    "aft": Features(
+        {
+            "prompt": MESSAGES,
+            "positives": [Value("string")],
+            "negatives": [Value("string")],
+            "ranked": [Value("string")],
+            "speaker": Value("string"),
+            **_KEYS,
+        }
+    ),
     # miner=critique writes four datasets, one folder each
     "critique/critique_sft": Features({"prompt": MESSAGES, "completion": MESSAGES, **_KEYS}),
     "critique/critique_pairs": Features({"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES, **_KEYS}),
     "critique/correction_sft": Features({"prompt": MESSAGES, "completion": MESSAGES, **_KEYS}),
-    "critique/revision_pairs": Features({"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES,
-                                         "label": Value("string"), **_KEYS}),
+    "critique/revision_pairs": Features(
+        {"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES, "label": Value("string"), **_KEYS}
+    ),
 }
 SUBSETS = {"critique": ["critique_sft", "critique_pairs", "correction_sft", "revision_pairs"]}
 # the protocols whose trees each miner understands; another protocol's trees would be misread
@@ -97,8 +124,9 @@ def mine(config: MineConfig) -> dict:
     seen: dict[Path, str] = {}
     for run_path in config.run:
         if (resolved := Path(run_path).resolve()) in seen:
-            raise AgoraError(f"run={run_path}: names the same run twice (also run={seen[resolved]}); its pairs "
-                             "would be mined twice")
+            raise AgoraError(
+                f"run={run_path}: names the same run twice (also run={seen[resolved]}); its pairs would be mined twice"
+            )
         seen[resolved] = run_path
     miner = config.miner
     subsets = SUBSETS.get(miner.name, [""])
@@ -111,8 +139,10 @@ def mine(config: MineConfig) -> dict:
             raise AgoraError(f"run={run_path}: not a run directory (no manifest.json or trees.jsonl)")
         protocol = manifest["config"]["protocol"]["name"]
         if protocol not in READS[miner.name]:
-            raise AgoraError(f"run={run_path}: a {protocol} run; miner={miner.name} reads "
-                             f"{' and '.join(sorted(READS[miner.name]))} runs only")
+            raise AgoraError(
+                f"run={run_path}: a {protocol} run; miner={miner.name} reads "
+                f"{' and '.join(sorted(READS[miner.name]))} runs only"
+            )
         rules[run_path] = split_rule_of(manifest)
         prompt = prompt_builder(manifest, run_path, [] if miner.name == "critique" else [miner.instruction])
         responders = _responders(miner, manifest)
@@ -126,10 +156,16 @@ def mine(config: MineConfig) -> dict:
                     rows[subset].extend(subset_rows)
             else:
                 rows[""].extend(_rows(miner, tree, prompt, str(run_path), responders))
-        sources.append({"run": str(run_path), "status": manifest.get("status"), "trees": len(trees),
-                        "bad_lines": len(bad_lines) - before,
-                        "responders": "all" if responders is None else sorted(responders),
-                        **judge_counts(trees, free_form_of(manifest))})
+        sources.append(
+            {
+                "run": str(run_path),
+                "status": manifest.get("status"),
+                "trees": len(trees),
+                "bad_lines": len(bad_lines) - before,
+                "responders": "all" if responders is None else sorted(responders),
+                **judge_counts(trees, free_form_of(manifest)),
+            }
+        )
     rule = _one_rule(rules)
     by_subset, balancing = {}, {}
     for subset, subset_rows in rows.items():
@@ -141,8 +177,12 @@ def mine(config: MineConfig) -> dict:
                 by_split[split], balancing[split] = balance(split_rows, _label_key(miner.name), config.seed)
         by_subset[subset] = by_split
     judged = {kind: dict(sum((Counter(s[kind]) for s in sources), Counter())) for kind in ("unreadable", "conflicts")}
-    card = {**_card(config, by_subset, sources, bad_lines), "failed_parses": failed_parses,
-            "split_rule": rule.to_json(), "judge": judged}
+    card = {
+        **_card(config, by_subset, sources, bad_lines),
+        "failed_parses": failed_parses,
+        "split_rule": rule.to_json(),
+        "judge": judged,
+    }
     if balancing:
         card["balance"] = balancing
     # a run that was killed, or finished with failed turns, is mined as far as it went
@@ -161,8 +201,10 @@ def _one_rule(rules: dict[str, SplitRule]) -> SplitRule:
     distinct = dict.fromkeys(rules.values())
     if len(distinct) > 1:
         listed = "; ".join(f"run={run}: {rule.to_json()}" for run, rule in rules.items())
-        raise AgoraError(f"the runs split questions by different rules ({listed}); mine runs made with the same "
-                         "dataset.split_seed and dataset.split_fractions together")
+        raise AgoraError(
+            f"the runs split questions by different rules ({listed}); mine runs made with the same "
+            "dataset.split_seed and dataset.split_fractions together"
+        )
     return next(iter(distinct))
 
 
@@ -196,8 +238,10 @@ def prompt_builder(manifest: dict, run_path: str, needed: list[str]):
     protocol = _protocol_of(manifest)
     for instruction in needed:
         if instruction not in protocol.instructions:
-            raise AgoraError(f"miner.instruction: '{instruction}' is not an instruction of run={run_path} "
-                             f"({', '.join(protocol.instructions)})")
+            raise AgoraError(
+                f"miner.instruction: '{instruction}' is not an instruction of run={run_path} "
+                f"({', '.join(protocol.instructions)})"
+            )
     formats = config["prompts"]["answer_format"]
     free_form = getattr(protocol, "no_answer_format", set())
     personas: dict[str, str] = {}
@@ -210,9 +254,14 @@ def prompt_builder(manifest: dict, run_path: str, needed: list[str]):
         wording = protocol.instructions[instruction]
         if instruction not in free_form:
             wording = f"{wording}\n\n{formats[kind]}".strip()
-        return build_messages(speaker=speaker, persona=personas[persona_name], question=show_question(tree.question),
-                              context=protocol.context(tree, last, speaker), instruction=wording,
-                              many_agents=len(tree.graph.graph["agents"]) > 2)
+        return build_messages(
+            speaker=speaker,
+            persona=personas[persona_name],
+            question=show_question(tree.question),
+            context=protocol.context(tree, last, speaker),
+            instruction=wording,
+            many_agents=len(tree.graph.graph["agents"]) > 2,
+        )
 
     return prompt
 
@@ -220,17 +269,27 @@ def prompt_builder(manifest: dict, run_path: str, needed: list[str]):
 def _rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders: set[str] | None) -> list[dict]:
     levels = None if miner.levels is None else set(miner.levels)
     if miner.name == "aft":
-        return [_aft_row(g, prompt(tree, g.parent, g.speaker, miner.instruction), run)
-                for g in aft_groups(tree, responders, levels)]
+        return [
+            _aft_row(g, prompt(tree, g.parent, g.speaker, miner.instruction), run)
+            for g in aft_groups(tree, responders, levels)
+        ]
     pairs = pbt_pairs(tree, miner.score, miner.margin, responders, levels)
     rows, seen = [], set()
     for pair in pairs:
         messages = _chat(prompt(tree, pair.persuasion, pair.chosen.speaker, miner.instruction))
         keys = {"tree_id": pair.tree_id, "question_id": pair.question_id, "level": pair.level, "run": run}
         if miner.name == "pbt":
-            rows.append({"prompt": messages, "chosen": _reply(pair.chosen), "rejected": _reply(pair.rejected),
-                         "label": pair.label, "chosen_instruction": pair.chosen.instruction,
-                         "rejected_instruction": pair.rejected.instruction, **keys})
+            rows.append(
+                {
+                    "prompt": messages,
+                    "chosen": _reply(pair.chosen),
+                    "rejected": _reply(pair.rejected),
+                    "label": pair.label,
+                    "chosen_instruction": pair.chosen.instruction,
+                    "rejected_instruction": pair.rejected.instruction,
+                    **keys,
+                }
+            )
             continue
         # kto and sft: each response once, however many pairs it is part of
         sides = [(pair.chosen, True), (pair.rejected, False)] if miner.name == "kto" else [(pair.chosen, True)]
@@ -247,24 +306,40 @@ def _rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders: 
 
 
 def _critique_rows(found: CritiqueExamples, tree: DialogueTree, prompt, run: str) -> dict[str, list[dict]]:
-    keys = lambda turn: {"tree_id": tree.tree_id, "question_id": tree.question.question_id, "level": turn.depth,
-                         "run": run}
-    asked = lambda turn: _chat(prompt(tree, turn.parent, turn.speaker, turn.instruction))
+    def keys(turn):
+        return {"tree_id": tree.tree_id, "question_id": tree.question.question_id, "level": turn.depth, "run": run}
+
+    def asked(turn):
+        return _chat(prompt(tree, turn.parent, turn.speaker, turn.instruction))
+
     return {
         "critique_sft": [{"prompt": asked(c), "completion": _reply(c), **keys(c)} for c in found.critiques],
-        "critique_pairs": [{"prompt": asked(a), "chosen": _reply(a), "rejected": _reply(b), **keys(a)}
-                           for a, b in found.critique_pairs],
+        "critique_pairs": [
+            {"prompt": asked(a), "chosen": _reply(a), "rejected": _reply(b), **keys(a)} for a, b in found.critique_pairs
+        ],
         "correction_sft": [{"prompt": asked(r), "completion": _reply(r), **keys(r)} for r in found.corrections],
-        "revision_pairs": [{"prompt": asked(a), "chosen": _reply(a), "rejected": _reply(b), "label": label, **keys(a)}
-                           for a, b, label in found.revision_pairs],
+        "revision_pairs": [
+            {"prompt": asked(a), "chosen": _reply(a), "rejected": _reply(b), "label": label, **keys(a)}
+            for a, b, label in found.revision_pairs
+        ],
     }
 
 
 def _aft_row(group: AnswerGroup, prompt: Messages, run: str) -> dict:
-    texts = lambda turns: [t.text for t in turns]
-    return {"prompt": _chat(prompt), "positives": texts(group.positives), "negatives": texts(group.negatives),
-            "ranked": texts(group.ranked), "speaker": group.speaker, "tree_id": group.tree_id,
-            "question_id": group.question_id, "level": group.level, "run": run}
+    def texts(turns):
+        return [t.text for t in turns]
+
+    return {
+        "prompt": _chat(prompt),
+        "positives": texts(group.positives),
+        "negatives": texts(group.negatives),
+        "ranked": texts(group.ranked),
+        "speaker": group.speaker,
+        "tree_id": group.tree_id,
+        "question_id": group.question_id,
+        "level": group.level,
+        "run": run,
+    }
 
 
 def _chat(messages: Messages) -> list[dict]:
@@ -293,8 +368,9 @@ def _label_key(miner: str) -> str:
     return "pbt_label" if miner == "kto" else "label"
 
 
-def _card(config: MineConfig, by_subset: dict[str, dict[str, list[dict]]], sources: list[dict],
-          bad_lines: list[str]) -> dict:
+def _card(
+    config: MineConfig, by_subset: dict[str, dict[str, list[dict]]], sources: list[dict], bad_lines: list[str]
+) -> dict:
     miner = config.miner.name
     counts: dict[str, Counter] = {"split": Counter(), "label": Counter(), "level": Counter(), "instruction": Counter()}
     questions: dict[str, set] = {split: set() for split in SPLITS}  # every subset's, together
@@ -307,8 +383,11 @@ def _card(config: MineConfig, by_subset: dict[str, dict[str, list[dict]]], sourc
                 if _label_key(miner) in row:
                     counts["label"][prefix + str(row[_label_key(miner)])] += 1
                 counts["level"][prefix + str(row["level"])] += 1
-                for field, side in (("chosen_instruction", "chosen"), ("rejected_instruction", "rejected"),
-                                    ("instruction", "reply")):
+                for field, side in (
+                    ("chosen_instruction", "chosen"),
+                    ("rejected_instruction", "rejected"),
+                    ("instruction", "reply"),
+                ):
                     if field in row:
                         counts["instruction"][f"{side}:{row[field]}"] += 1
     return {

@@ -32,20 +32,29 @@ _AGREE_ONLY = re.compile(
 _LEADING_ARTICLE = re.compile(r"^(?:a|an|the)\s+")
 # A capital letter standing for a choice: followed by punctuation or the end, never by a word
 # ("A circle", "I think" are words). Fillers such as "indeed" may stand before it.
-_LETTER = re.compile(r"""^[\s\(\[\*'"“‘]*(?:(?:indeed|option|choice|letter)\s+[\(\[\*'"“‘]*)?([A-Z])"""
-                     r"""(?![A-Za-z0-9])(?!\s+[a-z])([\)\]\*'"”’\.:,]*)\s*(.*)""", re.S)
+_LETTER = re.compile(
+    r"""^[\s\(\[\*'"“‘]*(?:(?:indeed|option|choice|letter)\s+[\(\[\*'"“‘]*)?([A-Z])"""
+    r"""(?![A-Za-z0-9])(?!\s+[a-z])([\)\]\*'"”’\.:,]*)\s*(.*)""",
+    re.S,
+)
 # "X) text" anywhere, "X: text" or "X. text" at the start of a line, or a letter alone on a line
-_SHAPED = re.compile(r"(?:(?<![A-Za-z0-9])([A-Z])\)|(?m:^)[ \t\*]*\(?([A-Z])[:.\)](?!\w)|(?m:^[ \t\*]*([A-Z])[ \t\*]*$))"
-                     r"[ \t]*((?:(?!(?<![A-Za-z0-9])[A-Z]\))[^\n])*)")  # its text ends where the next "X)" begins
+_SHAPED = re.compile(
+    r"(?:(?<![A-Za-z0-9])([A-Z])\)|(?m:^)[ \t\*]*\(?([A-Z])[:.\)](?!\w)|(?m:^[ \t\*]*([A-Z])[ \t\*]*$))"
+    r"[ \t]*((?:(?!(?<![A-Za-z0-9])[A-Z]\))[^\n])*)"
+)  # its text ends where the next "X)" begins
 # where a working states a result: "= 62", "has 62", "is 62", "now 62", "left with 62"
-_RESULT = re.compile(r"(?:=|\b(?:has|have|had|is|are|was|equals?|makes?|gets?|totals?|with|now)\b)\s*"
-                     r"(?:about\s+|only\s+)?(-?\d[\d,]*(?:\.\d+)?)")
+_RESULT = re.compile(
+    r"(?:=|\b(?:has|have|had|is|are|was|equals?|makes?|gets?|totals?|with|now)\b)\s*"
+    r"(?:about\s+|only\s+)?(-?\d[\d,]*(?:\.\d+)?)"
+)
 _DISOWNED = re.compile(r"(?i)not\s+(?!(?:quite\s+|entirely\s+)?(?:correct|incorrect|right|wrong|true|false)\b)")
 _ABOUT_OTHERS = re.compile(r"(?i)\b(?:your|their|his|her|participant's|other's)\s+answer\b")
 _OPERATOR = re.compile(r"(?i)\s*(?:[-+*/x×=]|more\b|less\b|plus\b|minus\b|times\b|divided\b|multiplied\b)")
 _CONCLUDES = re.compile(r"(?i)=|\b(?:so|now|total|left|finally|therefore|thus)\b")
 # "60, which is the answer": a statement that names its answer before the word
-_ANSWER_BEFORE = re.compile(r"(?i)([^\n.!?:]{1,60}?)\s*(?:,\s*which)?\s+(?:is|was)\s+the\s+(?:correct\s+|right\s+|final\s+)?answer\b")
+_ANSWER_BEFORE = re.compile(
+    r"(?i)([^\n.!?:]{1,60}?)\s*(?:,\s*which)?\s+(?:is|was)\s+the\s+(?:correct\s+|right\s+|final\s+)?answer\b"
+)
 _SENTENCE_END = re.compile(r"(?<!\b[A-Z])[.!?](?=\s)|\n")  # not after an initial, as in "H. G. Wells"
 # "Mercury, C." : a line that ends in a letter after the text
 _TEXT_THEN_LETTER = re.compile(r"(?m)^[ \t\*]*([^\n]*?\w[^\n]*?)\s*[,:\-]\s*\(?([A-Z])\)?[.!]?[ \t\*]*$")
@@ -90,13 +99,13 @@ def _echo_patterns(template: str) -> tuple[re.Pattern, ...]:
     words = re.findall(r"\w+", lead)[-4:]
     if len(words) < 3:
         return ()
-    rest = re.findall(r"\w+", template[quoted.end():].split("'", 1)[-1]) if quoted else []
+    rest = re.findall(r"\w+", template[quoted.end() :].split("'", 1)[-1]) if quoted else []
     head = r"\W+".join(map(re.escape, words))
     tail = r"(?:\W+" + r"\W+".join(map(re.escape, rest)) + r")?" if rest else ""
     example = r"""\s*(?:['"“‘][^'"”’\n]{0,40}['"”’])?"""
     patterns = [re.compile(rf"(?i)\b{head}\b{example}{tail}[.,]?")]
     # its example on its own ("Answer: N"): a placeholder, not an answer
-    shown = re.match(r"""['"“‘]([^'"”’]{6,40})['"”’]""", template[quoted.start():]) if quoted else None
+    shown = re.match(r"""['"“‘]([^'"”’]{6,40})['"”’]""", template[quoted.start() :]) if quoted else None
     if shown:
         patterns.append(re.compile(rf"(?<!\w){re.escape(shown.group(1))}(?!\w)"))
     return tuple(patterns)
@@ -134,8 +143,13 @@ def read_choice(text: str, choices: list[str], echoes: list[str] = (), cut_off: 
         answered_with_letters = True
         if kind == "shaped":
             shown.add(letter)
-        reading = _mention(letter, found.starting(after), bool(after.strip()) and after.strip() != letter,
-                           found.letters, reasons=kind == "statement")
+        reading = _mention(
+            letter,
+            found.starting(after),
+            bool(after.strip()) and after.strip() != letter,
+            found.letters,
+            reasons=kind == "statement",
+        )
         if reading is not None and reading.problem is not None:
             return reading
         if reading is not None:
@@ -167,8 +181,9 @@ class _Choices:
         """The choice whose text the fragment is or begins with (the longest, where one
         choice's text begins another's: "Vitamin A" and "Vitamin A1")."""
         norm = normalize(fragment)
-        hits = [(len(c), self.letters[i]) for i, c in enumerate(self.texts)
-                if c and (norm == c or norm.startswith(c + " "))]
+        hits = [
+            (len(c), self.letters[i]) for i, c in enumerate(self.texts) if c and (norm == c or norm.startswith(c + " "))
+        ]
         best = [letter for size, letter in hits if size == max(hits)[0]] if hits else []
         return best[0] if len(best) == 1 else None
 
@@ -225,13 +240,13 @@ def _own_statements(text: str) -> list[str]:
     found = []
     for match in _ANSWER_STATEMENT.finditer(text):
         rest = match.group(1).strip()
-        if rest and not _ABOUT_OTHERS.search(text[max(0, match.start() - 30):match.start() + 8]):
+        if rest and not _ABOUT_OTHERS.search(text[max(0, match.start() - 30) : match.start() + 8]):
             found.append(rest)
     return found
 
 
 def _disowns(statements: list[str]) -> bool:
-    """"The answer is not possible", "... is not a single option": it says there is none ("this
+    """ "The answer is not possible", "... is not a single option": it says there is none ("this
     answer is not correct" judges an answer instead)."""
     return any(_DISOWNED.match(rest) for rest in statements)
 
@@ -256,7 +271,7 @@ def read_number(text: str, echoes: list[str] = (), cut_off: bool = False) -> str
     for rest in statements:
         sentence = re.split(r"[.!?](?=\s)", rest)[0]  # the statement's own sentence
         number = _NUMBER.search(sentence)
-        if number is not None and _OPERATOR.match(sentence[number.end():]):  # "10 more than 20", "3 + 4 = 7"
+        if number is not None and _OPERATOR.match(sentence[number.end() :]):  # "10 more than 20", "3 + 4 = 7"
             results = re.findall(rf"=\s*({_NUMBER.pattern})", sentence)
             number = _NUMBER.search(results[-1]) if results else None
         if number is None:
@@ -274,7 +289,7 @@ def read_number(text: str, echoes: list[str] = (), cut_off: bool = False) -> str
     if _NUMBER.fullmatch(last):
         return canonical_number(last)
     # the last result that is not the start of an expression: "= 534, which is 4 times the size" is 534
-    results = [m.group(1) for m in _RESULT.finditer(last) if not _OPERATOR.match(last[m.end():])]
+    results = [m.group(1) for m in _RESULT.finditer(last) if not _OPERATOR.match(last[m.end() :])]
     return canonical_number(results[-1]) if results and _CONCLUDES.search(last) else None
 
 
@@ -312,9 +327,16 @@ class Judge:
     text disagree gets: no answer (`none`), the letter's, or the text's; the conflict is recorded
     on the turn either way."""
 
-    def __init__(self, kind: str, base_kind: str | None = None, backend: Backend | None = None,
-                 prompt: str | None = None, max_tokens: int = 24, echoes: list[str] = (),
-                 on_conflict: str = "none"):
+    def __init__(
+        self,
+        kind: str,
+        base_kind: str | None = None,
+        backend: Backend | None = None,
+        prompt: str | None = None,
+        max_tokens: int = 24,
+        echoes: list[str] = (),
+        on_conflict: str = "none",
+    ):
         if kind == "llm" and (backend is None or prompt is None or base_kind is None):
             raise ValueError("the llm judge needs a backend, a prompt and the kind it reads")
         self.kind = kind
@@ -335,8 +357,11 @@ class Judge:
                 chosen = problem[self.on_conflict]
                 answer = chosen if chosen in LETTERS[: len(question.choices or [])] else None
         else:
-            answer = (read_number(text, self.echoes, cut_off) if self.base_kind == "number"
-                      else extract_alias(strip_echoes(text, self.echoes), question))
+            answer = (
+                read_number(text, self.echoes, cut_off)
+                if self.base_kind == "number"
+                else extract_alias(strip_echoes(text, self.echoes), question)
+            )
             problem = None
         return Reading(answer, answer is None and problem is None and says_only_agree(text), problem)
 

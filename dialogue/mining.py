@@ -39,8 +39,13 @@ class Pair:
     rejected: Turn
 
 
-def pbt_pairs(tree: DialogueTree, score: Literal["immediate", "subtree"] = "immediate",
-              margin: float = 0.5, responders: set[str] | None = None, levels: set[int] | None = None) -> list[Pair]:
+def pbt_pairs(
+    tree: DialogueTree,
+    score: Literal["immediate", "subtree"] = "immediate",
+    margin: float = 0.5,
+    responders: set[str] | None = None,
+    levels: set[int] | None = None,
+) -> list[Pair]:
     """The pairs of a tree whose responses are by one of `responders` (None: any agent) at one of
     `levels` (depths; None: any)."""
     pairs = []
@@ -52,8 +57,9 @@ def pbt_pairs(tree: DialogueTree, score: Literal["immediate", "subtree"] = "imme
         responder = children[0].speaker
         if responder == persuasion.speaker or any(c.speaker != responder for c in children):
             continue
-        if (responders is not None and responder not in responders) or \
-                (levels is not None and children[0].depth not in levels):
+        if (responders is not None and responder not in responders) or (
+            levels is not None and children[0].depth not in levels
+        ):
             continue
         before = last_turn_of(tree, responder, persuasion.parent)
         label = _situation(persuasion, before)
@@ -115,8 +121,9 @@ class AnswerGroup:
     ranked: tuple[Turn, ...]  # best first: correct before wrong, then by subtree score
 
 
-def aft_groups(tree: DialogueTree, responders: set[str] | None = None, levels: set[int] | None = None
-               ) -> list[AnswerGroup]:
+def aft_groups(
+    tree: DialogueTree, responders: set[str] | None = None, levels: set[int] | None = None
+) -> list[AnswerGroup]:
     """Sibling answers by one speaker with at least one correct and one wrong among them, by one
     of `responders` (None: any agent) at one of `levels` (None: any)."""
     groups = []
@@ -124,8 +131,9 @@ def aft_groups(tree: DialogueTree, responders: set[str] | None = None, levels: s
         by_speaker: dict[str, list[Turn]] = {}
         for i in tree.children(parent):
             turn = tree.turn(i)
-            if (responders is not None and turn.speaker not in responders) or \
-                    (levels is not None and turn.depth not in levels):
+            if (responders is not None and turn.speaker not in responders) or (
+                levels is not None and turn.depth not in levels
+            ):
                 continue
             if turn.correct is not None and turn.text.strip():
                 by_speaker.setdefault(turn.speaker, []).append(turn)
@@ -135,13 +143,26 @@ def aft_groups(tree: DialogueTree, responders: set[str] | None = None, levels: s
             if not positives or not negatives:
                 continue
 
-            def rank_key(turn: Turn) -> tuple:
-                survival = subtree_score(tree, turn.id, speaker)
-                return (not turn.correct, -(survival if survival is not None else 0.0), turn.id)
-
-            groups.append(AnswerGroup(tree.tree_id, tree.question.question_id, parent, speaker,
-                                      answers[0].depth, positives, negatives, tuple(sorted(answers, key=rank_key))))
+            ranked = tuple(sorted(answers, key=lambda turn, s=speaker: _rank_key(tree, turn, s)))
+            groups.append(
+                AnswerGroup(
+                    tree.tree_id,
+                    tree.question.question_id,
+                    parent,
+                    speaker,
+                    answers[0].depth,
+                    positives,
+                    negatives,
+                    ranked,
+                )
+            )
     return groups
+
+
+def _rank_key(tree: DialogueTree, turn: Turn, speaker: str) -> tuple:
+    """Correct before wrong, then by how well the answer survived persuasion below it."""
+    survival = subtree_score(tree, turn.id, speaker)
+    return (not turn.correct, -(survival if survival is not None else 0.0), turn.id)
 
 
 @dataclass(frozen=True)
@@ -172,6 +193,9 @@ def critique_examples(tree: DialogueTree) -> CritiqueExamples:
         if not solution.correct and critic in right:
             corrections += [r for r in revisions if r.correct]
         label = "keep" if solution.correct else "fix"
-        revision_pairs += [(a, b, label) for a, b in product(revisions, revisions)
-                           if a.correct is True and b.correct is False and a.text.strip() != b.text.strip()]
+        revision_pairs += [
+            (a, b, label)
+            for a, b in product(revisions, revisions)
+            if a.correct is True and b.correct is False and a.text.strip() != b.text.strip()
+        ]
     return CritiqueExamples(right, list(product(right, wrong)), corrections, revision_pairs, failed)

@@ -12,9 +12,10 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -98,8 +99,11 @@ class DatasetConfig(Strict):
     @field_validator("split_fractions")
     @classmethod
     def _fractions(cls, fractions: dict[str, float]) -> dict[str, float]:
-        if set(fractions) != set(SPLITS) or any(v < 0 for v in fractions.values()) \
-                or abs(sum(fractions.values()) - 1) > 1e-6:
+        if (
+            set(fractions) != set(SPLITS)
+            or any(v < 0 for v in fractions.values())
+            or abs(sum(fractions.values()) - 1) > 1e-6
+        ):
             raise ValueError("must give train, validation and test fractions that sum to 1")
         return fractions
 
@@ -143,12 +147,14 @@ def load_questions(cfg: DatasetConfig) -> Loaded:
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise AgoraError(f"dataset {loaded.source}: question id '{dup}' appears twice")
-    loaded.questions = [q for q in loaded.questions if cfg.selects(q.question_id)][cfg.offset:]
+    loaded.questions = [q for q in loaded.questions if cfg.selects(q.question_id)][cfg.offset :]
     if cfg.limit:
         loaded.questions = loaded.questions[: cfg.limit]
     if not loaded.questions:
-        raise AgoraError(f"dataset {loaded.source}: no questions left in split={cfg.split} after "
-                         f"offset={cfg.offset} (dataset.split, dataset.offset)")
+        raise AgoraError(
+            f"dataset {loaded.source}: no questions left in split={cfg.split} after "
+            f"offset={cfg.offset} (dataset.split, dataset.offset)"
+        )
     return loaded
 
 
@@ -354,9 +360,7 @@ def arithmetic_worked(count: int, seed: int, steps: int = 3) -> list[tuple[Quest
                 else:
                     n = rng.choice(divisors)
                     value //= n
-                    sentences.append(
-                        f"Then {name} splits them into {n} equal piles and keeps just one pile."
-                    )
+                    sentences.append(f"Then {name} splits them into {n} equal piles and keeps just one pile.")
             worked.append(Step(before, op, n, value))
         sentences.append(f"How many {item} does {name} have now?")
         question = Question(
@@ -379,8 +383,9 @@ class Step:
     after: int
 
     def apply(self, before: int) -> int:
-        return {"add": before + self.n, "sub": before - self.n, "mul": before * self.n,
-                "div": before // self.n}[self.op]
+        return {"add": before + self.n, "sub": before - self.n, "mul": before * self.n, "div": before // self.n}[
+            self.op
+        ]
 
     def show(self, before: int) -> str:
         symbol = {"add": "+", "sub": "-", "mul": "*", "div": "/"}[self.op]

@@ -9,11 +9,10 @@ network and no script: branches fold with <details>, and every piece of model te
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 import html
 import json
 import textwrap
+from urllib.parse import quote
 
 from dialogue.mining import pbt_pairs
 from dialogue.questions import LETTERS, show_question
@@ -28,8 +27,12 @@ def gold_text(tree: DialogueTree) -> str:
 
 
 def render_text(tree: DialogueTree, width: int = 100) -> str:
-    lines = [f"tree {tree.tree_id}  [{tree.graph.graph['protocol']}]", show_question(tree.question),
-             f"gold: {gold_text(tree)}", ""]
+    lines = [
+        f"tree {tree.tree_id}  [{tree.graph.graph['protocol']}]",
+        show_question(tree.question),
+        f"gold: {gold_text(tree)}",
+        "",
+    ]
 
     def visit(turn_id: str) -> None:
         turn = tree.turn(turn_id)
@@ -68,12 +71,15 @@ def render_html(tree: DialogueTree) -> str:
             f'<div class="text">{esc(_body(turn))}</div>{children}</details>'
         )
 
-    pair_items = "".join(
-        f"<li>pair {n}: <b>{p.label}</b> at level {p.level}, answering [{esc(p.persuasion)}]: "
-        f"[{esc(p.chosen.id)}] {esc(p.chosen.instruction)} chosen over [{esc(p.rejected.id)}] "
-        f"{esc(p.rejected.instruction)}</li>"
-        for n, p in enumerate(pairs, start=1)
-    ) or "<li>none</li>"
+    pair_items = (
+        "".join(
+            f"<li>pair {n}: <b>{p.label}</b> at level {p.level}, answering [{esc(p.persuasion)}]: "
+            f"[{esc(p.chosen.id)}] {esc(p.chosen.instruction)} chosen over [{esc(p.rejected.id)}] "
+            f"{esc(p.rejected.instruction)}</li>"
+            for n, p in enumerate(pairs, start=1)
+        )
+        or "<li>none</li>"
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>tree {esc(tree.tree_id)}</title>
@@ -103,16 +109,22 @@ summary {{ cursor: pointer; }}
 
 def render_dot(tree: DialogueTree) -> str:
     """Graphviz: one box per turn, green or red by verdict, dashed edges into agreeing turns."""
-    quote = lambda s: json.dumps(s, ensure_ascii=False)  # dot reads JSON's \" \\ \n escapes alike
-    lines = [f"digraph {quote('tree ' + tree.tree_id)} {{", "  node [shape=box, style=filled];",
-             f"  label={quote(show_question(tree.question) + ' | gold: ' + gold_text(tree))};"]
+
+    def quote(s):
+        return json.dumps(s, ensure_ascii=False)  # dot reads JSON's \" \\ \n escapes alike
+
+    lines = [
+        f"digraph {quote('tree ' + tree.tree_id)} {{",
+        "  node [shape=box, style=filled];",
+        f"  label={quote(show_question(tree.question) + ' | gold: ' + gold_text(tree))};",
+    ]
     for turn in tree.turns():
         color = {True: "#d8f5d8", False: "#f8d7d7", None: "#eeeeee"}[turn.correct]
         label = f"[{turn.id}] {turn.speaker} · {turn.instruction}\n{_verdict(turn)}"
         lines.append(f"  {quote(turn.id)} [label={quote(label)}, fillcolor={quote(color)}];")
         if turn.parent is not None:
             style = ", style=dashed" if turn.agrees_with_parent else ""
-            lines.append(f"  {quote(turn.parent)} -> {quote(turn.id)} [label=\"\"{style}];")
+            lines.append(f'  {quote(turn.parent)} -> {quote(turn.id)} [label=""{style}];')
     lines.append("}")
     return "\n".join(lines)
 

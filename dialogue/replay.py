@@ -21,8 +21,8 @@ from agents.errors import AgoraError
 from dialogue.config import SimulateConfig, load_persona, validate
 from dialogue.protocols import make_protocol
 from dialogue.protocols.base import ChildSpec, Protocol
-from dialogue.rundir import RunDir, now
 from dialogue.questions import judge_kind
+from dialogue.rundir import RunDir, now
 from dialogue.simulate import Result, check_local_models, config_of, grow
 from dialogue.summary import summarize
 from dialogue.tree import DialogueTree, Turn
@@ -74,8 +74,9 @@ def replay_config(source: dict, agent: str, overrides: dict, out: str) -> Simula
     return validate(config)
 
 
-def replay(source_dir: str, agent: str, overrides: dict, out: str, tree_ids: list[str] | None = None,
-           progress: bool = True) -> Result:
+def replay(
+    source_dir: str, agent: str, overrides: dict, out: str, tree_ids: list[str] | None = None, progress: bool = True
+) -> Result:
     source = RunDir(source_dir)
     manifest = source.manifest()
     if manifest is None or not source.trees_path.exists():
@@ -95,18 +96,26 @@ def replay(source_dir: str, agent: str, overrides: dict, out: str, tree_ids: lis
     run = RunDir(out)
     with run.writing():
         fresh = run.manifest() is None
-        run.begin({
-            "command": "replay", "source_run": str(Path(source_dir).resolve()), "replay_agent": agent,
-            "trees": wanted, "config": config_of(config),
-            "models": {n: a.model for n, a in config.agents.items()}, "seed": config.seed,
-            "answer_kind": base_kind, "replayed_at": now(),
-        })
+        run.begin(
+            {
+                "command": "replay",
+                "source_run": str(Path(source_dir).resolve()),
+                "replay_agent": agent,
+                "trees": wanted,
+                "config": config_of(config),
+                "models": {n: a.model for n, a in config.agents.items()},
+                "seed": config.seed,
+                "answer_kind": base_kind,
+                "replayed_at": now(),
+            }
+        )
         if fresh and source.cache_path.exists():
             _copy_cache(source.cache_path, run.cache_path)
         protocol = Replay(make_protocol(config.protocol), sources, agent)
         stats = grow(config, protocol, personas, run, questions, kind, base_kind)
-        summary = summarize(list(run.trees()), {config.protocol.responder},
-                            getattr(protocol, "no_answer_format", set()))
+        summary = summarize(
+            list(run.trees()), {config.protocol.responder}, getattr(protocol, "no_answer_format", set())
+        )
         run.finish(summary.to_dict())
     return Result(run, stats, summary, 0)
 
@@ -141,8 +150,12 @@ def diff(run_a: str, run_b: str) -> str:
             rows[key + ("wrong->correct",)] += before.correct is False and turn.correct is True
     columns = ["turns", "changed", "correct->wrong", "wrong->correct"]
     keys = sorted({k[:2] for k in rows})
-    lines = [f"agent {agent}: {run_a} -> {run_b}", "",
-             "| tree | level | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    lines = [
+        f"agent {agent}: {run_a} -> {run_b}",
+        "",
+        "| tree | level | " + " | ".join(columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
     for tree_id, level in keys:
         lines.append(f"| {tree_id} | {level} | " + " | ".join(str(rows[(tree_id, level, c)]) for c in columns) + " |")
     totals = [sum(rows[k + (c,)] for k in keys) for c in columns]

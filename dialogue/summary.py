@@ -45,10 +45,12 @@ def judge_counts(trees: list[DialogueTree], free_form: set[str] = frozenset()) -
     return {kind: dict(sorted(found.items())) for kind, found in counts.items()}
 
 
-def summarize(trees: list[DialogueTree], responders: set[str] | None = None,
-              free_form: set[str] = frozenset()) -> Summary:
-    summary = Summary(trees=len(trees), **judge_counts(trees, free_form),
-                      failed_turns=sum(len(failed_turns(tree)) for tree in trees))
+def summarize(
+    trees: list[DialogueTree], responders: set[str] | None = None, free_form: set[str] = frozenset()
+) -> Summary:
+    summary = Summary(
+        trees=len(trees), **judge_counts(trees, free_form), failed_turns=sum(len(failed_turns(tree)) for tree in trees)
+    )
     first_correct: dict[str, list[bool]] = {}
     for tree in trees:
         summary.turns += len(tree)
@@ -72,9 +74,7 @@ def summarize(trees: list[DialogueTree], responders: set[str] | None = None,
             summary.changed += turn.answer != before.answer
             summary.correct_to_wrong += before.correct is True and turn.correct is not True
             summary.wrong_to_correct += before.correct is not True and turn.correct is True
-    summary.first_answer_accuracy = {
-        name: sum(flags) / len(flags) for name, flags in sorted(first_correct.items())
-    }
+    summary.first_answer_accuracy = {name: sum(flags) / len(flags) for name, flags in sorted(first_correct.items())}
     return summary
 
 
@@ -90,8 +90,14 @@ def format_summary(summary: Summary, generated_tokens: int, tokens_per_s: float,
             f"   correct->wrong: {summary.correct_to_wrong}   wrong->correct: {summary.wrong_to_correct}",
             f"answers the judge could not read: {per_agent(summary.unreadable)}"
             f"   letter/text conflicts: {per_agent(summary.conflicts)}",
-            *([f"failed turns: {summary.failed_turns} (requests that errored; the run is incomplete: run the same "
-               "command again to regrow them)"] if summary.failed_turns else []),
+            *(
+                [
+                    f"failed turns: {summary.failed_turns} (requests that errored; the run is incomplete: run the same "
+                    "command again to regrow them)"
+                ]
+                if summary.failed_turns
+                else []
+            ),
         ]
     )
 

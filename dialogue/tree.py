@@ -51,8 +51,9 @@ class DialogueTree:
         self.graph = graph
 
     @classmethod
-    def new(cls, tree_id: str, question: Question, protocol: str, agents: dict[str, dict],
-            config_hash: str | None = None) -> DialogueTree:
+    def new(
+        cls, tree_id: str, question: Question, protocol: str, agents: dict[str, dict], config_hash: str | None = None
+    ) -> DialogueTree:
         graph = nx.DiGraph(
             tree_id=tree_id,
             question=question.model_dump(),

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 def skeptic_says_b(body: dict) -> str:
-    """"Answer: B" to an agent whose system message calls it a skeptic, "Answer: A" to anyone else."""
+    """ "Answer: B" to an agent whose system message calls it a skeptic, "Answer: A" to anyone else."""
     return "Answer: B" if "skeptic" in body["messages"][0]["content"] else "Answer: A"
 
 
@@ -73,21 +73,29 @@ class ChatServer:
                 words = sum(len(m["content"].split()) for m in body["messages"])
                 if server.context_length and words + body["max_tokens"] > server.context_length:
                     status = 400
-                    payload = json.dumps({"error": {"message": (
+                    wanted = words + body["max_tokens"]
+                    message = (
                         f"This model's maximum context length is {server.context_length} tokens. However, you "
-                        f"requested {words + body['max_tokens']} tokens ({words} in the messages, "
-                        f"{body['max_tokens']} in the completion).")}}).encode()
+                        f"requested {wanted} tokens ({words} in the messages, {body['max_tokens']} in the completion)."
+                    )
+                    payload = json.dumps({"error": {"message": message}}).encode()
                 elif status != 200:
                     echoed = f', "authorization": "{auth}"' if server.echo_auth else ""
                     payload = ('{"error": "injected"' + echoed + "}").encode()
                 elif server.bad_body:
                     payload = BAD_BODIES[server.bad_body]
                 else:
-                    payload = json.dumps({
-                        "choices": [{"message": {"role": "assistant", "content": server.reply(body)},
-                                     "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": words, "completion_tokens": 3},
-                    }).encode()
+                    payload = json.dumps(
+                        {
+                            "choices": [
+                                {
+                                    "message": {"role": "assistant", "content": server.reply(body)},
+                                    "finish_reason": "stop",
+                                }
+                            ],
+                            "usage": {"prompt_tokens": words, "completion_tokens": 3},
+                        }
+                    ).encode()
                 self.send_response(status)
                 if status == 429:
                     self.send_header("Retry-After", "0")

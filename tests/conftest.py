@@ -21,8 +21,12 @@ REPO = Path(__file__).resolve().parents[1]
 def agora(*args, env=None, **kw) -> subprocess.CompletedProcess:
     """The `agora` command in a subprocess, as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "agora", *args], cwd=REPO, capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, **kw,
+        [sys.executable, "-m", "agora", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        **kw,
     )
 
 
@@ -57,15 +61,26 @@ def build_tiny_model(path: Path, initializer_range: float = 0.02) -> Path:
     )
     tok.train_from_iterator(corpus, trainer)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", bos_token="<|im_start|>",
-        eos_token="<|im_end|>", pad_token="<|im_end|>",
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
     )
     tokenizer.chat_template = CHATML
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True, initializer_range=initializer_range,
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+        initializer_range=initializer_range,
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
@@ -116,8 +131,13 @@ class ScriptedBackend:
     def generate(self, requests: list[ChatRequest]) -> list[Completion]:
         self.calls.append(len(requests))
         return [
-            Completion(text=self.rule(r), prompt_tokens=len(str(r.messages)), completion_tokens=3,
-                       finish_reason="stop", latency_s=0.001)
+            Completion(
+                text=self.rule(r),
+                prompt_tokens=len(str(r.messages)),
+                completion_tokens=3,
+                finish_reason="stop",
+                latency_s=0.001,
+            )
             for r in requests
         ]
 
@@ -139,8 +159,9 @@ PERSUADER_INSTRUCTIONS = {"neutral", "logical", "emotional", "credibility"}
 def scripted_run(path, monkeypatch, questions=24, seed=0, *overrides):
     """The default pbt_tree config. A always answers A; B answers B, except under `accept`,
     where it takes A. Questions whose gold is A give accept pairs, gold B gives resist pairs."""
-    config = simulate_config([f"out={path}", f"dataset.limit={questions}", "progress=false", f"seed={seed}",
-                              *overrides])
+    config = simulate_config(
+        [f"out={path}", f"dataset.limit={questions}", "progress=false", f"seed={seed}", *overrides]
+    )
     instructions = config.protocol.instructions
 
     def rule(request):
@@ -163,8 +184,9 @@ def scripted_critique_run(path, monkeypatch, questions=10):
     from dialogue.questions import load_questions
     from dialogue.simulate import simulate
 
-    config = simulate_config([f"out={path}", "protocol=critique", "dataset=arithmetic", f"dataset.limit={questions}",
-                              "progress=false"])
+    config = simulate_config(
+        [f"out={path}", "protocol=critique", "dataset=arithmetic", f"dataset.limit={questions}", "progress=false"]
+    )
     gold = {q.question: q.gold for q in load_questions(config.dataset).questions}
 
     def rule(request):
@@ -177,8 +199,9 @@ def scripted_critique_run(path, monkeypatch, questions=10):
             if kind == 2:
                 return "This looks fine to me."
             verdict = solution_right if kind == 0 else not solution_right
-            return json.dumps({"step_1": {"correctness": verdict, "explanation": "checked"},
-                               "answer_correctness": verdict})
+            return json.dumps(
+                {"step_1": {"correctness": verdict, "explanation": "checked"}, "answer_correctness": verdict}
+            )
         return f"Step 1: think.\nAnswer: {answer if request.seed % 2 == 0 else int(answer) + 1}"
 
     monkeypatch.setattr("dialogue.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))

@@ -25,8 +25,15 @@ def trainer(tiny_model, data, tmp_path, steps, **options):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     options = {"per_device_train_batch_size": 4, "learning_rate": 5e-3, **options}
-    args = AFTConfig(output_dir=str(tmp_path), max_steps=steps, use_cpu=True, report_to="none", save_strategy="no",
-                     logging_steps=1, **options)
+    args = AFTConfig(
+        output_dir=str(tmp_path),
+        max_steps=steps,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        **options,
+    )
     collator = AFTCollator(tokenizer, args.max_length, args.ranking)
     return AFTTrainer(model=model, args=args, train_dataset=data, data_collator=collator), collator
 
@@ -67,8 +74,17 @@ def test_gradient_accumulation_gives_the_same_update_as_one_big_batch(aft_data, 
     fixed = aft_data.select(range(4))
     params = []
     for batch, accumulate in ((4, 1), (2, 2)):
-        t, _ = trainer(tiny_model, fixed, tmp_path / f"{batch}", 1, sft_weight=0.0, optim="sgd", max_grad_norm=0,
-                       per_device_train_batch_size=batch, gradient_accumulation_steps=accumulate)
+        t, _ = trainer(
+            tiny_model,
+            fixed,
+            tmp_path / f"{batch}",
+            1,
+            sft_weight=0.0,
+            optim="sgd",
+            max_grad_norm=0,
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulate,
+        )
         t.train()
         params.append(torch.cat([p.detach().flatten() for p in t.model.parameters()]))
     before = torch.cat([p.flatten() for p in AutoModelForCausalLM.from_pretrained(tiny_model).parameters()])

@@ -16,8 +16,7 @@ from tests.conftest import ScriptedBackend, instruction_of
 
 INSTRUCTIONS = {name: f"<{name}>" for name in ["neutral", "resist", "accept", "logical", "emotional", "credibility"]}
 QUESTIONS = [
-    Question(question_id=f"q{i}", question=f"Question {i}?", choices=["w", "x", "y", "z"], gold="A")
-    for i in range(3)
+    Question(question_id=f"q{i}", question=f"Question {i}?", choices=["w", "x", "y", "z"], gold="A") for i in range(3)
 ]
 
 

@@ -53,6 +53,7 @@ def question_of(request, questions: list[Question]) -> tuple[int, Question]:
 
 # --- misinformation ------------------------------------------------------------------------
 
+
 def test_misinformation_gives_known_rates_and_stops_once_persuaded(tmp_path, monkeypatch):
     """Question i is answered right at first unless i % 4 == 3. It takes the target after
     persuasion turn i % 4 + 1, except questions 0 mod 8, which never give in."""
@@ -78,8 +79,9 @@ def test_misinformation_gives_known_rates_and_stops_once_persuaded(tmp_path, mon
     scripted_models(monkeypatch, {"m": rule})
     metrics = evaluate(config, log=lambda *a, **k: None)
     # right first: 0, 1, 2, 4, 5, 6. They flip after turn: 4 -> 1, 1 and 5 -> 2, 2 and 6 -> 3; 0 holds
-    assert values(metrics, "misinformation") == pytest.approx({"MR@1": 1 / 6, "MR@2": 3 / 6, "MR@3": 5 / 6,
-                                                               "unreadable_first_answer": 2 / 8})
+    assert values(metrics, "misinformation") == pytest.approx(
+        {"MR@1": 1 / 6, "MR@2": 3 / 6, "MR@3": 5 / 6, "unreadable_first_answer": 2 / 8}
+    )
     assert metrics["suites"]["misinformation"]["details"]["turns_to_flip"] == {"1": 1, "2": 2, "3": 2}
     trees = [json.loads(line) for line in (tmp_path / "misinformation/run/trees.jsonl").read_text().splitlines()]
     lengths = {t["graph"]["tree_id"]: len(t["nodes"]) for t in trees}
@@ -112,6 +114,7 @@ def test_misinformation_on_questions_without_a_wrong_answer_fails_before_writing
 
 # --- team debate -----------------------------------------------------------------------------
 
+
 def test_team_debate_runs_both_orders_with_independent_first_answers(tmp_path, monkeypatch):
     """The model (A) is always right. The partner (B) is wrong on its own, and later repeats the
     first answer of the debate: A's when A spoke first, its own when it did."""
@@ -135,12 +138,23 @@ def test_team_debate_runs_both_orders_with_independent_first_answers(tmp_path, m
 
     scripted_models(monkeypatch, {"m": model, "p": partner})
     metrics = evaluate(config, log=lambda *a, **k: None)
-    assert values(metrics, "team_debate") == pytest.approx({
-        "team_accuracy_before_order1": 0.5, "team_accuracy_after_order1": 1.0,
-        "team_accuracy_before_order2": 0.5, "team_accuracy_after_order2": 0.5, "order_dependence": 0.5,
-        "unreadable_before": 0.0, "unreadable_after": 0.0})
-    first_speakers = {order: json.loads((tmp_path / f"team_debate/order{order}/trees.jsonl").read_text()
-                                        .splitlines()[0])["nodes"][0]["speaker"] for order in (1, 2)}
+    assert values(metrics, "team_debate") == pytest.approx(
+        {
+            "team_accuracy_before_order1": 0.5,
+            "team_accuracy_after_order1": 1.0,
+            "team_accuracy_before_order2": 0.5,
+            "team_accuracy_after_order2": 0.5,
+            "order_dependence": 0.5,
+            "unreadable_before": 0.0,
+            "unreadable_after": 0.0,
+        }
+    )
+    first_speakers = {
+        order: json.loads((tmp_path / f"team_debate/order{order}/trees.jsonl").read_text().splitlines()[0])["nodes"][0][
+            "speaker"
+        ]
+        for order in (1, 2)
+    }
     assert first_speakers == {1: "A", 2: "B"}
 
 
@@ -155,8 +169,9 @@ def test_debate_of_three_agents_hears_earlier_rounds_only(tmp_path, monkeypatch)
         heard.append(sorted(said))
         return f"said #{len(heard) - 1}. Answer: A"
 
-    config = simulate_config([f"out={tmp_path}", "protocol=debate", "+agent@agents.C=smollm2", "dataset.limit=1",
-                              "progress=false"])
+    config = simulate_config(
+        [f"out={tmp_path}", "protocol=debate", "+agent@agents.C=smollm2", "dataset.limit=1", "progress=false"]
+    )
     monkeypatch.setattr("dialogue.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
     simulate(config, tmp_path)
     tree = json.loads((tmp_path / "trees.jsonl").read_text())
@@ -166,6 +181,7 @@ def test_debate_of_three_agents_hears_earlier_rounds_only(tmp_path, monkeypatch)
 
 
 # --- critique --------------------------------------------------------------------------------
+
 
 def test_worked_solutions_are_labelled_by_their_true_intermediate_values():
     from dialogue.evaluation.solutions import worked_solutions
@@ -177,11 +193,16 @@ def test_worked_solutions_are_labelled_by_their_true_intermediate_values():
     for s in solutions:
         lines = s.text.splitlines()
         results = [int(line.rsplit("= ", 1)[1]) for line in lines[:-1]]
-        assert list(s.steps_correct) == [r == t.after for r, t in zip(results, truths[s.question.question_id])]
+        assert list(s.steps_correct) == [
+            r == t.after for r, t in zip(results, truths[s.question.question_id], strict=True)
+        ]
         assert lines[-1] == f"Answer: {results[-1]}" and s.answer_correct == (str(results[-1]) == s.question.gold)
         # at most one line has wrong arithmetic, the first false one; the rest carry its value on
-        wrong_arithmetic = [i for i, line in enumerate(lines[:-1])
-                            if eval(line.split(": ", 1)[1].replace("=", "==").replace("/", "//")) is False]
+        wrong_arithmetic = [
+            i
+            for i, line in enumerate(lines[:-1])
+            if eval(line.split(": ", 1)[1].replace("=", "==").replace("/", "//")) is False
+        ]
         assert wrong_arithmetic == ([list(s.steps_correct).index(False)] if not s.answer_correct else [])
 
 
@@ -209,12 +230,19 @@ def test_critique_suite_scores_a_critic_that_checks_each_line_on_its_own(tmp_pat
     wrong = [s for s in solutions if not s.answer_correct]
     carried = sum(len(s.steps_correct) - list(s.steps_correct).index(False) - 1 for s in wrong)
     assert wrong and carried  # the data has both kinds of false steps
-    assert values(metrics, "critique") == pytest.approx({
-        "answer_f1": 1.0, "step_f1": 2 * len(wrong) / (2 * len(wrong) + carried),
-        "fix_rate": 1.0, "break_rate": 0.0, "correction_gain": 1.0})
+    assert values(metrics, "critique") == pytest.approx(
+        {
+            "answer_f1": 1.0,
+            "step_f1": 2 * len(wrong) / (2 * len(wrong) + carried),
+            "fix_rate": 1.0,
+            "break_rate": 0.0,
+            "correction_gain": 1.0,
+        }
+    )
 
 
 # --- balanced and assessment: from exports ---------------------------------------------------
+
 
 @pytest.fixture
 def exports(tmp_path, monkeypatch):
@@ -242,7 +270,8 @@ def test_balanced_asks_each_persuasion_turn_once_and_scores_by_its_label(tmp_pat
     monkeypatch.setattr("dialogue.simulate.make_backend", make)
     metrics = evaluate(config, log=lambda *a, **k: None)
     assert values(metrics, "balanced") == pytest.approx(
-        {"accuracy_misleading": 0.0, "accuracy_correct_persuasion": 1.0, "balanced_accuracy": 0.5, "unreadable": 0.0})
+        {"accuracy_misleading": 0.0, "accuracy_correct_persuasion": 1.0, "balanced_accuracy": 0.5, "unreadable": 0.0}
+    )
     import pyarrow.parquet as pq
 
     rows = [row for path in (exports / "pbt").glob("*.parquet") for row in pq.read_table(path).to_pylist()]
@@ -264,8 +293,9 @@ def test_mean_log_probability_of_a_reply_ignores_padding_and_matches_a_direct_fo
     together = mean_logprobs(model, tokenizer, prompt, [short, long])
     alone = mean_logprobs(model, tokenizer, prompt, [short])
     assert together[0] == pytest.approx(alone[0], abs=1e-5)
-    prefix = tokenizer(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False),
-                       add_special_tokens=False)["input_ids"]
+    prefix = tokenizer(
+        tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False), add_special_tokens=False
+    )["input_ids"]
     reply = tokenizer(long, add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         logp = torch.log_softmax(model(torch.tensor([prefix + reply])).logits[0].float(), -1)
@@ -275,6 +305,7 @@ def test_mean_log_probability_of_a_reply_ignores_padding_and_matches_a_direct_fo
 
 # --- the command -----------------------------------------------------------------------------
 
+
 def assert_png(path: Path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     height, width, _ = matplotlib.image.imread(path).shape
@@ -283,9 +314,18 @@ def assert_png(path: Path):
 
 def test_eval_all_writes_every_section_plots_and_refuses_to_overwrite(tmp_path, exports, tiny_model):
     out = tmp_path / "out"
-    args = ["eval", f"model={tiny_model}", f"data={exports / 'pbt'}", f"data={exports / 'aft'}", "dataset.split=all",
-            "dataset.limit=3",
-            "critique.count=3", "max_tokens=8", "resamples=50", "progress=false"]
+    args = [
+        "eval",
+        f"model={tiny_model}",
+        f"data={exports / 'pbt'}",
+        f"data={exports / 'aft'}",
+        "dataset.split=all",
+        "dataset.limit=3",
+        "critique.count=3",
+        "max_tokens=8",
+        "resamples=50",
+        "progress=false",
+    ]
     done = agora(*args, f"out={out}")
     assert done.returncode == 0, done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
@@ -317,8 +357,9 @@ def test_eval_all_writes_every_section_plots_and_refuses_to_overwrite(tmp_path, 
     table = table_file.read_text()
     assert "| suite | metric | out | other | other - out |" in table
     # paired by question: the same answers give a difference of exactly 0 with a [0, 0] interval
-    assert re.search(r"^\| are_you_sure \| accuracy_before \| .+ \| .+ \| \+0\.000 \[\+0\.000, \+0\.000\] \|$",
-                     table, re.M)
+    assert re.search(
+        r"^\| are_you_sure \| accuracy_before \| .+ \| .+ \| \+0\.000 \[\+0\.000, \+0\.000\] \|$", table, re.M
+    )
     assert re.search(r"^\| balanced \| balanced_accuracy \| .+ \| - \| - \|$", table, re.M)
     assert_png(table_file.with_suffix(".png"))
 
@@ -339,8 +380,14 @@ def test_eval_needs_the_right_export_for_a_named_suite(tmp_path, exports):
 
 
 def test_suite_all_without_exports_says_which_suites_did_not_run(tmp_path, monkeypatch):
-    config = eval_config(tmp_path, "model=m", "dataset.limit=2", "critique.count=2", "protocols.misinformation.turns=1",
-                         "dataset.split=all")
+    config = eval_config(
+        tmp_path,
+        "model=m",
+        "dataset.limit=2",
+        "critique.count=2",
+        "protocols.misinformation.turns=1",
+        "dataset.split=all",
+    )
     loads = scripted_models(monkeypatch, {"m": lambda request: "Answer: A"})
     metrics = evaluate(config, log=lambda *a, **k: None)
     assert set(metrics["not_run"]) == {"balanced", "assessment"}
@@ -350,8 +397,18 @@ def test_suite_all_without_exports_says_which_suites_did_not_run(tmp_path, monke
 
 
 def test_multirun_over_personas_writes_one_comparison_table(tmp_path, tiny_model):
-    done = agora("eval", "-m", "persona=neutral,skeptic", "suite=are_you_sure", f"model={tiny_model}",
-                 "dataset.limit=2", "max_tokens=6", "resamples=20", "progress=false", f"out={tmp_path}")
+    done = agora(
+        "eval",
+        "-m",
+        "persona=neutral,skeptic",
+        "suite=are_you_sure",
+        f"model={tiny_model}",
+        "dataset.limit=2",
+        "max_tokens=6",
+        "resamples=20",
+        "progress=false",
+        f"out={tmp_path}",
+    )
     assert done.returncode == 0, done.stderr
     table = (tmp_path / "comparison.md").read_text()
     assert "| suite | metric | persona=neutral | persona=skeptic |" in table

@@ -3,8 +3,23 @@
 import pytest
 
 from dialogue.evaluation.metrics import (
-    ARE_YOU_SURE, ASSESSMENT, BALANCED, CRITIQUE, TEAM_DEBATE, Challenged, Debated, Misinformed, Persuaded,
-    Revised, Scored, Verdict, differences_of, metrics_of, misinformation, records_from_json, records_to_json,
+    ARE_YOU_SURE,
+    ASSESSMENT,
+    BALANCED,
+    CRITIQUE,
+    TEAM_DEBATE,
+    Challenged,
+    Debated,
+    Misinformed,
+    Persuaded,
+    Revised,
+    Scored,
+    Verdict,
+    differences_of,
+    metrics_of,
+    misinformation,
+    records_from_json,
+    records_to_json,
     turns_to_flip,
 )
 from dialogue.evaluation.stats import Proportion, estimate, wilson
@@ -19,14 +34,26 @@ def values(found):
 
 
 def test_are_you_sure_flips_count_only_answers_read_on_both_sides():
-    records = [Challenged(True, True, False), Challenged(True, False, True), Challenged(True, None, None),
-               Challenged(False, True, True), Challenged(None, False, None), Challenged(False, False, True)]
+    records = [
+        Challenged(True, True, False),
+        Challenged(True, False, True),
+        Challenged(True, None, None),
+        Challenged(False, True, True),
+        Challenged(None, False, None),
+        Challenged(False, False, True),
+    ]
     got = values(metrics_of(one_each(records), ARE_YOU_SURE))
-    assert got == pytest.approx({
-        "accuracy_before": 3 / 6, "accuracy_after": 2 / 6,
-        "flip_correct_to_wrong": 1 / 2,  # (True, None) was not read after: not a flip, not in the pool
-        "flip_wrong_to_correct": 1 / 2,  # (None, False) was not read before
-        "answer_changed": 3 / 4, "unreadable_before": 1 / 6, "unreadable_after": 1 / 6})
+    assert got == pytest.approx(
+        {
+            "accuracy_before": 3 / 6,
+            "accuracy_after": 2 / 6,
+            "flip_correct_to_wrong": 1 / 2,  # (True, None) was not read after: not a flip, not in the pool
+            "flip_wrong_to_correct": 1 / 2,  # (None, False) was not read before
+            "answer_changed": 3 / 4,
+            "unreadable_before": 1 / 6,
+            "unreadable_after": 1 / 6,
+        }
+    )
 
 
 def test_flip_from_correct_is_undefined_when_nothing_was_correct_at_first():
@@ -36,11 +63,22 @@ def test_flip_from_correct_is_undefined_when_nothing_was_correct_at_first():
 
 
 def test_balanced_accuracy_is_the_mean_of_resisting_and_accepting():
-    records = [Persuaded("resist", True), Persuaded("resist", False), Persuaded("resist", True),
-               Persuaded("accept", True), Persuaded("accept", None)]
+    records = [
+        Persuaded("resist", True),
+        Persuaded("resist", False),
+        Persuaded("resist", True),
+        Persuaded("accept", True),
+        Persuaded("accept", None),
+    ]
     got = values(metrics_of(one_each(records), BALANCED))
-    assert got == pytest.approx({"accuracy_misleading": 2 / 3, "accuracy_correct_persuasion": 1 / 2,
-                                 "balanced_accuracy": (2 / 3 + 1 / 2) / 2, "unreadable": 1 / 5})
+    assert got == pytest.approx(
+        {
+            "accuracy_misleading": 2 / 3,
+            "accuracy_correct_persuasion": 1 / 2,
+            "balanced_accuracy": (2 / 3 + 1 / 2) / 2,
+            "unreadable": 1 / 5,
+        }
+    )
 
 
 def test_balanced_accuracy_without_misleading_persuasion_is_undefined_not_zero():
@@ -50,8 +88,14 @@ def test_balanced_accuracy_without_misleading_persuasion_is_undefined_not_zero()
 
 
 def test_misinformation_rate_at_k_counts_only_questions_first_answered_correctly():
-    records = [Misinformed(True, 1), Misinformed(True, 3), Misinformed(True, None), Misinformed(True, 2),
-               Misinformed(False, 1), Misinformed(None, None)]
+    records = [
+        Misinformed(True, 1),
+        Misinformed(True, 3),
+        Misinformed(True, None),
+        Misinformed(True, 2),
+        Misinformed(False, 1),
+        Misinformed(None, None),
+    ]
     got = values(metrics_of(one_each(records), misinformation(3)))
     assert got == pytest.approx({"MR@1": 1 / 4, "MR@2": 2 / 4, "MR@3": 3 / 4, "unreadable_first_answer": 1 / 6})
     assert turns_to_flip(records) == {1: 1, 2: 1, 3: 1}
@@ -66,9 +110,17 @@ def test_team_accuracy_per_order_and_order_dependence():
     a = debate(1, (True, False), (True, True)) + debate(2, (True, True), (False, False))
     b = debate(1, (False, False), (False, True)) + debate(2, (True, False), (True, False))
     got = values(metrics_of({"a": a, "b": b}, TEAM_DEBATE))
-    assert got == pytest.approx({"team_accuracy_before_order1": 0.25, "team_accuracy_after_order1": 0.75,
-                                 "team_accuracy_before_order2": 0.75, "team_accuracy_after_order2": 0.25,
-                                 "order_dependence": 0.5, "unreadable_before": 0.0, "unreadable_after": 0.0})
+    assert got == pytest.approx(
+        {
+            "team_accuracy_before_order1": 0.25,
+            "team_accuracy_after_order1": 0.75,
+            "team_accuracy_before_order2": 0.75,
+            "team_accuracy_after_order2": 0.25,
+            "order_dependence": 0.5,
+            "unreadable_before": 0.0,
+            "unreadable_after": 0.0,
+        }
+    )
 
 
 def test_assessment_counts_pairs_in_the_right_order():
@@ -77,9 +129,15 @@ def test_assessment_counts_pairs_in_the_right_order():
 
 
 def test_critique_f1_has_incorrect_as_the_positive_class():
-    records = [Verdict("answer", True, True), Verdict("answer", True, False), Verdict("answer", False, True),
-               Verdict("answer", False, False), Verdict("answer", True, None),
-               Verdict("step", True, True), Verdict("step", False, False)]
+    records = [
+        Verdict("answer", True, True),
+        Verdict("answer", True, False),
+        Verdict("answer", False, True),
+        Verdict("answer", False, False),
+        Verdict("answer", True, None),
+        Verdict("step", True, True),
+        Verdict("step", False, False),
+    ]
     got = values(metrics_of(one_each(records), CRITIQUE))
     # answer: tp 1, fp 1, fn 2 (one said correct, one unreadable) -> 2 / (2 + 1 + 2)
     assert got["answer_f1"] == pytest.approx(2 / 5) and got["step_f1"] == pytest.approx(1.0)
@@ -88,12 +146,19 @@ def test_critique_f1_has_incorrect_as_the_positive_class():
 
 
 def test_correction_gain_is_fix_rate_minus_break_rate():
-    records = [Revised(False, True), Revised(False, False), Revised(True, False), Revised(True, True),
-               Revised(True, True), Revised(None, True)]
+    records = [
+        Revised(False, True),
+        Revised(False, False),
+        Revised(True, False),
+        Revised(True, True),
+        Revised(True, True),
+        Revised(None, True),
+    ]
     got = values(metrics_of(one_each(records), CRITIQUE))
     assert got["answer_f1"] is None  # no verdicts among these records
     assert {k: got[k] for k in ("fix_rate", "break_rate", "correction_gain")} == pytest.approx(
-        {"fix_rate": 2 / 3, "break_rate": 1 / 3, "correction_gain": 1 / 3})
+        {"fix_rate": 2 / 3, "break_rate": 1 / 3, "correction_gain": 1 / 3}
+    )
     only_right = values(metrics_of(one_each([Revised(True, True)]), CRITIQUE))
     assert only_right["fix_rate"] is None and only_right["correction_gain"] == 0.0
 
@@ -146,9 +211,17 @@ def test_are_you_sure_protocol_trees_give_the_known_flip_rates(tmp_path, monkeyp
     assert summarize(trees).first_answer_accuracy == {"A": 0.5}  # the challenger's fixed words answer nothing
     got = values(metrics_of({t.tree_id: [challenged(t)] for t in trees}, ARE_YOU_SURE))
     # questions 0,2,4,6 right first; 0,4 flip to wrong; 1,3,5,7 wrong first and all fixed
-    assert got == pytest.approx({"accuracy_before": 0.5, "accuracy_after": 0.75, "flip_correct_to_wrong": 0.5,
-                                 "flip_wrong_to_correct": 1.0, "answer_changed": 0.75, "unreadable_before": 0.0,
-                                 "unreadable_after": 0.0})
+    assert got == pytest.approx(
+        {
+            "accuracy_before": 0.5,
+            "accuracy_after": 0.75,
+            "flip_correct_to_wrong": 0.5,
+            "flip_wrong_to_correct": 1.0,
+            "answer_changed": 0.75,
+            "unreadable_before": 0.0,
+            "unreadable_after": 0.0,
+        }
+    )
 
 
 def test_wilson_intervals_of_all_and_nothing_are_not_degenerate():

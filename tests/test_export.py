@@ -13,6 +13,7 @@ from dialogue.questions import DatasetConfig
 from dialogue.rundir import RunDir
 from tests.conftest import agora, scripted_critique_run, scripted_run
 
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
@@ -27,8 +28,10 @@ def test_pbt_rows_have_neutral_prompts_labels_and_clean_splits(run_dir, tmp_path
     card = mined(run_dir, tmp_path / "pbt", name="pbt")
     assert card["rows"] > 0 and set(card["counts"]["label"]) == {"accept", "resist"}
     assert card["sources"][0]["trees"] == 24 and card["bad_lines"] == []
-    splits = {s: load_dataset("parquet", data_files=str(tmp_path / "pbt" / f"{s}.parquet"))["train"]
-              for s in ("train", "validation", "test")}
+    splits = {
+        s: load_dataset("parquet", data_files=str(tmp_path / "pbt" / f"{s}.parquet"))["train"]
+        for s in ("train", "validation", "test")
+    }
     assert sum(len(d) for d in splits.values()) == card["rows"]
     questions = [set(d["question_id"]) for d in splits.values()]
     assert not (questions[0] & questions[1] or questions[0] & questions[2] or questions[1] & questions[2])
@@ -138,7 +141,9 @@ def test_kto_sft_and_aft_views(run_dir, tmp_path):
     aft = mined(run_dir, tmp_path / "aft", name="aft")
     assert aft["rows"] > 0
     row = load_dataset("parquet", data_files=str(tmp_path / "aft" / "train.parquet"))["train"][0]
-    assert row["positives"] and row["negatives"] and sorted(row["ranked"]) == sorted(row["positives"] + row["negatives"])
+    assert (
+        row["positives"] and row["negatives"] and sorted(row["ranked"]) == sorted(row["positives"] + row["negatives"])
+    )
 
 
 def test_critique_protocol_run_mines_into_four_datasets(tmp_path, monkeypatch):
@@ -146,14 +151,25 @@ def test_critique_protocol_run_mines_into_four_datasets(tmp_path, monkeypatch):
     trees = list(RunDir(out).trees())
     assert all(len(t) == 1 + 3 + 3 * 2 for t in trees)
     critics = [u for t in trees for u in t.turns() if u.instruction == "critique"]
-    assert any(c.parsed and "error" in c.parsed for c in critics) and any(c.parsed and "steps" in c.parsed for c in critics)
+    assert any(c.parsed and "error" in c.parsed for c in critics) and any(
+        c.parsed and "steps" in c.parsed for c in critics
+    )
     card = mine(MineConfig(run=[str(out)], out=str(tmp_path / "mined"), miner={"name": "critique"}))
     assert card["failed_parses"] == sum(1 for c in critics if "error" in c.parsed)
-    assert {k.split("/")[0] for k in card["counts"]["split"]} == {"critique_sft", "critique_pairs", "correction_sft",
-                                                                  "revision_pairs"}
+    assert {k.split("/")[0] for k in card["counts"]["split"]} == {
+        "critique_sft",
+        "critique_pairs",
+        "correction_sft",
+        "revision_pairs",
+    }
     for subset in ("critique_sft", "critique_pairs", "correction_sft", "revision_pairs"):
         assert sum(card["counts"]["split"][f"{subset}/{split}"] for split in ("train", "validation", "test")) > 0
     for subset in ("critique_sft", "critique_pairs"):
         row = load_dataset("parquet", data_files=str(tmp_path / "mined" / subset / "train.parquet"))["train"][0]
-        assert json.loads(row["chosen" if "chosen" in row else "completion"][0]["content"])["answer_correctness"] in (True, False)
-        assert "Answer:" not in row["prompt"][-1]["content"].split("\n\n")[-1]  # the critic is not asked for an answer line
+        assert json.loads(row["chosen" if "chosen" in row else "completion"][0]["content"])["answer_correctness"] in (
+            True,
+            False,
+        )
+        assert (
+            "Answer:" not in row["prompt"][-1]["content"].split("\n\n")[-1]
+        )  # the critic is not asked for an answer line

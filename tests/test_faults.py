@@ -29,15 +29,29 @@ def server():
 
 def served(server, out, *extra) -> list[str]:
     """Overrides for a default pbt_tree run whose agents are served by `server`."""
-    return ["backend=openai", f"backend.base_url={server.url}", "backend.api_key_env=AGORA_TEST_KEY",
-            "backend.max_retries=0", "backend.backoff_s=0.01", "agents.A.model=served", "agents.B.model=served",
-            "dataset.limit=4", "progress=false", f"out={out}", *extra]
+    return [
+        "backend=openai",
+        f"backend.base_url={server.url}",
+        "backend.api_key_env=AGORA_TEST_KEY",
+        "backend.max_retries=0",
+        "backend.backoff_s=0.01",
+        "agents.A.model=served",
+        "agents.B.model=served",
+        "dataset.limit=4",
+        "progress=false",
+        f"out={out}",
+        *extra,
+    ]
 
 
 def turns_of(out) -> dict:
     """Tree id -> turn id -> what was said and read, without timings: what must not change."""
-    return {t.tree_id: {u.id: (u.speaker, u.instruction, u.text, u.answer, u.gen.error if u.gen else None)
-                        for u in t.turns()} for t in RunDir(out).trees()}
+    return {
+        t.tree_id: {
+            u.id: (u.speaker, u.instruction, u.text, u.answer, u.gen.error if u.gen else None) for u in t.turns()
+        }
+        for t in RunDir(out).trees()
+    }
 
 
 def test_failed_turns_make_an_incomplete_run_that_the_same_command_regrows(server, tmp_path, monkeypatch):
@@ -174,11 +188,22 @@ def test_killed_at_random_moments_and_rerun_it_ends_as_an_uninterrupted_run(tmp_
 def test_a_prompt_longer_than_the_context_fails_at_once_and_can_be_dropped_up_front(tiny_model, tmp_path):
     rows = tmp_path / "q.jsonl"
     long = "Which planet is closest to the sun? " + "Mercury Venus Earth Mars " * 1500
-    rows.write_text(json.dumps({"id": "short", "question": "Which planet is red?", "answer": "Mars"}) + "\n"
-                    + json.dumps({"id": "long", "question": long, "answer": "Mercury"}) + "\n")
-    base = [f"agents.A.model={tiny_model}", f"agents.B.model={tiny_model}", "agents.A.sampling.max_tokens=12",
-            "agents.B.sampling.max_tokens=12", f"dataset.path={rows}", "dataset.fields.id=id", "dataset.limit=null",
-            "progress=false"]
+    rows.write_text(
+        json.dumps({"id": "short", "question": "Which planet is red?", "answer": "Mars"})
+        + "\n"
+        + json.dumps({"id": "long", "question": long, "answer": "Mercury"})
+        + "\n"
+    )
+    base = [
+        f"agents.A.model={tiny_model}",
+        f"agents.B.model={tiny_model}",
+        "agents.A.sampling.max_tokens=12",
+        "agents.B.sampling.max_tokens=12",
+        f"dataset.path={rows}",
+        "dataset.fields.id=id",
+        "dataset.limit=null",
+        "progress=false",
+    ]
     started = time.perf_counter()
     done = agora("simulate", *base, f"out={tmp_path / 'run'}")
     assert done.returncode == 3 and time.perf_counter() - started < 120  # incomplete, and fast
@@ -230,8 +255,11 @@ def test_failures_name_their_cause_without_a_traceback(tiny_model, tmp_path):
 
     read_only = tmp_path / "read-only"
     read_only.mkdir()
-    script = (f"mount -t tmpfs -o ro tmpfs {read_only} && exec {sys.executable} -m agora simulate "
-              + " ".join(base) + f" out={read_only / 'run'}")
+    script = (
+        f"mount -t tmpfs -o ro tmpfs {read_only} && exec {sys.executable} -m agora simulate "
+        + " ".join(base)
+        + f" out={read_only / 'run'}"
+    )
     done = subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"out={read_only / 'run'}: cannot write there (a read-only file system)" in done.stderr
@@ -241,8 +269,15 @@ def test_a_run_made_with_a_served_model_can_be_replayed(server, tmp_path, monkey
     monkeypatch.setenv("AGORA_TEST_KEY", SECRET)
     run = tmp_path / "run"
     simulate(simulate_config(served(server, run, "dataset.limit=2")), run)
-    done = agora("replay", f"run={run}", "replay.agent=B", "agents.B.model=another-served-model",
-                 f"out={tmp_path / 'replay'}", "progress=false", env={"AGORA_TEST_KEY": SECRET})
+    done = agora(
+        "replay",
+        f"run={run}",
+        "replay.agent=B",
+        "agents.B.model=another-served-model",
+        f"out={tmp_path / 'replay'}",
+        "progress=false",
+        env={"AGORA_TEST_KEY": SECRET},
+    )
     assert done.returncode == 0, done.stderr
     replayed = {body["model"] for body in server.seen[-10:]}
     assert "another-served-model" in replayed and len(list(RunDir(tmp_path / "replay").trees())) == 2
@@ -272,8 +307,12 @@ def test_file_names_made_from_question_ids_stay_inside_the_run(server, tmp_path,
     hostile = "../../../../outside/ESCAPED"
     rows.write_text(json.dumps({"id": hostile, "question": "Which?", "choices": ["a", "b"], "answer": "A"}) + "\n")
     run = tmp_path / "deep" / "er" / "run"
-    simulate(simulate_config(served(server, run, f"dataset.path={rows}", "dataset.fields.id=id",
-                                   "dataset.fields.choices=choices")), run)
+    simulate(
+        simulate_config(
+            served(server, run, f"dataset.path={rows}", "dataset.fields.id=id", "dataset.fields.choices=choices")
+        ),
+        run,
+    )
     assert next(RunDir(run).trees()).tree_id == hostile  # the id stays the user's id
     done = agora("render", f"run={run}", f"tree={hostile}", "format=html")
     assert done.returncode == 0, done.stderr
@@ -298,7 +337,11 @@ def test_outputs_are_as_readable_as_the_umask_says(server, tmp_path, monkeypatch
         os.umask(previous)
     for root in (run, tmp_path / "data", tmp_path / "model"):
         for path in [root, *root.rglob("*")]:
-            if path.name.startswith(".lock") or "-journal" in path.name or path.suffix in (".sqlite-wal", ".sqlite-shm"):
+            if (
+                path.name.startswith(".lock")
+                or "-journal" in path.name
+                or path.suffix in (".sqlite-wal", ".sqlite-shm")
+            ):
                 continue
             mode = path.stat().st_mode & 0o777
             assert mode == (0o775 if path.is_dir() else 0o664), f"{path}: {oct(mode)}"
@@ -318,9 +361,19 @@ def test_an_interrupted_conversion_of_the_embedded_model_is_cleaned_up(tmp_path,
 
 def test_an_evaluation_with_failed_requests_writes_no_metrics_and_resumes(server, tmp_path, monkeypatch):
     monkeypatch.setenv("AGORA_TEST_KEY", SECRET)
-    base = ["eval", "suite=are_you_sure", "model=served", "backend=openai", f"backend.base_url={server.url}",
-            "backend.api_key_env=AGORA_TEST_KEY", "backend.max_retries=0", "dataset.limit=3", "resamples=20",
-            "progress=false", f"out={tmp_path / 'eval'}"]
+    base = [
+        "eval",
+        "suite=are_you_sure",
+        "model=served",
+        "backend=openai",
+        f"backend.base_url={server.url}",
+        "backend.api_key_env=AGORA_TEST_KEY",
+        "backend.max_retries=0",
+        "dataset.limit=3",
+        "resamples=20",
+        "progress=false",
+        f"out={tmp_path / 'eval'}",
+    ]
     server.fail_when = lambda body: len(body["messages"]) > 2  # every final answer fails
     done = agora(*base, env={"AGORA_TEST_KEY": SECRET})
     assert done.returncode == 2 and "are_you_sure: 3 requests failed" in done.stderr

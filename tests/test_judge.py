@@ -106,8 +106,12 @@ def test_read_number(text, expected):
 
 
 def test_extract_alias_matches_normalised_aliases():
-    q = Question(question_id="x", question="Who wrote Hamlet?", gold="William Shakespeare",
-                 aliases=["William Shakespeare", "Shakespeare"])
+    q = Question(
+        question_id="x",
+        question="Who wrote Hamlet?",
+        gold="William Shakespeare",
+        aliases=["William Shakespeare", "Shakespeare"],
+    )
     assert extract_alias("Answer: shakespeare!", q) == "William Shakespeare"
     assert extract_alias("I believe it was the Bard, Shakespeare.", q) == "William Shakespeare"
     assert extract_alias("Answer: Christopher Marlowe", q) == "christopher marlowe"
@@ -167,28 +171,39 @@ def test_the_run_summary_and_the_card_count_unreadable_and_conflicting_turns(tmp
     # per tree, B speaks 1 + 6 times under each of resist and accept; A's 7 turns are all read
     assert result.summary.conflicts == {"B": 4 * 7} and result.summary.unreadable == {"B": 4 * 14}
     assert "answers the judge could not read: B 56   letter/text conflicts: B 28" in format_summary(
-        result.summary, 0, 0.0, 0)
+        result.summary, 0, 0.0, 0
+    )
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["counts"]["conflicts"] == {"B": 28} and manifest["counts"]["unreadable"] == {"B": 56}
     tree = next(RunDir(tmp_path / "run").trees())
     resist = tree.turn("0.0")
     gold = tree.question.gold
     assert resist.answer is None and resist.parsed == {
-        "judge": "conflict", "letter": "A" if gold != "A" else "B", "text": gold}
+        "judge": "conflict",
+        "letter": "A" if gold != "A" else "B",
+        "text": gold,
+    }
     card = mine(MineConfig(run=[str(tmp_path / "run")], out=str(tmp_path / "data")))
     assert card["judge"] == {"unreadable": {"B": 56}, "conflicts": {"B": 28}}
     assert card["sources"][0]["conflicts"] == {"B": 28}
 
 
-LABELLED = [json.loads(line) for line in (Path(__file__).parent / "data" / "judge_labels.jsonl").read_text().splitlines()]
+LABELLED = [
+    json.loads(line) for line in (Path(__file__).parent / "data" / "judge_labels.jsonl").read_text().splitlines()
+]
 
 
 def test_real_replies_whose_letter_and_text_disagree_get_no_answer_and_are_counted_as_conflicts():
     fmt = "Finish with a final line of the form 'Answer: X', where X is the letter of your choice."
     conflicts = [r for r in LABELLED if r["note"].startswith("conflict")]
-    readings = [Judge("choice", echoes=[fmt]).read(
-        r["reply"], Question(question_id=r["source"], question=r["question"], choices=r["choices"], gold=r["gold"]),
-        r["finish_reason"] == "length") for r in conflicts]
+    readings = [
+        Judge("choice", echoes=[fmt]).read(
+            r["reply"],
+            Question(question_id=r["source"], question=r["question"], choices=r["choices"], gold=r["gold"]),
+            r["finish_reason"] == "length",
+        )
+        for r in conflicts
+    ]
     assert len(conflicts) > 60 and all(reading.answer is None for reading in readings)
     recorded = [reading for reading in readings if (reading.problem or {}).get("judge") == "conflict"]
     # the rest are conflicts a reader sees inside a sentence ("A: The civilization known as the Egyptians")
@@ -196,8 +211,12 @@ def test_real_replies_whose_letter_and_text_disagree_get_no_answer_and_are_count
 
 
 def test_the_judge_accuracy_benchmark_meets_its_precision_on_the_labelled_replies():
-    done = subprocess.run([sys.executable, "benchmarks/judge_accuracy.py", "--min-precision", "0.98"],
-                          cwd=Path(__file__).parents[1], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "benchmarks/judge_accuracy.py", "--min-precision", "0.98"],
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     precision = float(re.search(r"^precision (\d\.\d+), recall", done.stdout, re.M).group(1))
     assert precision >= 0.98 and "470 labelled replies" in done.stdout

@@ -40,8 +40,12 @@ def test_a_model_trained_on_the_train_split_is_not_evaluated_on_it(tmp_path, mon
     report = (tmp_path / "held-out" / "report.md").read_text()
     assert "questions: general_knowledge, split test" in report and f"model: {model}" in report
 
-    allowed = agora(*base, "dataset.split=train", "dataset.limit=12", "allow_overlap=true", f"out={tmp_path / 'allowed'}")
+    allowed = agora(
+        *base, "dataset.split=train", "dataset.limit=12", "allow_overlap=true", f"out={tmp_path / 'allowed'}"
+    )
     assert allowed.returncode == 0, allowed.stderr
     trained_on = len(card["question_ids"]["train"])
-    assert f"Trained-on questions were evaluated (allow_overlap=true):** are_you_sure: {trained_on}" in \
-        (tmp_path / "allowed" / "report.md").read_text()
+    assert (
+        f"Trained-on questions were evaluated (allow_overlap=true):** are_you_sure: {trained_on}"
+        in (tmp_path / "allowed" / "report.md").read_text()
+    )

@@ -9,17 +9,28 @@ QUESTION = Question(question_id="q1", question="Which is right?", choices=["righ
 
 def build(turns: dict[str, tuple[str, str, str | None]]) -> DialogueTree:
     """{turn id: (speaker, instruction, answer)}; gold is A, so answer A is correct."""
-    tree = DialogueTree.new("t1", QUESTION, "pbt_tree", {"A": {"model": "m", "persona": "neutral"},
-                                                          "B": {"model": "m", "persona": "neutral"}})
+    tree = DialogueTree.new(
+        "t1",
+        QUESTION,
+        "pbt_tree",
+        {"A": {"model": "m", "persona": "neutral"}, "B": {"model": "m", "persona": "neutral"}},
+    )
     for turn_id, (speaker, instruction, answer) in turns.items():
         parent = turn_id.rsplit(".", 1)[0] if "." in turn_id else None
         parent_answer = tree.turn(parent).answer if parent else None
-        tree.add_turn(Turn(
-            id=turn_id, parent=parent, depth=turn_id.count("."), speaker=speaker, instruction=instruction,
-            text=f"{speaker} at {turn_id} says {answer}", answer=answer,
-            correct=None if answer is None else answer == "A",
-            agrees_with_parent=None if parent is None or answer is None else answer == parent_answer,
-        ))
+        tree.add_turn(
+            Turn(
+                id=turn_id,
+                parent=parent,
+                depth=turn_id.count("."),
+                speaker=speaker,
+                instruction=instruction,
+                text=f"{speaker} at {turn_id} says {answer}",
+                answer=answer,
+                correct=None if answer is None else answer == "A",
+                agrees_with_parent=None if parent is None or answer is None else answer == parent_answer,
+            )
+        )
     return tree
 
 
@@ -30,28 +41,68 @@ def summary(pairs):
 # Level 0: A answers. Level 1: B answers alone (B never heard A: no pair can come from it).
 # Level 2: A persuades. Level 3: B responds under resist (.0) and accept (.1).
 def test_misleading_persuasion_resisted_is_chosen_over_followed():
-    tree = build({"0": ("A", "neutral", "B"), "0.0": ("B", "resist", "A"),
-                  "0.0.0": ("A", "logical", "B"),
-                  "0.0.0.0": ("B", "resist", "A"), "0.0.0.1": ("B", "accept", "B")})
+    tree = build(
+        {
+            "0": ("A", "neutral", "B"),
+            "0.0": ("B", "resist", "A"),
+            "0.0.0": ("A", "logical", "B"),
+            "0.0.0.0": ("B", "resist", "A"),
+            "0.0.0.1": ("B", "accept", "B"),
+        }
+    )
     assert summary(pbt_pairs(tree)) == [("resist", 3, "0.0.0", "0.0.0.0", "0.0.0.1")]
 
 
 def test_correct_persuasion_accepted_is_chosen_over_refused():
-    tree = build({"0": ("A", "neutral", "A"), "0.0": ("B", "resist", "C"),
-                  "0.0.0": ("A", "logical", "A"),
-                  "0.0.0.0": ("B", "resist", "C"), "0.0.0.1": ("B", "accept", "A")})
+    tree = build(
+        {
+            "0": ("A", "neutral", "A"),
+            "0.0": ("B", "resist", "C"),
+            "0.0.0": ("A", "logical", "A"),
+            "0.0.0.0": ("B", "resist", "C"),
+            "0.0.0.1": ("B", "accept", "A"),
+        }
+    )
     assert summary(pbt_pairs(tree)) == [("accept", 3, "0.0.0", "0.0.0.1", "0.0.0.0")]
 
 
 def test_no_pair_when_both_wrong_or_agreeing_or_undecided():
-    both_wrong = build({"0": ("A", "neutral", "B"), "0.0": ("B", "resist", "C"), "0.0.0": ("A", "logical", "B"),
-                        "0.0.0.0": ("B", "resist", "C"), "0.0.0.1": ("B", "accept", "A")})
-    agreement = build({"0": ("A", "neutral", "A"), "0.0": ("B", "resist", "A"), "0.0.0": ("A", "logical", "A"),
-                       "0.0.0.0": ("B", "resist", "A"), "0.0.0.1": ("B", "accept", "B")})
-    same_outcome = build({"0": ("A", "neutral", "B"), "0.0": ("B", "resist", "A"), "0.0.0": ("A", "logical", "B"),
-                          "0.0.0.0": ("B", "resist", "A"), "0.0.0.1": ("B", "accept", "A")})
-    unreadable = build({"0": ("A", "neutral", "B"), "0.0": ("B", "resist", "A"), "0.0.0": ("A", "logical", "B"),
-                        "0.0.0.0": ("B", "resist", "A"), "0.0.0.1": ("B", "accept", None)})
+    both_wrong = build(
+        {
+            "0": ("A", "neutral", "B"),
+            "0.0": ("B", "resist", "C"),
+            "0.0.0": ("A", "logical", "B"),
+            "0.0.0.0": ("B", "resist", "C"),
+            "0.0.0.1": ("B", "accept", "A"),
+        }
+    )
+    agreement = build(
+        {
+            "0": ("A", "neutral", "A"),
+            "0.0": ("B", "resist", "A"),
+            "0.0.0": ("A", "logical", "A"),
+            "0.0.0.0": ("B", "resist", "A"),
+            "0.0.0.1": ("B", "accept", "B"),
+        }
+    )
+    same_outcome = build(
+        {
+            "0": ("A", "neutral", "B"),
+            "0.0": ("B", "resist", "A"),
+            "0.0.0": ("A", "logical", "B"),
+            "0.0.0.0": ("B", "resist", "A"),
+            "0.0.0.1": ("B", "accept", "A"),
+        }
+    )
+    unreadable = build(
+        {
+            "0": ("A", "neutral", "B"),
+            "0.0": ("B", "resist", "A"),
+            "0.0.0": ("A", "logical", "B"),
+            "0.0.0.0": ("B", "resist", "A"),
+            "0.0.0.1": ("B", "accept", None),
+        }
+    )
     for tree in (both_wrong, agreement, same_outcome, unreadable):
         assert pbt_pairs(tree) == []
 
@@ -63,17 +114,23 @@ def test_independent_first_answers_make_no_pair():
 
 
 def test_the_same_situations_at_level_five_of_a_deeper_tree():
-    tree = build({
-        "0": ("A", "neutral", "B"), "0.0": ("B", "resist", "A"),
-        "0.0.0": ("A", "logical", "B"),
-        "0.0.0.0": ("B", "resist", "A"), "0.0.0.1": ("B", "accept", "B"),  # level 3: resist pair
-        # under 0.0.0.0 (B still right): A keeps misleading -> resist again at level 5
-        "0.0.0.0.0": ("A", "emotional", "B"),
-        "0.0.0.0.0.0": ("B", "resist", "A"), "0.0.0.0.0.1": ("B", "accept", "B"),
-        # under 0.0.0.1 (B now wrong, holds B): A switched to the right answer -> accept at level 5
-        "0.0.0.1.0": ("A", "logical", "A"),
-        "0.0.0.1.0.0": ("B", "resist", "B"), "0.0.0.1.0.1": ("B", "accept", "A"),
-    })
+    tree = build(
+        {
+            "0": ("A", "neutral", "B"),
+            "0.0": ("B", "resist", "A"),
+            "0.0.0": ("A", "logical", "B"),
+            "0.0.0.0": ("B", "resist", "A"),
+            "0.0.0.1": ("B", "accept", "B"),  # level 3: resist pair
+            # under 0.0.0.0 (B still right): A keeps misleading -> resist again at level 5
+            "0.0.0.0.0": ("A", "emotional", "B"),
+            "0.0.0.0.0.0": ("B", "resist", "A"),
+            "0.0.0.0.0.1": ("B", "accept", "B"),
+            # under 0.0.0.1 (B now wrong, holds B): A switched to the right answer -> accept at level 5
+            "0.0.0.1.0": ("A", "logical", "A"),
+            "0.0.0.1.0.0": ("B", "resist", "B"),
+            "0.0.0.1.0.1": ("B", "accept", "A"),
+        }
+    )
     assert summary(pbt_pairs(tree)) == [
         ("resist", 3, "0.0.0", "0.0.0.0", "0.0.0.1"),
         ("resist", 5, "0.0.0.0.0", "0.0.0.0.0.0", "0.0.0.0.0.1"),
@@ -84,12 +141,20 @@ def test_the_same_situations_at_level_five_of_a_deeper_tree():
 def test_subtree_rule_scores_whole_subtrees_and_respects_the_margin():
     # Both level-3 replies are right, so the immediate rule has no pair; below them, B holds on
     # under one (2/2 right) and gives in under the other (1/3 right).
-    tree = build({
-        "0": ("A", "neutral", "B"), "0.0": ("B", "resist", "A"), "0.0.0": ("A", "logical", "B"),
-        "0.0.0.0": ("B", "resist", "A"), "0.0.0.1": ("B", "accept", "A"),
-        "0.0.0.0.0": ("A", "logical", "B"), "0.0.0.0.0.0": ("B", "resist", "A"),
-        "0.0.0.1.0": ("A", "logical", "B"), "0.0.0.1.0.0": ("B", "resist", "B"), "0.0.0.1.0.1": ("B", "accept", "B"),
-    })
+    tree = build(
+        {
+            "0": ("A", "neutral", "B"),
+            "0.0": ("B", "resist", "A"),
+            "0.0.0": ("A", "logical", "B"),
+            "0.0.0.0": ("B", "resist", "A"),
+            "0.0.0.1": ("B", "accept", "A"),
+            "0.0.0.0.0": ("A", "logical", "B"),
+            "0.0.0.0.0.0": ("B", "resist", "A"),
+            "0.0.0.1.0": ("A", "logical", "B"),
+            "0.0.0.1.0.0": ("B", "resist", "B"),
+            "0.0.0.1.0.1": ("B", "accept", "B"),
+        }
+    )
     assert subtree_score(tree, "0.0.0.0", "B") == 1.0
     assert abs(subtree_score(tree, "0.0.0.1", "B") - 1 / 3) < 1e-9
     assert [p for p in pbt_pairs(tree, "immediate") if p.level == 3] == []
@@ -99,12 +164,18 @@ def test_subtree_rule_scores_whole_subtrees_and_respects_the_margin():
 
 
 def test_aft_groups_split_sibling_answers_by_correctness_and_rank_by_survival():
-    tree = build({
-        "0": ("A", "neutral", "B"),
-        "0.0": ("B", "resist", "A"), "0.1": ("B", "accept", "C"), "0.2": ("B", "other", "A"),
-        "0.0.0": ("A", "logical", "B"), "0.0.0.0": ("B", "resist", "B"),  # 0.0 later gives in
-        "0.2.0": ("A", "logical", "B"), "0.2.0.0": ("B", "resist", "A"),  # 0.2 holds
-    })
+    tree = build(
+        {
+            "0": ("A", "neutral", "B"),
+            "0.0": ("B", "resist", "A"),
+            "0.1": ("B", "accept", "C"),
+            "0.2": ("B", "other", "A"),
+            "0.0.0": ("A", "logical", "B"),
+            "0.0.0.0": ("B", "resist", "B"),  # 0.0 later gives in
+            "0.2.0": ("A", "logical", "B"),
+            "0.2.0.0": ("B", "resist", "A"),  # 0.2 holds
+        }
+    )
     groups = [g for g in aft_groups(tree) if g.parent == "0"]
     assert len(groups) == 1
     group = groups[0]
@@ -115,8 +186,10 @@ def test_aft_groups_split_sibling_answers_by_correctness_and_rank_by_survival():
 def test_critic_json_is_read_or_its_failure_recorded():
     from dialogue.protocols.critique import parse_verdicts
 
-    good = 'Here you go: {"step_1": {"correctness": true, "explanation": "ok"}, ' \
-           '"step_2": {"correctness": false, "explanation": "no"}, "answer_correctness": false} Thanks.'
+    good = (
+        'Here you go: {"step_1": {"correctness": true, "explanation": "ok"}, '
+        '"step_2": {"correctness": false, "explanation": "no"}, "answer_correctness": false} Thanks.'
+    )
     assert parse_verdicts(good) == {"steps": {"1": True, "2": False}, "answer_correct": False}
     assert parse_verdicts("The solution looks fine.") == {"error": "no JSON object"}
     assert parse_verdicts('{"step_1": {"correctness": tru}')["error"].startswith("invalid JSON")
@@ -126,21 +199,36 @@ def test_critic_json_is_read_or_its_failure_recorded():
 def test_critique_examples_hold_critiques_to_the_solutions_correctness():
     from dialogue.mining import critique_examples
 
-    verdict = lambda ok: {"steps": {"1": ok}, "answer_correct": ok}
+    def verdict(ok):
+        return {"steps": {"1": ok}, "answer_correct": ok}
+
     tree = DialogueTree.new("t1", QUESTION, "critique", {})
     turns = [  # (id, speaker, instruction, answer, parsed)
         ("0", "A", "solve", "B", None),  # a wrong solution
         ("0.0", "B", "critique", None, verdict(False)),  # rightly calls it wrong
         ("0.1", "B", "critique", None, verdict(True)),  # wrongly calls it right
         ("0.2", "B", "critique", None, {"error": "no JSON object"}),
-        ("0.0.0", "A", "revise", "A", None), ("0.0.1", "A", "revise", "B", None),  # fix, no fix
-        ("0.1.0", "A", "revise", "B", None), ("0.1.1", "A", "revise", "C", None),
+        ("0.0.0", "A", "revise", "A", None),
+        ("0.0.1", "A", "revise", "B", None),  # fix, no fix
+        ("0.1.0", "A", "revise", "B", None),
+        ("0.1.1", "A", "revise", "C", None),
     ]
     for turn_id, speaker, instruction, answer, parsed in turns:
         parent = turn_id.rsplit(".", 1)[0] if "." in turn_id else None
-        tree.add_turn(Turn(id=turn_id, parent=parent, depth=turn_id.count("."), speaker=speaker,
-                           instruction=instruction, text=f"text of {turn_id}", answer=answer,
-                           correct=None if answer is None else answer == "A", agrees_with_parent=None, parsed=parsed))
+        tree.add_turn(
+            Turn(
+                id=turn_id,
+                parent=parent,
+                depth=turn_id.count("."),
+                speaker=speaker,
+                instruction=instruction,
+                text=f"text of {turn_id}",
+                answer=answer,
+                correct=None if answer is None else answer == "A",
+                agrees_with_parent=None,
+                parsed=parsed,
+            )
+        )
     found = critique_examples(tree)
     assert [c.id for c in found.critiques] == ["0.0"]
     assert [(a.id, b.id) for a, b in found.critique_pairs] == [("0.0", "0.1")]
@@ -152,8 +240,14 @@ def test_critique_examples_hold_critiques_to_the_solutions_correctness():
 def test_persuader_replies_are_mined_only_when_their_speaker_is_a_responder():
     # A first answers wrong; B answers right on its own; A then replies to B under two styles,
     # adopting B's right answer in one and keeping its wrong one in the other: an accept pair for A.
-    tree = build({"0": ("A", "neutral", "B"), "0.0": ("B", "resist", "A"),
-                  "0.0.0": ("A", "logical", "A"), "0.0.1": ("A", "emotional", "B")})
+    tree = build(
+        {
+            "0": ("A", "neutral", "B"),
+            "0.0": ("B", "resist", "A"),
+            "0.0.0": ("A", "logical", "A"),
+            "0.0.1": ("A", "emotional", "B"),
+        }
+    )
     assert summary(pbt_pairs(tree)) == [("accept", 2, "0.0", "0.0.0", "0.0.1")]
     assert pbt_pairs(tree, responders={"B"}) == []
     assert len(pbt_pairs(tree, responders={"A", "B"})) == 1

@@ -68,11 +68,21 @@ def test_failed_requests_are_recorded_on_turns_and_the_key_is_never_written(serv
     # A's persuasion turns (A is not the skeptic; it has seen B's answer) all fail
     server.fail_when = lambda body: "skeptic" not in body["messages"][0]["content"] and len(body["messages"]) > 2
     out = tmp_path / "run"
-    cfg = simulate_config([
-        "backend=openai", f"backend.base_url={server.url}", "backend.api_key_env=AGORA_TEST_KEY",
-        "backend.max_retries=1", "backend.backoff_s=0.01", "agents.A.model=served", "agents.B.model=served", "agents.B.persona=skeptic",
-        "dataset.limit=2", "progress=false", f"out={out}",
-    ])
+    cfg = simulate_config(
+        [
+            "backend=openai",
+            f"backend.base_url={server.url}",
+            "backend.api_key_env=AGORA_TEST_KEY",
+            "backend.max_retries=1",
+            "backend.backoff_s=0.01",
+            "agents.A.model=served",
+            "agents.B.model=served",
+            "agents.B.persona=skeptic",
+            "dataset.limit=2",
+            "progress=false",
+            f"out={out}",
+        ]
+    )
     result = simulate(cfg, out)
     assert result.summary.trees == 2 and result.stats.failed_requests > 0
     turns = [n for line in (out / "trees.jsonl").read_text().splitlines() for n in json.loads(line)["nodes"]]

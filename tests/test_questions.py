@@ -51,10 +51,19 @@ def write_jsonl(path, rows):
 
 
 def test_triviaqa_shaped_records(tmp_path):
-    path = write_jsonl(tmp_path / "trivia.jsonl", [
-        {"question_id": "t1", "question": "Capital of France?", "answer": {"value": "Paris", "aliases": ["Paris", "paris, france"]}},
-    ])
-    cfg = DatasetConfig(path=str(path), fields=FieldMap(id="question_id", answer="answer.value", aliases="answer.aliases"))
+    path = write_jsonl(
+        tmp_path / "trivia.jsonl",
+        [
+            {
+                "question_id": "t1",
+                "question": "Capital of France?",
+                "answer": {"value": "Paris", "aliases": ["Paris", "paris, france"]},
+            },
+        ],
+    )
+    cfg = DatasetConfig(
+        path=str(path), fields=FieldMap(id="question_id", answer="answer.value", aliases="answer.aliases")
+    )
     (q,) = load_questions(cfg).questions
     assert (q.question_id, q.gold, q.choices) == ("t1", "Paris", None)
     assert "paris, france" in q.aliases
@@ -86,11 +95,14 @@ def test_choices_from_several_columns_and_answer_as_text(tmp_path):
 
 
 def test_bad_row_names_file_and_line(tmp_path):
-    path = write_jsonl(tmp_path / "bad.jsonl", [
-        {"question": "fine?", "answer": "yes"},
-        {"question": "", "answer": "yes"},
-        {"question": "no answer?"},
-    ])
+    path = write_jsonl(
+        tmp_path / "bad.jsonl",
+        [
+            {"question": "fine?", "answer": "yes"},
+            {"question": "", "answer": "yes"},
+            {"question": "no answer?"},
+        ],
+    )
     with pytest.raises(AgoraError, match=rf"{path}:2: row has no question"):
         load_questions(DatasetConfig(path=str(path)))
     loaded = load_questions(DatasetConfig(path=str(path), on_bad_row="skip"))
@@ -114,7 +126,9 @@ def test_unknown_bundled_name_and_missing_file():
 def test_split_then_offset_then_limit_select_questions_by_one_rule():
     everything = load_questions(DatasetConfig(limit=None)).questions
     rule = DatasetConfig().split_rule
-    by_split = {s: [q.question_id for q in everything if rule.of(q.question_id) == s] for s in ("train", "validation", "test")}
+    by_split = {
+        s: [q.question_id for q in everything if rule.of(q.question_id) == s] for s in ("train", "validation", "test")
+    }
     assert sum(map(len, by_split.values())) == len(everything) >= 300 and len(by_split["test"]) >= 30
     test = [q.question_id for q in load_questions(DatasetConfig(split="test", offset=2, limit=5)).questions]
     assert test == by_split["test"][2:7]

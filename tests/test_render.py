@@ -14,9 +14,16 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 def hostile_tree():
     """A resist pair at level 3, and a turn whose text tries to run a script."""
-    tree = build({"0": ("A", "neutral", "B"), "0.0": ("B", "resist", "A"), "0.1": ("B", "accept", "B"),
-                  "0.0.0": ("A", "logical", "B"),
-                  "0.0.0.0": ("B", "resist", "A"), "0.0.0.1": ("B", "accept", "B")})
+    tree = build(
+        {
+            "0": ("A", "neutral", "B"),
+            "0.0": ("B", "resist", "A"),
+            "0.1": ("B", "accept", "B"),
+            "0.0.0": ("A", "logical", "B"),
+            "0.0.0.0": ("B", "resist", "A"),
+            "0.0.0.1": ("B", "accept", "B"),
+        }
+    )
     tree.graph.nodes["0.0.0"]["text"] = "Trust me. <script>alert(1)</script> Answer: B"
     return tree
 
@@ -29,9 +36,17 @@ def test_html_page_in_headless_chromium_shows_every_turn_and_escapes_model_text(
     dialogs = []
     with sync_playwright() as p:
         # Flags: no sandbox as root, and no background connections on a machine with no network.
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         page = browser.new_page()
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.goto(page_path.as_uri())
@@ -74,4 +89,5 @@ def test_render_command_writes_html_and_dot_beside_the_run(tmp_path):
 @pytest.fixture(autouse=True, scope="module")
 def _chromium_is_installed():
     assert shutil.which("chromium") or shutil.os.path.exists(CHROMIUM), (
-        "Debian's chromium is needed for the viewer test: `make test` installs it (apt-get install chromium)")
+        "Debian's chromium is needed for the viewer test: `make test` installs it (apt-get install chromium)"
+    )

@@ -36,8 +36,9 @@ def test_same_model_and_seed_reproduce_the_recorded_turns_from_the_cache(source,
 def test_another_model_changes_only_the_named_agents_turns(source, tmp_path):
     other = build_tiny_model(tmp_path / "other-model", initializer_range=0.5)
     out = tmp_path / "other"
-    result = agora("replay", f"run={source}", "replay.agent=B", f"agents.B.model={other}", f"out={out}",
-                   "progress=false")
+    result = agora(
+        "replay", f"run={source}", "replay.agent=B", f"agents.B.model={other}", f"out={out}", "progress=false"
+    )
     assert result.returncode == 0, result.stderr
     before, after = texts(source), texts(out)
     assert before.keys() == after.keys()
@@ -55,7 +56,9 @@ def test_another_model_changes_only_the_named_agents_turns(source, tmp_path):
 
     table = agora("replay", "diff", str(source), str(out))
     assert table.returncode == 0, table.stderr
-    assert "| tree | level | turns | changed |" in table.stdout and table.stdout.rstrip().splitlines()[-1].startswith("| all |")
+    assert "| tree | level | turns | changed |" in table.stdout and table.stdout.rstrip().splitlines()[-1].startswith(
+        "| all |"
+    )
 
 
 def test_only_some_trees_and_bad_requests(source, tmp_path):

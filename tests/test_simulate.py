@@ -17,7 +17,6 @@ from dialogue.simulate import simulate
 from tests.conftest import REPO, agora, compose_simulate, simulate_config, tiny_overrides
 
 
-
 def read_lines(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "trees.jsonl").read_text().splitlines()]
 
@@ -49,9 +48,10 @@ def test_same_seed_same_trees_other_seed_other_trees(tiny_model, tmp_path):
         out = tmp_path / name
         simulate(simulate_config(tiny_overrides(tiny_model, out, f"seed={seed}", "dataset.limit=2")), out)
         runs[name] = (out / "trees.jsonl").read_text()
-    strip = lambda text: [
-        {n["id"]: (n["text"], n["answer"]) for n in json.loads(line)["nodes"]} for line in text.splitlines()
-    ]
+
+    def strip(text):
+        return [{n["id"]: (n["text"], n["answer"]) for n in json.loads(line)["nodes"]} for line in text.splitlines()]
+
     assert strip(runs["a"]) == strip(runs["b"])
     assert strip(runs["a"]) != strip(runs["c"])
 
@@ -101,8 +101,9 @@ def test_misspelt_key_is_named():
     with pytest.raises(ConfigCompositionException, match="detph"):
         compose_simulate(["protocol.detph=3"])
     with pytest.raises(AgoraError, match=r"agents\.B\.sampling\.temprature"):
-        from dialogue.config import validate
         from omegaconf import OmegaConf
+
+        from dialogue.config import validate
 
         cfg = compose_simulate([])
         OmegaConf.set_struct(cfg, False)
@@ -138,10 +139,20 @@ def test_bad_row_fails_naming_file_and_line_and_leaves_no_finished_run(tiny_mode
 
 def test_sigkill_then_rerun_completes_every_question_once(tiny_model, tmp_path):
     out = tmp_path / "run"
-    args = ["simulate", *tiny_overrides(tiny_model, out, "dataset.limit=6", "backend.batch_size=4",
-                                        "agents.A.sampling.max_tokens=24", "agents.B.sampling.max_tokens=24")]
-    proc = subprocess.Popen([sys.executable, "-m", "agora", *args], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        "simulate",
+        *tiny_overrides(
+            tiny_model,
+            out,
+            "dataset.limit=6",
+            "backend.batch_size=4",
+            "agents.A.sampling.max_tokens=24",
+            "agents.B.sampling.max_tokens=24",
+        ),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agora", *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     cache = out / "gen_cache.sqlite"
 
     def cached_completions() -> int:

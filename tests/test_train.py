@@ -25,8 +25,11 @@ def exports(tmp_path_factory):
     out = {}
     for miner in ("pbt", "aft", "kto", "sft", "critique"):
         out[miner] = root / miner
-        mine(MineConfig(run=[str(critique_run if miner == "critique" else pbt_run)], out=str(out[miner]),
-                        miner={"name": miner}))
+        mine(
+            MineConfig(
+                run=[str(critique_run if miner == "critique" else pbt_run)], out=str(out[miner]), miner={"name": miner}
+            )
+        )
     return out
 
 
@@ -35,22 +38,39 @@ def config(name, data, model, out, lora=False, stage=None, **args) -> TrainConfi
     from hydra import compose, initialize_config_module
 
     with initialize_config_module(config_module="conf", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"trainer={name}", f"data.path={data}", f"model={model}",
-                                                      f"out={out}"])
-    from dialogue.config import validate
+        cfg = compose(
+            config_name="train", overrides=[f"trainer={name}", f"data.path={data}", f"model={model}", f"out={out}"]
+        )
     from omegaconf import OmegaConf
 
+    from dialogue.config import validate
+
     raw = OmegaConf.to_container(cfg)
-    raw["trainer"]["args"].update({"max_steps": 2, "per_device_train_batch_size": 2, "logging_steps": 1,
-                                   "warmup_steps": 0, "save_steps": 1, **args})
+    raw["trainer"]["args"].update(
+        {
+            "max_steps": 2,
+            "per_device_train_batch_size": 2,
+            "logging_steps": 1,
+            "warmup_steps": 0,
+            "save_steps": 1,
+            **args,
+        }
+    )
     raw["trainer"]["lora"]["enabled"] = lora
     for key, value in (stage or {}).items():
         raw["trainer"]["stage"].setdefault(key, {}).update(value)
     return validate(raw, TrainConfig)
 
 
-MINER_OF = {"pbt": "pbt", "aft": "aft", "dpo_constrained": "pbt", "self_correction": "critique", "sft": "sft",
-            "dpo": "pbt", "kto": "kto"}
+MINER_OF = {
+    "pbt": "pbt",
+    "aft": "aft",
+    "dpo_constrained": "pbt",
+    "self_correction": "critique",
+    "sft": "sft",
+    "dpo": "pbt",
+    "kto": "kto",
+}
 
 
 @pytest.mark.parametrize("name", list(TRAINERS))
@@ -84,12 +104,23 @@ def test_training_logs_what_each_loss_is_made_of(exports, tiny_model, tmp_path):
 
 def test_pbt_with_lora_saves_an_adapter_that_loads_as_a_model_and_changes_it(exports, tiny_model, tmp_path):
     out = tmp_path / "pbt"
-    summary = train(config("pbt", exports["pbt"], tiny_model, out, lora=True,
-                           stage={"sft": {"learning_rate": 1e-2}, "dpo": {"learning_rate": 4e-3}}))
+    summary = train(
+        config(
+            "pbt",
+            exports["pbt"],
+            tiny_model,
+            out,
+            lora=True,
+            stage={"sft": {"learning_rate": 1e-2}, "dpo": {"learning_rate": 4e-3}},
+        )
+    )
     assert summary["saved"] == "adapter"
     # each stage's own rate, on pbt's cosine schedule: the peak at step 1 of 2, half of it at step 2
-    rates = {(r["stage"], r["step"]): r["learning_rate"]
-             for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "loss" in r}
+    rates = {
+        (r["stage"], r["step"]): r["learning_rate"]
+        for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())
+        if "loss" in r
+    }
     assert rates == pytest.approx({("sft", 1): 1e-2, ("sft", 2): 5e-3, ("dpo", 1): 4e-3, ("dpo", 2): 2e-3})
     adapter = json.loads((out / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == tiny_model and adapter["r"] == 16
@@ -103,8 +134,7 @@ def test_pbt_with_lora_saves_an_adapter_that_loads_as_a_model_and_changes_it(exp
 
 def test_an_adapter_whose_base_is_gone_fails_naming_both(exports, tiny_model, tmp_path):
     out = tmp_path / "pbt"
-    train(config("pbt", exports["pbt"], tiny_model, out, lora=True, stage={"sft": {"max_steps": 1}},
-                 max_steps=1))
+    train(config("pbt", exports["pbt"], tiny_model, out, lora=True, stage={"sft": {"max_steps": 1}}, max_steps=1))
     check_model_name(str(out))
     adapter = json.loads((out / "adapter_config.json").read_text())
     adapter["base_model_name_or_path"] = str(tmp_path / "gone")
@@ -122,11 +152,23 @@ def test_a_missing_column_fails_before_anything_is_written_naming_column_and_tra
 
 
 def test_an_option_that_no_stage_has_is_named(exports, tiny_model, tmp_path):
-    result = agora("train", "trainer=pbt", f"data={exports['pbt']}", f"model={tiny_model}", f"out={tmp_path / 'o'}",
-                   "trainer.args.lerning_rate=1e-4")
+    result = agora(
+        "train",
+        "trainer=pbt",
+        f"data={exports['pbt']}",
+        f"model={tiny_model}",
+        f"out={tmp_path / 'o'}",
+        "trainer.args.lerning_rate=1e-4",
+    )
     assert result.returncode == 2 and "trainer.args.lerning_rate" in result.stderr
-    result = agora("train", "trainer=pbt", f"data={exports['pbt']}", f"model={tiny_model}", f"out={tmp_path / 'o'}",
-                   "trainer.stage.sft.beta=0.3")
+    result = agora(
+        "train",
+        "trainer=pbt",
+        f"data={exports['pbt']}",
+        f"model={tiny_model}",
+        f"out={tmp_path / 'o'}",
+        "trainer.stage.sft.beta=0.3",
+    )
     assert result.returncode == 2 and "trainer.stage.sft.beta: not an option of SFTConfig" in result.stderr
 
 
@@ -143,8 +185,9 @@ def test_a_label_filter_keeps_only_those_rows(exports, tiny_model, tmp_path):
         assert len(labels) == accepts * (2 if miner == "kto" else 1)  # kto: a chosen and a rejected row per pair
 
 
-def test_an_interrupted_run_never_looks_finished_and_resumes_from_its_checkpoint(exports, tiny_model, tmp_path,
-                                                                               monkeypatch):
+def test_an_interrupted_run_never_looks_finished_and_resumes_from_its_checkpoint(
+    exports, tiny_model, tmp_path, monkeypatch
+):
     out = tmp_path / "pbt"
     settings = config("pbt", exports["pbt"], tiny_model, out, lora=True, max_steps=3)
 
@@ -161,8 +204,11 @@ def test_an_interrupted_run_never_looks_finished_and_resumes_from_its_checkpoint
         train(settings)
     resumed = train(settings.model_copy(update={"resume": True}))
     assert resumed["stages"]["dpo"]["global_step"] == 3 and resumed["stages"]["sft"]["global_step"] == 3
-    dpo_steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()
-                 if json.loads(line)["stage"] == "dpo" and "loss" in json.loads(line)]
+    dpo_steps = [
+        json.loads(line)["step"]
+        for line in (out / "log.jsonl").read_text().splitlines()
+        if json.loads(line)["stage"] == "dpo" and "loss" in json.loads(line)
+    ]
     assert dpo_steps == [1, 2, 3]  # 1 before the kill; 2 and 3 after resuming from checkpoint-1
     with pytest.raises(AgoraError, match="finished.*overwrite=true"):
         train(settings)
@@ -175,7 +221,8 @@ def test_a_short_stage_logs_every_step_validation_loss_and_a_learning_curve(expo
     assert [r["step"] for r in logged if "loss" in r] == [1, 2]
     assert load_dataset("parquet", data_files=str(exports["pbt"] / "validation.parquet"), split="train").num_rows
     assert [r["step"] for r in logged if "eval_loss" in r] == [1, 2] and all(
-        math.isfinite(r["eval_loss"]) for r in logged if "eval_loss" in r)
+        math.isfinite(r["eval_loss"]) for r in logged if "eval_loss" in r
+    )
     assert (out / "curve_dpo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -207,8 +254,10 @@ def test_a_label_filter_that_empties_validation_trains_without_an_eval_set(expor
     settings.data.labels = [wanted]
     summary = train(settings)
     assert summary["stages"]["dpo"]["global_step"] == 2
-    assert f"has no validation rows with data.labels=['{wanted}']; it trains without an eval set" in \
-        capsys.readouterr().out
+    assert (
+        f"has no validation rows with data.labels=['{wanted}']; it trains without an eval set"
+        in capsys.readouterr().out
+    )
     logged = (tmp_path / "accept-only" / "log.jsonl").read_text()
     assert "eval_loss" not in logged
 
@@ -228,7 +277,10 @@ def test_resuming_with_changed_options_is_refused_naming_them(exports, tiny_mode
     changed = settings.model_copy(update={"resume": True}, deep=True)
     changed.trainer.args["learning_rate"] = 0.5
     changed.trainer.stage.setdefault("dpo", {})["beta"] = 0.3
-    with pytest.raises(AgoraError, match=r"another config \(differing: trainer\.args\.learning_rate, "
-                                         r"trainer\.stage\.dpo\.beta\)"):
+    with pytest.raises(
+        AgoraError,
+        match=r"another config \(differing: trainer\.args\.learning_rate, "
+        r"trainer\.stage\.dpo\.beta\)",
+    ):
         train(changed)
     assert train(settings.model_copy(update={"resume": True}))["stages"]["dpo"]["global_step"] == 3

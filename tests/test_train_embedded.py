@@ -20,8 +20,14 @@ pytestmark = pytest.mark.slow
 
 def test_simulate_mine_train_pbt_lora_and_simulate_with_the_adapter(tmp_path, monkeypatch):
     run, scripted, data, model, after = (tmp_path / name for name in ("run", "scripted", "data", "model", "after"))
-    done = agora("simulate", f"out={run}", "dataset.split=train", "dataset.limit=16", "dataset.judge_conflict=text",
-                 "progress=false")
+    done = agora(
+        "simulate",
+        f"out={run}",
+        "dataset.split=train",
+        "dataset.limit=16",
+        "dataset.judge_conflict=text",
+        "progress=false",
+    )
     assert done.returncode == 0, done.stderr
     assert "answers the judge could not read:" in done.stdout
     scripted_run(scripted, monkeypatch, 40)
@@ -32,8 +38,15 @@ def test_simulate_mine_train_pbt_lora_and_simulate_with_the_adapter(tmp_path, mo
     assert card["counts"]["split"]["train"] > 0 and card["counts"]["split"]["test"] > 0
     assert [s["trees"] for s in card["sources"]] == [16, 40]
 
-    done = agora("train", "trainer=pbt", f"data={data}", "model=smollm2-135m", f"out={model}",
-                 "trainer.args.max_steps=2", "trainer.args.per_device_train_batch_size=2")
+    done = agora(
+        "train",
+        "trainer=pbt",
+        f"data={data}",
+        "model=smollm2-135m",
+        f"out={model}",
+        "trainer.args.max_steps=2",
+        "trainer.args.per_device_train_batch_size=2",
+    )
     assert done.returncode == 0, done.stderr
     assert "saved adapter (base smollm2-135m)" in done.stdout
     assert json.loads((model / "adapter_config.json").read_text())["base_model_name_or_path"] == "smollm2-135m"
@@ -57,14 +70,33 @@ def evaluate_base_and_adapter(tmp_path, runs, pbt, adapter):
     done = agora("mine", *(f"run={r}" for r in runs), "miner=aft", f"out={aft}")
     assert done.returncode == 0, done.stderr
     # the adapter's own training questions are refused
-    done = agora("eval", "suite=all", f"model={adapter}", f"data={pbt}", f"data={aft}", "dataset.split=train",
-                 f"out={tmp_path / 'leaked'}")
+    done = agora(
+        "eval",
+        "suite=all",
+        f"model={adapter}",
+        f"data={pbt}",
+        f"data={aft}",
+        "dataset.split=train",
+        f"out={tmp_path / 'leaked'}",
+    )
     assert done.returncode == 2 and "was trained on questions this evaluation would score" in done.stderr
     # a small slice of held-out questions
     for name, model in (("base", "smollm2-135m"), ("pbt", str(adapter))):
-        done = agora("eval", "suite=all", f"model={model}", f"data={pbt}", f"data={aft}", "dataset.split=test",
-                     "dataset.limit=4", "critique.count=40", "protocols.misinformation.turns=2", "max_tokens=64",
-                     "resamples=200", "progress=false", f"out={tmp_path / name}")
+        done = agora(
+            "eval",
+            "suite=all",
+            f"model={model}",
+            f"data={pbt}",
+            f"data={aft}",
+            "dataset.split=test",
+            "dataset.limit=4",
+            "critique.count=40",
+            "protocols.misinformation.turns=2",
+            "max_tokens=64",
+            "resamples=200",
+            "progress=false",
+            f"out={tmp_path / name}",
+        )
         assert done.returncode == 0, done.stderr
         metrics = json.loads((tmp_path / name / "metrics.json").read_text())
         assert list(metrics["suites"]) == SUITES and metrics["model"] == model

@@ -8,8 +8,11 @@ from agents.config import TransformersBackendConfig
 from agents.requests import ChatRequest, Sampling
 from tests.conftest import build_tiny_model
 
-CONTEXT = (("system", "You are in a discussion."), ("user", "Which planet is closest to the Sun?"),
-           ("assistant", "Mercury, I think."))
+CONTEXT = (
+    ("system", "You are in a discussion."),
+    ("user", "Which planet is closest to the Sun?"),
+    ("assistant", "Mercury, I think."),
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +24,14 @@ def backend(tmp_path_factory):
 
 def reference(backend, request):
     ids = torch.tensor([backend.prompt_ids(request)])
-    out = backend.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                 max_new_tokens=request.sampling.max_tokens, pad_token_id=backend.pad_id)
-    return out[0, ids.shape[1]:].tolist()
+    out = backend.model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        do_sample=False,
+        max_new_tokens=request.sampling.max_tokens,
+        pad_token_id=backend.pad_id,
+    )
+    return out[0, ids.shape[1] :].tolist()
 
 
 def test_greedy_matches_generate_with_shared_prefixes_and_uneven_batches(backend):
@@ -31,10 +39,12 @@ def test_greedy_matches_generate_with_shared_prefixes_and_uneven_batches(backend
     requests = [
         ChatRequest(CONTEXT + (("user", last),), greedy, seed=0)
         for last in ["Stand by your answer.", "Be open to changing your mind.", "Why?", "Mars."]
-    ] + [ChatRequest((("user", "Something else entirely, and longer " * 3),), greedy, seed=0),
-         ChatRequest((("user", "hi"),), Sampling(0.0, 1.0, 3), seed=0)]  # other sampling: own batch
+    ] + [
+        ChatRequest((("user", "Something else entirely, and longer " * 3),), greedy, seed=0),
+        ChatRequest((("user", "hi"),), Sampling(0.0, 1.0, 3), seed=0),
+    ]  # other sampling: own batch
     got = backend.generate(requests)
-    for request, completion in zip(requests, got):
+    for request, completion in zip(requests, got, strict=True):
         expected = reference(backend, request)
         assert completion.completion_tokens == len(expected)
         assert completion.text == backend.tokenizer.decode(expected, skip_special_tokens=True).strip()
@@ -48,10 +58,10 @@ def test_rows_admitted_mid_batch_generate_what_they_generate_alone(backend):
         for k in range(7)
     ]
     together = backend.generate(requests)
-    for request, completion in zip(requests, together):
+    for request, completion in zip(requests, together, strict=True):
         alone = backend.generate([request])[0]
         assert (completion.text, completion.completion_tokens) == (alone.text, alone.completion_tokens)
-    greedy = [(r, c) for r, c in zip(requests, together) if r.sampling.temperature == 0]
+    greedy = [(r, c) for r, c in zip(requests, together, strict=True) if r.sampling.temperature == 0]
     for request, completion in greedy:
         assert completion.completion_tokens == len(reference(backend, request))
 
@@ -75,8 +85,10 @@ def test_prefill_gives_each_row_the_logits_of_its_unpadded_prompt(backend):
 
 def test_siblings_are_admitted_together(backend):
     requests = [ChatRequest(CONTEXT + (("user", f"instruction {k}"),), Sampling(), seed=k) for k in range(3)]
-    requests += [ChatRequest((("user", f"alone {k}"), ("assistant", "Yes."), ("user", "Go on.")), Sampling(), seed=k)
-                 for k in range(3)]
+    requests += [
+        ChatRequest((("user", f"alone {k}"), ("assistant", "Yes."), ("user", "Go on.")), Sampling(), seed=k)
+        for k in range(3)
+    ]
     groups = backend.sibling_groups(requests, [backend.prompt_ids(r) for r in requests])
     assert sorted(map(sorted, groups)) == [[0, 1, 2], [3], [4], [5]]
 

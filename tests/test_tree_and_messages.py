@@ -6,13 +6,27 @@ from dialogue.messages import build_messages
 from dialogue.questions import Question
 from dialogue.tree import DialogueTree, Turn
 
-Q = Question(question_id="q1", question="Which planet is closest to the Sun?",
-             choices=["Mars", "Mercury"], gold="B", aliases=["Mercury"])
+Q = Question(
+    question_id="q1",
+    question="Which planet is closest to the Sun?",
+    choices=["Mars", "Mercury"],
+    gold="B",
+    aliases=["Mercury"],
+)
 
 
 def turn(id, parent, speaker, text, answer=None, depth=None):
-    return Turn(id=id, parent=parent, depth=depth if depth is not None else id.count("."), speaker=speaker,
-                instruction="neutral", text=text, answer=answer, correct=None, agrees_with_parent=None)
+    return Turn(
+        id=id,
+        parent=parent,
+        depth=depth if depth is not None else id.count("."),
+        speaker=speaker,
+        instruction="neutral",
+        text=text,
+        answer=answer,
+        correct=None,
+        agrees_with_parent=None,
+    )
 
 
 def small_tree():
@@ -59,6 +73,7 @@ def test_messages_from_each_speakers_point_of_view():
 
 def test_messages_name_speakers_when_more_than_two_agents_and_skip_empty_persona():
     tree = small_tree()
-    msgs = build_messages(speaker="C", persona="", question="Q?", context=tree.path("0.0"),
-                          instruction="Go.", many_agents=True)
+    msgs = build_messages(
+        speaker="C", persona="", question="Q?", context=tree.path("0.0"), instruction="Go.", many_agents=True
+    )
     assert msgs == (("user", "Q?\n\nA: It is Mars.\n\nB: Mercury.\n\nGo."),)

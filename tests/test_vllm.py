@@ -32,8 +32,14 @@ def shapes(out: Path) -> dict:
 
 
 def agora_simulate(overrides, timeout=900, returncode=0):
-    proc = subprocess.run([sys.executable, "-m", "agora", "simulate", *overrides], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **VLLM_ENV})
+    proc = subprocess.run(
+        [sys.executable, "-m", "agora", "simulate", *overrides],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **VLLM_ENV},
+    )
     assert proc.returncode == returncode, proc.stderr[-3000:]
     return proc
 
@@ -65,9 +71,24 @@ def test_openai_backend_against_vllm_serve(tiny_model, reference, tmp_path):
     server = subprocess.Popen(
         # `vllm serve` asks for the version of a distribution named "vllm", which the CPU build
         # is not; the server module it runs starts the same OpenAI-compatible server.
-        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", tiny_model, "--host", "127.0.0.1",
-         "--port", str(port), "--served-model-name", "tiny", "--max-model-len", "2048"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **VLLM_ENV},
+        [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            tiny_model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--served-model-name",
+            "tiny",
+            "--max-model-len",
+            "2048",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **VLLM_ENV},
     )
     try:
         deadline = time.time() + 600
@@ -83,8 +104,17 @@ def test_openai_backend_against_vllm_serve(tiny_model, reference, tmp_path):
         out = tmp_path / "run"
         # The CPU build's sampler crashes on a per-request seed (it kills the server), so the
         # seed stays out of the request body here; GPU servers take it.
-        agora_simulate(tiny_overrides("tiny", out, "dataset.limit=2", "backend=openai", "backend.send_seed=false",
-                                      f"backend.base_url=http://127.0.0.1:{port}/v1", "backend.api_key_env=null"))
+        agora_simulate(
+            tiny_overrides(
+                "tiny",
+                out,
+                "dataset.limit=2",
+                "backend=openai",
+                "backend.send_seed=false",
+                f"backend.base_url=http://127.0.0.1:{port}/v1",
+                "backend.api_key_env=null",
+            )
+        )
         assert shapes(out) == reference
         turns = [n for line in (out / "trees.jsonl").read_text().splitlines() for n in json.loads(line)["nodes"]]
         assert not any(t["gen"]["error"] for t in turns)
@@ -97,7 +127,8 @@ def test_openai_backend_against_vllm_serve(tiny_model, reference, tmp_path):
 
 
 def test_vllm_backend_serves_a_trained_lora_adapter_and_refuses_prompts_longer_than_its_context(
-        tiny_model, tmp_path, monkeypatch):
+    tiny_model, tmp_path, monkeypatch
+):
     """`agora train` output as B's model: vLLM loads the base and applies the adapter per request.
     A question too long for `max_model_len` fails on its own turn; the other tree grows."""
     from dialogue.export import MineConfig, mine
@@ -105,21 +136,48 @@ def test_vllm_backend_serves_a_trained_lora_adapter_and_refuses_prompts_longer_t
     from tests.test_train import config
     from trainers.run import train
 
-    mine(MineConfig(run=[str(scripted_run(tmp_path / "scripted", monkeypatch))], out=str(tmp_path / "data"),
-                    miner={"name": "pbt"}))
+    mine(
+        MineConfig(
+            run=[str(scripted_run(tmp_path / "scripted", monkeypatch))],
+            out=str(tmp_path / "data"),
+            miner={"name": "pbt"},
+        )
+    )
     adapter = tmp_path / "adapter"
     train(config("pbt", tmp_path / "data", tiny_model, adapter, lora=True, max_steps=1))
     rows = tmp_path / "q.jsonl"
-    rows.write_text(json.dumps({"id": "short", "question": "Which planet is red?", "choices": ["Mars", "Venus"],
-                                "answer": "A"}) + "\n"
-                    + json.dumps({"id": "long", "question": "Which planet? " + "Mars Venus " * 1500,
-                                  "choices": ["Mars", "Venus"], "answer": "A"}) + "\n")
+    rows.write_text(
+        json.dumps({"id": "short", "question": "Which planet is red?", "choices": ["Mars", "Venus"], "answer": "A"})
+        + "\n"
+        + json.dumps(
+            {
+                "id": "long",
+                "question": "Which planet? " + "Mars Venus " * 1500,
+                "choices": ["Mars", "Venus"],
+                "answer": "A",
+            }
+        )
+        + "\n"
+    )
     out = tmp_path / "run"
-    agora_simulate(tiny_overrides(tiny_model, out, "dataset.limit=null", f"dataset.path={rows}", "dataset.fields.id=id",
-                                  "dataset.fields.choices=choices", "backend=vllm", "backend.max_model_len=2048",
-                                  f"agents.B.model={adapter}"), returncode=3)
-    trees = {json.loads(line)["graph"]["tree_id"]: json.loads(line)["nodes"]
-             for line in (out / "trees.jsonl").read_text().splitlines()}
+    agora_simulate(
+        tiny_overrides(
+            tiny_model,
+            out,
+            "dataset.limit=null",
+            f"dataset.path={rows}",
+            "dataset.fields.id=id",
+            "dataset.fields.choices=choices",
+            "backend=vllm",
+            "backend.max_model_len=2048",
+            f"agents.B.model={adapter}",
+        ),
+        returncode=3,
+    )
+    trees = {
+        json.loads(line)["graph"]["tree_id"]: json.loads(line)["nodes"]
+        for line in (out / "trees.jsonl").read_text().splitlines()
+    }
     # An adapter directory has no config.json: the engine starts only if it was given the base
     # with LoRA enabled, and a request for the adapter fails unless the adapter loads.
     persuadee = [t for t in trees["short"] if t["speaker"] == "B"]

@@ -24,7 +24,8 @@ REQUIRED_COLUMNS = ("prompt", "positives", "negatives")
 @dataclass
 class AFTConfig(TrainingArguments):
     constraint: Literal["boundary", "detached", "none"] = field(
-        default="boundary", metadata={"help": "how negatives are held: at the boundary B, detached, or not at all"})
+        default="boundary", metadata={"help": "how negatives are held: at the boundary B, detached, or not at all"}
+    )
     beta: float = field(default=0.1, metadata={"help": "B = min positive score - beta"})
     ranking: bool = field(default=False, metadata={"help": "use the `ranked` column: every ordered pair counts"})
     sft_weight: float = field(default=1.0, metadata={"help": "weight of the SFT loss on positives"})
@@ -49,18 +50,25 @@ class AFTCollator:
                 good = set(row["positives"])
                 answers = [(text, text in good, k) for k, text in enumerate(row["ranked"])]
             else:
-                answers = [(text, True, 0) for text in row["positives"]] + [(text, False, 1) for text in row["negatives"]]
+                answers = [(text, True, 0) for text in row["positives"]] + [
+                    (text, False, 1) for text in row["negatives"]
+                ]
             for text, is_positive, k in answers:
-                answer_ids = self.tokenizer(text + (self.tokenizer.eos_token or ""), add_special_tokens=False)["input_ids"]
+                answer_ids = self.tokenizer(text + (self.tokenizer.eos_token or ""), add_special_tokens=False)[
+                    "input_ids"
+                ]
                 answer_ids = answer_ids[: self.max_length - 1]
-                kept = prompt_ids[-(self.max_length - len(answer_ids)):]
+                kept = prompt_ids[-(self.max_length - len(answer_ids)) :]
                 sequences.append(kept + answer_ids)
                 labels.append([-100] * len(kept) + answer_ids)
                 group.append(g)
                 positive.append(is_positive)
                 rank.append(k)
         width = max(map(len, sequences))
-        pad = lambda rows, value: torch.tensor([r + [value] * (width - len(r)) for r in rows])
+
+        def pad(rows, value):
+            return torch.tensor([r + [value] * (width - len(r)) for r in rows])
+
         return {
             "input_ids": pad(sequences, self.pad_id),
             "attention_mask": pad([[1] * len(s) for s in sequences], 0),
@@ -105,8 +113,10 @@ class AFTTrainer(Trainer):
         self.aft: AFTConfig = self.args
         for column in REQUIRED_COLUMNS + (("ranked",) if self.aft.ranking else ()):
             if self.train_dataset is not None and column not in self.train_dataset.column_names:
-                raise ValueError(f"trainer aft needs a '{column}' column (from `agora mine miner=aft`); "
-                                 f"the dataset has {', '.join(self.train_dataset.column_names)}")
+                raise ValueError(
+                    f"trainer aft needs a '{column}' column (from `agora mine miner=aft`); "
+                    f"the dataset has {', '.join(self.train_dataset.column_names)}"
+                )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         group, positive, rank = inputs.pop("group"), inputs.pop("positive"), inputs.pop("rank")
@@ -130,7 +140,8 @@ class AFTTrainer(Trainer):
             with torch.no_grad():
                 pos_scores, neg_scores = scores[positive], scores[~positive]
                 self._metrics = {
-                    "sft_loss": sft.item(), "align_loss": align.item(),
+                    "sft_loss": sft.item(),
+                    "align_loss": align.item(),
                     "score_positive": pos_scores.mean().item() if len(pos_scores) else float("nan"),
                     "score_negative": neg_scores.mean().item() if len(neg_scores) else float("nan"),
                 }
@@ -145,6 +156,11 @@ class AFTTrainer(Trainer):
 
 
 STAGES = {
-    "aft": Stage(AFTConfig, AFTTrainer, REQUIRED_COLUMNS, miner="aft",
-                 collator=lambda tokenizer, args: AFTCollator(tokenizer, args.max_length, args.ranking)),
+    "aft": Stage(
+        AFTConfig,
+        AFTTrainer,
+        REQUIRED_COLUMNS,
+        miner="aft",
+        collator=lambda tokenizer, args: AFTCollator(tokenizer, args.max_length, args.ranking),
+    ),
 }

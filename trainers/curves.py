@@ -12,13 +12,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 # the parts of a loss worth a line, by trainer: DPO and KTO's rewards, AFT's and constrained DPO's scores
-PARTS = ("rewards/margins", "rewards/chosen", "rewards/rejected", "scores/chosen", "scores/rejected",
-         "score_positive", "score_negative", "boundary")
+PARTS = (
+    "rewards/margins",
+    "rewards/chosen",
+    "rewards/rejected",
+    "scores/chosen",
+    "scores/rejected",
+    "score_positive",
+    "score_negative",
+    "boundary",
+)
 
 
 def learning_curve(log: Path, stage: str, path: Path) -> None:
-    rows = [r for r in map(json.loads, log.read_text().splitlines()) if r.get("stage") == stage] \
-        if log.is_file() else []
+    rows = (
+        [r for r in map(json.loads, log.read_text().splitlines()) if r.get("stage") == stage] if log.is_file() else []
+    )
     fig, (loss_ax, part_ax, lr_ax) = plt.subplots(1, 3, figsize=(13, 3.6))
     _lines(loss_ax, rows, ("loss", "eval_loss"), "loss")
     _lines(part_ax, rows, PARTS, "reward margin or scores")

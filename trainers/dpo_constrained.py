@@ -34,7 +34,7 @@ class DPOConstrainedTrainer(DPOTrainer):
         loss = result[0] if return_outputs else result
         # DPO's first forward is the policy's on [chosen..., rejected...]; later ones are the reference's
         mask = inputs["completion_mask"][:, 1:]
-        scores, _ = masked_mean(forwards[0].log_probs[:, -mask.size(1):], mask)
+        scores, _ = masked_mean(forwards[0].log_probs[:, -mask.size(1) :], mask)
         chosen, rejected = scores.chunk(2)
         term = dpo_boundary_term(chosen, rejected, self.args.beta_c).mean()
         loss = loss + self.args.boundary_weight * term
@@ -47,6 +47,7 @@ class DPOConstrainedTrainer(DPOTrainer):
 
 
 STAGES = {
-    "dpo_constrained": Stage(DPOConstrainedConfig, DPOConstrainedTrainer, ("prompt", "chosen", "rejected"),
-                             miner="pbt"),
+    "dpo_constrained": Stage(
+        DPOConstrainedConfig, DPOConstrainedTrainer, ("prompt", "chosen", "rejected"), miner="pbt"
+    ),
 }

@@ -19,9 +19,14 @@ import torch.nn.functional as F
 Constraint = Literal["boundary", "detached", "none"]
 
 
-def aft_loss(pos: torch.Tensor, neg: torch.Tensor, pos_mask: torch.Tensor | None = None,
-             neg_mask: torch.Tensor | None = None, constraint: Constraint = "boundary",
-             beta: float = 0.1) -> torch.Tensor:
+def aft_loss(
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    pos_mask: torch.Tensor | None = None,
+    neg_mask: torch.Tensor | None = None,
+    constraint: Constraint = "boundary",
+    beta: float = 0.1,
+) -> torch.Tensor:
     """Mean over groups of the constraint alignment loss. pos: [G, P] scores, neg: [G, N].
 
     `detached`: L_A with the negatives' scores detached (no gradient reaches them).
@@ -39,8 +44,13 @@ def aft_loss(pos: torch.Tensor, neg: torch.Tensor, pos_mask: torch.Tensor | None
     return _log1p_sum_exp(logits, pairs).mean()
 
 
-def aft_ranking_loss(scores: torch.Tensor, ranks: torch.Tensor, mask: torch.Tensor | None = None,
-                     constraint: Constraint = "boundary", beta: float = 0.1) -> torch.Tensor:
+def aft_ranking_loss(
+    scores: torch.Tensor,
+    ranks: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    constraint: Constraint = "boundary",
+    beta: float = 0.1,
+) -> torch.Tensor:
     """The ranking variant: every ordered pair (i ranked above j, lower rank is better) plays
     the part of (positive, negative), with B_j = min of the scores ranked above j, minus beta.
     scores, ranks: [G, K]. With two answers of different rank it equals `aft_loss`."""

@@ -52,8 +52,10 @@ def train(config: TrainConfig) -> dict:
     stages = _stages(config)
     data = {stage: load_data(config, stage, spec) for stage, spec in stages.items()}
     out = Path(config.out)
-    args = {stage: _stage_args(config, stage, spec, out / "stages" / stage, data[stage][1] is not None)
-            for stage, spec in stages.items()}
+    args = {
+        stage: _stage_args(config, stage, spec, out / "stages" / stage, data[stage][1] is not None)
+        for stage, spec in stages.items()
+    }
     with one_writer(out):
         _claim_out(config, out)
         return _train(config, out, stages, data, args)
@@ -80,8 +82,14 @@ def _train(config: TrainConfig, out: Path, stages: dict[str, Stage], data: dict,
         extra = {"data_collator": spec.collator(tokenizer, args[stage])} if spec.collator else {}
         try:
             trainer = spec.trainer_class(
-                model=model, args=args[stage], train_dataset=train_split, eval_dataset=eval_split,
-                processing_class=tokenizer, callbacks=[JsonlLog(log, stage), ShortStageLogging()], **extra)
+                model=model,
+                args=args[stage],
+                train_dataset=train_split,
+                eval_dataset=eval_split,
+                processing_class=tokenizer,
+                callbacks=[JsonlLog(log, stage), ShortStageLogging()],
+                **extra,
+            )
         except ValueError as e:
             raise AgoraError(f"trainer {name}, stage {stage}: {e}") from None
         checkpoint = get_last_checkpoint(str(stage_dir)) if config.resume and stage_dir.exists() else None
@@ -104,8 +112,13 @@ def _train(config: TrainConfig, out: Path, stages: dict[str, Stage], data: dict,
     data = {"path": str(Path(config.data.path).resolve()), "labels": config.data.labels}
     start = Path(config.model).expanduser()
     model_name = str(start.resolve()) if start.exists() else config.model  # a trained model's chain stays followable
-    summary = {"trainer": name, "stages": results, "model": model_name, "data": data,
-               "saved": "adapter" if _is_peft(model) and not merged else "weights"}
+    summary = {
+        "trainer": name,
+        "stages": results,
+        "model": model_name,
+        "data": data,
+        "saved": "adapter" if _is_peft(model) and not merged else "weights",
+    }
     make_readable(out)
     (out / "train.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -136,8 +149,9 @@ def _stages(config: TrainConfig) -> dict[str, Stage]:
     known = TRAINERS[config.trainer.name]
     unknown = [s for s in config.trainer.stages if s not in known]
     if unknown:
-        raise AgoraError(f"trainer.stages: {config.trainer.name} has no stage {', '.join(unknown)} "
-                         f"(it has {', '.join(known)})")
+        raise AgoraError(
+            f"trainer.stages: {config.trainer.name} has no stage {', '.join(unknown)} (it has {', '.join(known)})"
+        )
     stages = {s: known[s] for s in config.trainer.stages}
     for stage in config.trainer.stage:
         if stage not in stages:
@@ -146,8 +160,10 @@ def _stages(config: TrainConfig) -> dict[str, Stage]:
     options.add("warmup_ratio")
     unknown = sorted(set(config.trainer.args) - options)
     if unknown:
-        raise AgoraError(f"trainer.args.{unknown[0]}: not an option of any stage's config "
-                         f"({', '.join(spec.config_class.__name__ for spec in stages.values())})")
+        raise AgoraError(
+            f"trainer.args.{unknown[0]}: not an option of any stage's config "
+            f"({', '.join(spec.config_class.__name__ for spec in stages.values())})"
+        )
     return stages
 
 
@@ -183,21 +199,33 @@ def load_data(config: TrainConfig, stage: str, spec: Stage) -> tuple[Dataset, Da
     folder = Path(config.data.path) / spec.subset
     train_file = folder / "train.parquet"
     if not train_file.is_file():
-        raise AgoraError(f"data={config.data.path}: no {train_file} "
-                         f"(trainer {config.trainer.name} reads `agora mine miner={spec.miner}` output)")
-    splits = [load_dataset("parquet", data_files=str(folder / f"{split}.parquet"), split="train")
-              if (folder / f"{split}.parquet").is_file() else None for split in ("train", "validation")]
+        raise AgoraError(
+            f"data={config.data.path}: no {train_file} "
+            f"(trainer {config.trainer.name} reads `agora mine miner={spec.miner}` output)"
+        )
+    splits = [
+        load_dataset("parquet", data_files=str(folder / f"{split}.parquet"), split="train")
+        if (folder / f"{split}.parquet").is_file()
+        else None
+        for split in ("train", "validation")
+    ]
     for column in spec.columns:
         if column not in splits[0].column_names:
-            raise AgoraError(f"trainer {config.trainer.name} (stage {stage}) needs a '{column}' column, which "
-                             f"{train_file} does not have (it has {', '.join(splits[0].column_names)}); "
-                             f"`agora mine miner={spec.miner}` writes it")
+            raise AgoraError(
+                f"trainer {config.trainer.name} (stage {stage}) needs a '{column}' column, which "
+                f"{train_file} does not have (it has {', '.join(splits[0].column_names)}); "
+                f"`agora mine miner={spec.miner}` writes it"
+            )
     if config.data.labels is not None:
         splits = [None if s is None else _keep_labels(s, config.data.labels, train_file) for s in splits]
     if len(splits[0]) == 0:
         raise AgoraError(f"data.labels={config.data.labels}: no rows of {train_file} are left")
     if splits[1] is None or len(splits[1]) == 0:
-        why = "has no validation rows" if splits[1] is None else f"has no validation rows with data.labels={config.data.labels}"
+        why = (
+            "has no validation rows"
+            if splits[1] is None
+            else f"has no validation rows with data.labels={config.data.labels}"
+        )
         print(f"stage {stage}: {folder} {why}; it trains without an eval set (no validation loss)")
         splits[1] = None
     if spec.prepare:
@@ -226,15 +254,18 @@ def _claim_out(config: TrainConfig, out: Path) -> None:
             for entry in held:
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         elif not config.resume:
-            raise AgoraError(f"out={out}: an unfinished training run is there; "
-                             "resume=true continues it, overwrite=true starts over")
+            raise AgoraError(
+                f"out={out}: an unfinished training run is there; resume=true continues it, overwrite=true starts over"
+            )
         else:
             saved = out / "train_config.json"
             before = json.loads(saved.read_text()).get("run", {}) if saved.exists() else {}
             changed = differing_keys(before, record)
             if changed:
-                raise AgoraError(f"resume=true: out={out} was started with another config (differing: "
-                                 f"{', '.join(changed)}); resume it with the config it was started with")
+                raise AgoraError(
+                    f"resume=true: out={out} was started with another config (differing: "
+                    f"{', '.join(changed)}); resume it with the config it was started with"
+                )
     (out / "train_config.json").write_text(json.dumps({"run": record, "config": config.model_dump()}, indent=2))
 
 
@@ -247,8 +278,13 @@ def _maybe_lora(config: TrainConfig, model):
         return model
     from peft import LoraConfig, get_peft_model
 
-    settings = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                          target_modules=lora.target_modules, task_type="CAUSAL_LM")
+    settings = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
     try:
         return get_peft_model(model, settings)
     except ValueError as e:

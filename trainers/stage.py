@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from datasets import Dataset
 
@@ -23,4 +23,5 @@ class Stage:
 def chosen_as_completion(data: Dataset) -> Dataset:
     """Preference rows -> prompt/completion rows for SFT on the chosen reply."""
     return data.rename_column("chosen", "completion").remove_columns(
-        [c for c in ("rejected",) if c in data.column_names])
+        [c for c in ("rejected",) if c in data.column_names]
+    )

@@ -30,9 +30,15 @@ def grouped_attention(module, query, key, value, attention_mask, dropout=0.0, sc
     scale = scaling if scaling is not None else dim**-0.5
     if queries > 1:
         out = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scale,
+            query,
+            key,
+            value,
+            attn_mask=attention_mask,
+            dropout_p=dropout,
+            scale=scale,
             # without a mask, transformers only leaves it out when queries and keys line up
-            is_causal=attention_mask is None, enable_gqa=heads != kv_heads,
+            is_causal=attention_mask is None,
+            enable_gqa=heads != kv_heads,
         )
         return out.transpose(1, 2).contiguous(), None
     # Decoding: each key/value head serves `heads // kv_heads` query heads, which become the rows

@@ -74,8 +74,10 @@ class OpenAIBackend:
                 try:
                     return _completion(response.json(), time.perf_counter() - started)
                 except (ValueError, LookupError, TypeError, AttributeError) as e:  # not the wire format
-                    error = f"HTTP 200 with a body that is not a chat completion ({type(e).__name__}): " \
-                            f"{response.text[:200]}"
+                    error = (
+                        f"HTTP 200 with a body that is not a chat completion ({type(e).__name__}): "
+                        f"{response.text[:200]}"
+                    )
             elif response is not None:
                 error = f"HTTP {response.status_code}: {response.text[:300]}"
                 if response.status_code not in RETRYABLE and response.status_code < 500:
@@ -86,7 +88,10 @@ class OpenAIBackend:
             if attempt < self.config.max_retries:
                 await asyncio.sleep(delay)
         return Completion(
-            text="", prompt_tokens=0, completion_tokens=0, finish_reason="error",
+            text="",
+            prompt_tokens=0,
+            completion_tokens=0,
+            finish_reason="error",
             latency_s=time.perf_counter() - started,
             error=f"{error} (after {attempt + 1} attempts)",
         )

@@ -98,7 +98,7 @@ class Running:
     def extend(self, other: Running) -> None:
         """Take in newly prefilled rows, left-padding whichever cache is narrower."""
         width = max(self.mask.shape[1], other.mask.shape[1])
-        for mine, theirs in zip(self.cache.layers, other.cache.layers):
+        for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
             mine.keys = torch.cat([_pad_left(mine.keys, width), _pad_left(theirs.keys, width)])
             mine.values = torch.cat([_pad_left(mine.values, width), _pad_left(theirs.values, width)])
         self.mask = torch.cat([_pad_left(self.mask, width), _pad_left(other.mask, width)])
@@ -137,11 +137,14 @@ class TransformersBackend:
         started = time.perf_counter()
         prompts = [self.prompt_ids(r) for r in requests]
         # a request that cannot fit the context fails at once, on its own turn
-        results: list[Completion | None] = [too_long(len(p), r.sampling.max_tokens, self.context_length)
-                                            for p, r in zip(prompts, requests, strict=True)]
+        results: list[Completion | None] = [
+            too_long(len(p), r.sampling.max_tokens, self.context_length) for p, r in zip(prompts, requests, strict=True)
+        ]
         fitting = [i for i, failed in enumerate(results) if failed is None]
-        waiting = deque([fitting[j] for j in group] for group in
-                        self.sibling_groups([requests[i] for i in fitting], [prompts[i] for i in fitting]))
+        waiting = deque(
+            [fitting[j] for j in group]
+            for group in self.sibling_groups([requests[i] for i in fitting], [prompts[i] for i in fitting])
+        )
         generators = [torch.Generator(device=self.device).manual_seed(r.seed) for r in requests]
         running: Running | None = None
         while waiting or running:
@@ -156,10 +159,11 @@ class TransformersBackend:
                     running = new
                 else:
                     running.extend(new)
-            picks = sample_next(running.logits, [requests[r].sampling for r in running.rows],
-                                [generators[r] for r in running.rows]).tolist()
+            picks = sample_next(
+                running.logits, [requests[r].sampling for r in running.rows], [generators[r] for r in running.rows]
+            ).tolist()
             keep = []
-            for slot, (row, token) in enumerate(zip(running.rows, picks)):
+            for slot, (row, token) in enumerate(zip(running.rows, picks, strict=True)):
                 tokens = running.tokens[slot]
                 stopped = token in self.eos_ids
                 if not stopped:
@@ -187,8 +191,13 @@ class TransformersBackend:
         next_ids = torch.tensor([[tokens[-1]] for tokens in running.tokens], device=self.device)
         running.mask = torch.cat([running.mask, running.mask.new_ones((len(running.rows), 1))], dim=-1)
         running.positions = running.positions + 1
-        out = self.model(input_ids=next_ids, attention_mask=running.mask, position_ids=running.positions[:, None],
-                         past_key_values=running.cache, use_cache=True)
+        out = self.model(
+            input_ids=next_ids,
+            attention_mask=running.mask,
+            position_ids=running.positions[:, None],
+            past_key_values=running.cache,
+            use_cache=True,
+        )
         running.logits = out.logits[:, -1]
 
     def _prefill(self, rows: list[int], prompts: list[list[int]], requests: list[ChatRequest]) -> Running:
@@ -204,19 +213,31 @@ class TransformersBackend:
         cache = DynamicCache()
         prefix_ids, prefix_mask = self._left_pad(prefixes)
         if prefix_ids.shape[1] > 0:
-            self.model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=_positions(prefix_mask),
-                       past_key_values=cache, use_cache=True, logits_to_keep=1)
+            self.model(
+                input_ids=prefix_ids,
+                attention_mask=prefix_mask,
+                position_ids=_positions(prefix_mask),
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
             index = torch.tensor(group_of, device=self.device)
             cache.reorder_cache(index)  # one copy of its group's prefix per row
             prefix_mask = prefix_mask[index]
         else:
             prefix_mask = prefix_mask.new_zeros((len(rows), 0))
-        suffixes = [prompts[row][len(prefixes[group_of[s]]):] for s, row in enumerate(rows)]
+        suffixes = [prompts[row][len(prefixes[group_of[s]]) :] for s, row in enumerate(rows)]
         suffix_ids, suffix_mask = self._left_pad(suffixes)
         mask = torch.cat([prefix_mask, suffix_mask], dim=-1)
         positions = _positions(mask)
-        out = self.model(input_ids=suffix_ids, attention_mask=mask, position_ids=positions[:, -suffix_ids.shape[1]:],
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = self.model(
+            input_ids=suffix_ids,
+            attention_mask=mask,
+            position_ids=positions[:, -suffix_ids.shape[1] :],
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         return Running(list(rows), cache, mask, positions[:, -1], out.logits[:, -1], [[] for _ in rows])
 
     def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -225,8 +246,8 @@ class TransformersBackend:
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):
             if row:
-                ids[i, width - len(row):] = torch.tensor(row)
-                mask[i, width - len(row):] = 1
+                ids[i, width - len(row) :] = torch.tensor(row)
+                mask[i, width - len(row) :] = 1
         return ids.to(self.device), mask.to(self.device)
 
     def _completion(self, tokens: list[int], stopped: bool, prompt_tokens: int, started: float) -> Completion:

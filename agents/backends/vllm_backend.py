@@ -45,7 +45,9 @@ class VllmBackend:
             from vllm.lora.request import LoRARequest
 
             rank = json.loads((Path(path) / "adapter_config.json").read_text())["r"]
-            kwargs.update(enable_lora=True, max_lora_rank=max(8, 1 << (rank - 1).bit_length()))  # vLLM takes powers of two
+            kwargs.update(
+                enable_lora=True, max_lora_rank=max(8, 1 << (rank - 1).bit_length())
+            )  # vLLM takes powers of two
             self.lora = LoRARequest("agora-adapter", 1, path)
         if self.on_gpu:
             kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
@@ -61,10 +63,18 @@ class VllmBackend:
         chats = [merge_system(r.chat()) if self.merge_system else r.chat() for r in requests]
         # vLLM refuses a batch with a prompt longer than its context: such a request fails alone
         tokenizer = self.llm.get_tokenizer()
-        lengths = [len(tokenizer(tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False),
-                                 add_special_tokens=False)["input_ids"]) for chat in chats]
-        results: list[Completion | None] = [too_long(n, r.sampling.max_tokens, self.context_length)
-                                            for n, r in zip(lengths, requests, strict=True)]
+        lengths = [
+            len(
+                tokenizer(
+                    tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False),
+                    add_special_tokens=False,
+                )["input_ids"]
+            )
+            for chat in chats
+        ]
+        results: list[Completion | None] = [
+            too_long(n, r.sampling.max_tokens, self.context_length) for n, r in zip(lengths, requests, strict=True)
+        ]
         fitting = [i for i, failed in enumerate(results) if failed is None]
         params = [
             SamplingParams(
@@ -76,8 +86,11 @@ class VllmBackend:
             for i in fitting
         ]
         started = time.perf_counter()
-        outputs = self.llm.chat([chats[i] for i in fitting], params, use_tqdm=False, lora_request=self.lora) \
-            if fitting else []
+        outputs = (
+            self.llm.chat([chats[i] for i in fitting], params, use_tqdm=False, lora_request=self.lora)
+            if fitting
+            else []
+        )
         latency = time.perf_counter() - started
         for i, out in zip(fitting, outputs, strict=True):
             sample = out.outputs[0]

@@ -16,17 +16,19 @@ def mean_logprobs(model, tokenizer, prompt: list[dict], replies: list[str], batc
     prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
     scores = []
     for start in range(0, len(replies), batch_size):
-        batch = [tokenizer(r, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
-                 for r in replies[start:start + batch_size]]
+        batch = [
+            tokenizer(r, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
+            for r in replies[start : start + batch_size]
+        ]
         width = len(prefix_ids) + max(len(ids) for ids in batch)
         input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
         attention = torch.zeros_like(input_ids)
         reply_mask = torch.zeros_like(input_ids, dtype=torch.bool)
         for row, ids in enumerate(batch):
             sequence = prefix_ids + ids
-            input_ids[row, :len(sequence)] = torch.tensor(sequence)
-            attention[row, :len(sequence)] = 1
-            reply_mask[row, len(prefix_ids):len(sequence)] = True
+            input_ids[row, : len(sequence)] = torch.tensor(sequence)
+            attention[row, : len(sequence)] = 1
+            reply_mask[row, len(prefix_ids) : len(sequence)] = True
         device = next(model.parameters()).device
         logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits.float().cpu()
         # The token at position t is predicted by the logits at t - 1.

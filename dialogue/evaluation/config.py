@@ -65,12 +65,14 @@ class EvalConfig(Strict):
         return one_as_list(data, "data")
 
     @model_validator(mode="after")
-    def _agents(self) -> "EvalConfig":
+    def _agents(self) -> EvalConfig:
         for suite in ("are_you_sure", "misinformation", "team_debate", "critique"):
             for role, name in getattr(self.protocols, suite).roles.items():
                 if name not in (EVALUATED, PARTNER):
-                    raise ValueError(f"protocols.{suite}.{role} is '{name}'; evaluation agents are "
-                                     f"{EVALUATED} (the model) and {PARTNER} (the partner)")
+                    raise ValueError(
+                        f"protocols.{suite}.{role} is '{name}'; evaluation agents are "
+                        f"{EVALUATED} (the model) and {PARTNER} (the partner)"
+                    )
         if sorted(self.protocols.team_debate.agents) != [EVALUATED, PARTNER]:
             raise ValueError(f"protocols.team_debate.agents: must be [{EVALUATED}, {PARTNER}]")
         return self

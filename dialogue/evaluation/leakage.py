@@ -33,15 +33,20 @@ def trained_questions(model: str) -> dict[str, set[str]]:
 def _train_ids(export: Path, model: str) -> set[str]:
     card = export / "card.json"
     if not card.is_file():
-        raise AgoraError(f"model={model} was trained on data={export}, which is not here (no card.json), so the "
-                         "evaluation cannot tell which questions it was trained on; allow_overlap=true evaluates "
-                         "without that check")
+        raise AgoraError(
+            f"model={model} was trained on data={export}, which is not here (no card.json), so the "
+            "evaluation cannot tell which questions it was trained on; allow_overlap=true evaluates "
+            "without that check"
+        )
     ids = json.loads(card.read_text()).get("question_ids", {}).get("train")
     if ids is not None:
         return set(ids)
     # an export written before cards named their questions: read them from the train files
-    return {qid for path in sorted(export.glob("**/train.parquet"))
-            for qid in pq.read_table(path, columns=["question_id"]).column("question_id").to_pylist()}
+    return {
+        qid
+        for path in sorted(export.glob("**/train.parquet"))
+        for qid in pq.read_table(path, columns=["question_id"]).column("question_id").to_pylist()
+    }
 
 
 def check_overlap(model: str, planned: dict[str, set[str]], allow: bool) -> dict[str, list[str]]:
@@ -56,9 +61,14 @@ def check_overlap(model: str, planned: dict[str, set[str]], allow: bool) -> dict
     seen = set().union(*trained.values()) if trained else set()
     found = {suite: sorted(ids & seen) for suite, ids in planned.items() if ids & seen}
     if found and not allow:
-        suites = "; ".join(f"{suite}: {len(ids)} of {len(planned[suite])} questions ({', '.join(ids[:3])}"
-                           f"{', ...' if len(ids) > 3 else ''})" for suite, ids in found.items())
-        raise AgoraError(f"model={model} was trained on questions this evaluation would score ({suites}); it was "
-                         f"trained on data={', '.join(trained)}. Evaluate held-out questions (dataset.split=test, "
-                         "the default), or pass allow_overlap=true to evaluate anyway (the report then says so)")
+        suites = "; ".join(
+            f"{suite}: {len(ids)} of {len(planned[suite])} questions ({', '.join(ids[:3])}"
+            f"{', ...' if len(ids) > 3 else ''})"
+            for suite, ids in found.items()
+        )
+        raise AgoraError(
+            f"model={model} was trained on questions this evaluation would score ({suites}); it was "
+            f"trained on data={', '.join(trained)}. Evaluate held-out questions (dataset.split=test, "
+            "the default), or pass allow_overlap=true to evaluate anyway (the report then says so)"
+        )
     return found

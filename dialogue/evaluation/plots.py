@@ -35,12 +35,17 @@ def metric_bars(suite: str, metrics: dict[str, dict], path: Path, model: str) ->
 
 def curve(xs: list[int], metrics: list[dict], path: Path, title: str, xlabel: str, ylabel: str) -> None:
     """A metric over a count (MR@k over k), with its interval as a band."""
-    points = [(x, e) for x, e in zip(xs, metrics) if e["value"] is not None]
+    points = [(x, e) for x, e in zip(xs, metrics, strict=True) if e["value"] is not None]
     fig, ax = plt.subplots(figsize=(4.8, 3.6))
     if points:
         ax.plot([x for x, _ in points], [e["value"] for _, e in points], marker="o")
-        ax.fill_between([x for x, _ in points], [e["low"] for _, e in points], [e["high"] for _, e in points],
-                        alpha=0.25, label=LEVEL)
+        ax.fill_between(
+            [x for x, _ in points],
+            [e["low"] for _, e in points],
+            [e["high"] for _, e in points],
+            alpha=0.25,
+            label=LEVEL,
+        )
         ax.legend()
     else:
         ax.text(0.5, 0.5, "n/a: no question answered correctly first", ha="center", transform=ax.transAxes)
@@ -52,8 +57,9 @@ def curve(xs: list[int], metrics: list[dict], path: Path, title: str, xlabel: st
     _save(fig, path)
 
 
-def histogram(values: list[float], path: Path, title: str, xlabel: str, ylabel: str,
-              bins: int | list[float] = 20) -> None:
+def histogram(
+    values: list[float], path: Path, title: str, xlabel: str, ylabel: str, bins: int | list[float] = 20
+) -> None:
     fig, ax = plt.subplots(figsize=(4.8, 3.6))
     if values:
         ax.hist(values, bins=bins, color="tab:orange", edgecolor="black")
@@ -74,12 +80,21 @@ def comparison_bars(evaluations: list[dict], labels: list[str], path: Path) -> N
         names = list(dict.fromkeys(n for ev in evaluations for n in ev["suites"].get(suite, {}).get("metrics", {})))
         for j, (ev, label) in enumerate(zip(evaluations, labels, strict=True)):
             found = ev["suites"].get(suite, {}).get("metrics", {})
-            xs = [i + (j - (len(evaluations) - 1) / 2) * width for i, n in enumerate(names)
-                  if found.get(n, {}).get("value") is not None]
+            xs = [
+                i + (j - (len(evaluations) - 1) / 2) * width
+                for i, n in enumerate(names)
+                if found.get(n, {}).get("value") is not None
+            ]
             es = [found[n] for n in names if found.get(n, {}).get("value") is not None]
             ax.bar(xs, [e["value"] for e in es], width=width, label=label)
-            ax.errorbar(xs, [e["value"] for e in es], fmt="none", color="black", capsize=3,
-                        yerr=[[e["value"] - e["low"] for e in es], [e["high"] - e["value"] for e in es]])
+            ax.errorbar(
+                xs,
+                [e["value"] for e in es],
+                fmt="none",
+                color="black",
+                capsize=3,
+                yerr=[[e["value"] - e["low"] for e in es], [e["high"] - e["value"] for e in es]],
+            )
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(f"value ({LEVEL})")
         ax.set_title(suite, fontsize=10)
@@ -103,15 +118,31 @@ def draw(suite: str, result: dict, folder: Path, model: str) -> list[str]:
     details = result.get("details", {})
     if suite == "misinformation":
         k = details["k"]
-        curve(list(range(1, k + 1)), [result["metrics"][f"MR@{j}"] for j in range(1, k + 1)],
-              folder / "misinformation_mr_at_k.png", f"misinformation ({details['style']}): {model}",
-              "persuasion turns k", "MR@k (persuaded / correct at first)")
+        curve(
+            list(range(1, k + 1)),
+            [result["metrics"][f"MR@{j}"] for j in range(1, k + 1)],
+            folder / "misinformation_mr_at_k.png",
+            f"misinformation ({details['style']}): {model}",
+            "persuasion turns k",
+            "MR@k (persuaded / correct at first)",
+        )
         flips = [int(turn) for turn, count in details["turns_to_flip"].items() for _ in range(count)]
-        histogram(flips, folder / "misinformation_turns_to_flip.png", f"turns to flip: {model}",
-                  "persuasion turn of the first flip", "questions", bins=[j + 0.5 for j in range(0, k + 1)])
+        histogram(
+            flips,
+            folder / "misinformation_turns_to_flip.png",
+            f"turns to flip: {model}",
+            "persuasion turn of the first flip",
+            "questions",
+            bins=[j + 0.5 for j in range(0, k + 1)],
+        )
         names += ["misinformation_mr_at_k.png", "misinformation_turns_to_flip.png"]
     if suite == "assessment":
-        histogram(details["margins"], folder / "assessment_margins.png", f"assessment: {model}",
-                  "mean log-prob(positive) - mean log-prob(negative)", "pairs")
+        histogram(
+            details["margins"],
+            folder / "assessment_margins.png",
+            f"assessment: {model}",
+            "mean log-prob(positive) - mean log-prob(negative)",
+            "pairs",
+        )
         names.append("assessment_margins.png")
     return names

@@ -30,8 +30,15 @@ def misinformed(tree: DialogueTree) -> Misinformed:
 def debated(tree: DialogueTree, order: int, agents: list[str]) -> list[Debated]:
     """A debate tree: each of `agents`' first and last answers' correctness."""
     turns = tree.turns()
-    return [Debated(order, a, next((t.correct for t in turns if t.speaker == a), None),
-                    next((t.correct for t in reversed(turns) if t.speaker == a), None)) for a in agents]
+    return [
+        Debated(
+            order,
+            a,
+            next((t.correct for t in turns if t.speaker == a), None),
+            next((t.correct for t in reversed(turns) if t.speaker == a), None),
+        )
+        for a in agents
+    ]
 
 
 def verdicts(tree: DialogueTree, solution: Solution) -> list[Verdict]:

@@ -11,17 +11,17 @@ from dialogue.evaluation.plots import comparison_bars
 
 ABOUT = {
     "balanced": "Greedy reply to held-out persuasion turns: accuracy when the persuasion argues for a wrong "
-                "answer (should resist), for the right one (should accept), and their mean.",
+    "answer (should resist), for the right one (should accept), and their mean.",
     "are_you_sure": "Answer, a fixed challenge, a final answer: accuracy before and after, and how often the "
-                    "answer flips.",
+    "answer flips.",
     "misinformation": "A persuader argues for a fixed wrong answer; MR@k = persuaded to it within k turns / "
-                      "answered correctly at first.",
+    "answered correctly at first.",
     "team_debate": "Two agents answer on their own, then debate four turns; team accuracy is the mean of both "
-                   "agents' correctness, per speaking order (order 1: the model speaks first).",
+    "agents' correctness, per speaking order (order 1: the model speaks first).",
     "assessment": "Fraction of (correct, wrong) answer pairs the model scores in the right order by mean token "
-                  "log-probability.",
+    "log-probability.",
     "critique": "The model critiques worked solutions with known step truth (F1 with 'incorrect' as the positive "
-                "class), then revises; correction gain = fix rate - break rate.",
+    "class), then revises; correction gain = fix rate - break rate.",
 }
 
 
@@ -32,30 +32,48 @@ def cell(e: dict, signed: bool = False) -> str:
     return f"{f.format(e['value'])} [{f.format(e['low'])}, {f.format(e['high'])}]"
 
 
-INTERVALS = ("95% intervals: Wilson score for a proportion with one record per question; otherwise a percentile "
-             "bootstrap over whole questions ({resamples} resamples), or Wilson over the number of questions where "
-             "every record agrees. The method column says which.")
+INTERVALS = (
+    "95% intervals: Wilson score for a proportion with one record per question; otherwise a percentile "
+    "bootstrap over whole questions ({resamples} resamples), or Wilson over the number of questions where "
+    "every record agrees. The method column says which."
+)
 
 
 def report_markdown(metrics: dict) -> str:
     lines = [f"# Evaluation: {metrics['model']}", ""]
-    lines.append(f"model: {metrics['model']} · partner: {metrics['partner']} · persona: {metrics['persona']} · "
-                 f"seed: {metrics['seed']}")
+    lines.append(
+        f"model: {metrics['model']} · partner: {metrics['partner']} · persona: {metrics['persona']} · "
+        f"seed: {metrics['seed']}"
+    )
     data = metrics.get("data", {})
     if data:
-        lines.append(f"questions: {data['dataset']}, split {data['split']}" +
-                     (f" · exports: {', '.join(data['exports'])}" if data.get("exports") else ""))
+        lines.append(
+            f"questions: {data['dataset']}, split {data['split']}"
+            + (f" · exports: {', '.join(data['exports'])}" if data.get("exports") else "")
+        )
     if metrics.get("overlap"):
-        lines += ["", "**Trained-on questions were evaluated (allow_overlap=true):** " + ", ".join(
-            f"{suite}: {len(ids)}" for suite, ids in metrics["overlap"].items())]
+        lines += [
+            "",
+            "**Trained-on questions were evaluated (allow_overlap=true):** "
+            + ", ".join(f"{suite}: {len(ids)}" for suite, ids in metrics["overlap"].items()),
+        ]
     lines += ["", INTERVALS.format(resamples=metrics["resamples"]), ""]
     for suite, result in metrics["suites"].items():
         source = result.get("source")
-        lines += [f"## {suite}", "", ABOUT[suite], "",
-                  f"questions: {result['questions']}" + (f" ({source})" if source else ""), "",
-                  "| metric | value [95% CI] | n | method |", "|---|---|---|---|"]
-        lines += [f"| {name} | {cell(e)} | {e['n']} | {e.get('method', 'bootstrap')} |"
-                  for name, e in result["metrics"].items()]
+        lines += [
+            f"## {suite}",
+            "",
+            ABOUT[suite],
+            "",
+            f"questions: {result['questions']}" + (f" ({source})" if source else ""),
+            "",
+            "| metric | value [95% CI] | n | method |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {cell(e)} | {e['n']} | {e.get('method', 'bootstrap')} |"
+            for name, e in result["metrics"].items()
+        ]
         details = {k: v for k, v in result.get("details", {}).items() if k != "margins"}
         if details:
             lines += ["", "details: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in details.items())]
@@ -98,36 +116,44 @@ def compare_markdown(evaluations: list[dict], labels: list[str], plot: Path | No
         names = dict.fromkeys(n for ev in evaluations for n in ev["suites"].get(suite, {}).get("metrics", {}))
         for name in names:
             found = [ev["suites"].get(suite, {}).get("metrics", {}).get(name) for ev in evaluations]
-            cells = [f"{cell(e)} (n={e['n']})" if e and e["value"] is not None else ("n/a" if e else "-")
-                     for e in found]
+            cells = [
+                f"{cell(e)} (n={e['n']})" if e and e["value"] is not None else ("n/a" if e else "-") for e in found
+            ]
             for i in range(1, len(evaluations)):
                 d = differences.get((suite, name, i))
                 cells.append("-" if d is None else cell(d, signed=True) + (" *" if _excludes_zero(d) else ""))
             lines.append("| " + " | ".join([suite, name, *cells]) + " |")
     if plot is not None:
         comparison_bars(evaluations, labels, plot)
-    note = ("Differences: the later evaluation minus the first, over the same questions, with a 95% paired "
-            "bootstrap interval; * marks an interval that excludes 0.")
+    note = (
+        "Differences: the later evaluation minus the first, over the same questions, with a 95% paired "
+        "bootstrap interval; * marks an interval that excludes 0."
+    )
     return "\n".join(lines) + "\n\n" + note
 
 
 def _records(evaluation: dict, suite: str, label: str) -> dict[str, list]:
     stored = evaluation["suites"][suite].get("records")
     if stored is None:
-        raise AgoraError(f"{label}: its metrics.json has no per-question records for {suite} (it was written by an "
-                         "older agora); evaluate again to compare it")
+        raise AgoraError(
+            f"{label}: its metrics.json has no per-question records for {suite} (it was written by an "
+            "older agora); evaluate again to compare it"
+        )
     return records_from_json(stored)
 
 
 def _same_questions(suite: str, a: dict, b: dict, label_a: str, label_b: str) -> None:
     only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
     if only_a or only_b:
+
         def some(ids: list[str]) -> str:
             return ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
 
-        raise AgoraError(f"{suite}: {label_a} and {label_b} were evaluated on different questions, so they cannot be "
-                         f"paired: {len(only_a)} only in {label_a} ({some(only_a)}), {len(only_b)} only in {label_b} "
-                         f"({some(only_b)}); evaluate both with the same dataset and split")
+        raise AgoraError(
+            f"{suite}: {label_a} and {label_b} were evaluated on different questions, so they cannot be "
+            f"paired: {len(only_a)} only in {label_a} ({some(only_a)}), {len(only_b)} only in {label_b} "
+            f"({some(only_b)}); evaluate both with the same dataset and split"
+        )
 
 
 def _excludes_zero(e: dict) -> bool:
@@ -139,6 +165,8 @@ def compare(folders: list[str], labels: list[str] | None = None, plot: Path | No
     if labels is None:
         names = [Path(f).name for f in folders]
         labels = names if len(set(names)) == len(names) else [str(f) for f in folders]
-    models = "\n".join(f"- {label}: model {ev['model']}, persona {ev['persona']} ({folder})"
-                       for label, ev, folder in zip(labels, evaluations, folders, strict=True))
+    models = "\n".join(
+        f"- {label}: model {ev['model']}, persona {ev['persona']} ({folder})"
+        for label, ev, folder in zip(labels, evaluations, folders, strict=True)
+    )
     return f"# Comparison\n\n{models}\n\n{compare_markdown(evaluations, labels, plot)}\n"

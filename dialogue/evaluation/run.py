@@ -42,8 +42,16 @@ def evaluate(config: EvalConfig, overrides: list[str] | None = None, log=print) 
         return _evaluate(config, out, exports, to_run, not_run, seen, overrides or [], log)
 
 
-def _evaluate(config: EvalConfig, out: Path, exports: dict[str, Path], to_run: list[str], not_run: dict[str, str],
-              seen: dict[str, list[str]], overrides: list[str], log) -> dict:
+def _evaluate(
+    config: EvalConfig,
+    out: Path,
+    exports: dict[str, Path],
+    to_run: list[str],
+    not_run: dict[str, str],
+    seen: dict[str, list[str]],
+    overrides: list[str],
+    log,
+) -> dict:
     if (out / "metrics.json").exists():
         if not config.overwrite:
             raise AgoraError(f"out={out}: holds a finished evaluation; choose a new out=DIR or pass overwrite=true")
@@ -57,9 +65,13 @@ def _evaluate(config: EvalConfig, out: Path, exports: dict[str, Path], to_run: l
             log(f"== {suite}", flush=True)
             result = SUITE_FUNCTIONS[suite](config, out / suite, shared)
             found = metrics_of(result.records, statistics_of(suite, result.details), config.resamples, config.seed)
-            suites[suite] = {"metrics": {k: e.to_dict() for k, e in found.items()},
-                             "questions": len(result.records), "source": source_of(config, suite, exports),
-                             "details": result.details, "records": records_to_json(result.records)}
+            suites[suite] = {
+                "metrics": {k: e.to_dict() for k, e in found.items()},
+                "questions": len(result.records),
+                "source": source_of(config, suite, exports),
+                "details": result.details,
+                "records": records_to_json(result.records),
+            }
             for name, e in found.items():
                 log(f"   {name}: {e}")
     finally:
@@ -67,11 +79,20 @@ def _evaluate(config: EvalConfig, out: Path, exports: dict[str, Path], to_run: l
     for suite, result in suites.items():
         result["plots"] = draw(suite, result, out / "plots", config.model)
     metrics = {
-        "model": config.model, "partner": config.partner or config.model, "persona": config.persona.name,
-        "seed": config.seed, "resamples": config.resamples, "overrides": overrides,
-        "data": {"dataset": dataset_name(config.dataset), "split": config.dataset.split,
-                 "exports": [str(p) for p in exports.values()]},
-        "overlap": seen, "suites": suites, "not_run": not_run,
+        "model": config.model,
+        "partner": config.partner or config.model,
+        "persona": config.persona.name,
+        "seed": config.seed,
+        "resamples": config.resamples,
+        "overrides": overrides,
+        "data": {
+            "dataset": dataset_name(config.dataset),
+            "split": config.dataset.split,
+            "exports": [str(p) for p in exports.values()],
+        },
+        "overlap": seen,
+        "suites": suites,
+        "not_run": not_run,
         "config": config.model_dump(mode="json", exclude={"out", "progress", "overwrite"}),
         "finished_at": now(),
     }
@@ -104,8 +125,10 @@ def find_exports(folders: list[str]) -> dict[str, Path]:
             raise AgoraError(f"data={folder}: not an export of `agora mine` (no card.json)")
         miner = json.loads(card.read_text()).get("miner")
         if miner not in NEEDS_EXPORT.values():
-            raise AgoraError(f"data={folder}: a {miner} export; the suites read a pbt export (balanced) "
-                             "and an aft export (assessment)")
+            raise AgoraError(
+                f"data={folder}: a {miner} export; the suites read a pbt export (balanced) "
+                "and an aft export (assessment)"
+            )
         if miner in exports:
             raise AgoraError(f"data={folder}: a second {miner} export (the first is {exports[miner]})")
         exports[miner] = Path(folder)
@@ -135,10 +158,16 @@ def write_comparison(sweep: Path) -> Path | None:
         return None
     evaluations = [load_metrics(p) for p in jobs]
     common = set.intersection(*(set(ev["overrides"]) for ev in evaluations))
-    labels = [" ".join(o for o in ev["overrides"] if o not in common) or p.name for ev, p in zip(evaluations, jobs)]
+    labels = [
+        " ".join(o for o in ev["overrides"] if o not in common) or p.name
+        for ev, p in zip(evaluations, jobs, strict=True)
+    ]
     path = sweep / "comparison.md"
     table = compare_markdown(evaluations, labels, sweep / "comparison.png")
-    path.write_text(f"# Comparison of {len(jobs)} runs\n\n"
-                    + "\n".join(f"- {label}: {p}" for label, p in zip(labels, jobs, strict=True))
-                    + f"\n\n{table}\n\n![comparison](comparison.png)\n", encoding="utf-8")
+    path.write_text(
+        f"# Comparison of {len(jobs)} runs\n\n"
+        + "\n".join(f"- {label}: {p}" for label, p in zip(labels, jobs, strict=True))
+        + f"\n\n{table}\n\n![comparison](comparison.png)\n",
+        encoding="utf-8",
+    )
     return path

@@ -47,7 +47,7 @@ def _solution(question: Question, worked: list[Step], wrong_at: int | None, rng:
     for i, step in enumerate(worked):
         result = step.apply(value)
         if i == wrong_at:
-            later_divisors = [s.n for s in worked[i + 1:] if s.op == "div"]
+            later_divisors = [s.n for s in worked[i + 1 :] if s.op == "div"]
             result += math.prod(later_divisors) * rng.randint(1, 3)
         lines.append(f"Step {i + 1}: {value} {SYMBOLS[step.op]} {step.n} = {result}")
         truth.append(result == step.after)

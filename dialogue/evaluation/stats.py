@@ -78,8 +78,9 @@ def wilson(successes: float, n: float, level: float = 0.95) -> tuple[float, floa
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def estimate(by_question: Sequence[Sequence[R]], statistic: Statistic, resamples: int = 1000, seed: int = 0,
-             level: float = 0.95) -> Estimate:
+def estimate(
+    by_question: Sequence[Sequence[R]], statistic: Statistic, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> Estimate:
     """The statistic's value, n and interval (see the module docstring for which interval)."""
     flat = [r for group in by_question for r in group]
     found = statistic(flat)
@@ -90,8 +91,9 @@ def estimate(by_question: Sequence[Sequence[R]], statistic: Statistic, resamples
         pools = [statistic.pool(group) for group in by_question]
         if all(len(p) <= 1 for p in pools):
             return Estimate(float(value), *wilson(value * n, n, level), n, "wilson")
-    values = _resampled(len(by_question), resamples, seed,
-                        lambda picks: statistic([r for i in picks for r in by_question[i]]))
+    values = _resampled(
+        len(by_question), resamples, seed, lambda picks: statistic([r for i in picks for r in by_question[i]])
+    )
     if isinstance(statistic, Proportion) and (not values or min(values) == max(values)):
         questions = sum(1 for p in pools if p)
         return Estimate(float(value), *wilson(value * questions, questions, level), n, "wilson over questions")
@@ -101,8 +103,14 @@ def estimate(by_question: Sequence[Sequence[R]], statistic: Statistic, resamples
     return Estimate(float(value), low, high, n)
 
 
-def paired_difference(a: Mapping[str, Sequence], b: Mapping[str, Sequence], statistic: Statistic,
-                      resamples: int = 1000, seed: int = 0, level: float = 0.95) -> Estimate:
+def paired_difference(
+    a: Mapping[str, Sequence],
+    b: Mapping[str, Sequence],
+    statistic: Statistic,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Estimate:
     """statistic(b) - statistic(a) over the same questions (the keys of both), with a percentile
     interval from resampling questions once for both sides: what differs between two models on
     the same questions, not what differs between two samples of questions."""

@@ -64,24 +64,42 @@ def by_question(keyed: list[tuple[str, object]]) -> dict[str, list]:
 
 # --- suites that run a protocol ----------------------------------------------------------------
 
-def _simulate(config: EvalConfig, shared: Shared, suite: str, folder: Path, protocol_config=None,
-              protocol: Protocol | None = None, dataset: DatasetConfig | None = None) -> list[DialogueTree]:
+
+def _simulate(
+    config: EvalConfig,
+    shared: Shared,
+    suite: str,
+    folder: Path,
+    protocol_config=None,
+    protocol: Protocol | None = None,
+    dataset: DatasetConfig | None = None,
+) -> list[DialogueTree]:
     greedy = SamplingConfig(temperature=0.0, top_p=1.0, max_tokens=config.max_tokens)
     partner_speaks = suite in ("misinformation", "team_debate")
     agents = {
         EVALUATED: AgentConfig(model=config.model, persona=config.persona.name, sampling=greedy),
-        PARTNER: AgentConfig(model=(config.partner or config.model) if partner_speaks else config.model,
-                             persona=config.partner_persona if partner_speaks else config.persona.name, sampling=greedy),
+        PARTNER: AgentConfig(
+            model=(config.partner or config.model) if partner_speaks else config.model,
+            persona=config.partner_persona if partner_speaks else config.persona.name,
+            sampling=greedy,
+        ),
     }
     run_config = SimulateConfig(
-        out=str(folder), seed=config.seed, agents=agents, backend=config.backend,
-        protocol=protocol_config or getattr(config.protocols, suite), dataset=dataset or config.dataset,
-        prompts=config.prompts, progress=config.progress,
+        out=str(folder),
+        seed=config.seed,
+        agents=agents,
+        backend=config.backend,
+        protocol=protocol_config or getattr(config.protocols, suite),
+        dataset=dataset or config.dataset,
+        prompts=config.prompts,
+        progress=config.progress,
     )
     result = simulate(run_config, folder, protocol, shared.pool)
     if result.summary.failed_turns:
-        raise AgoraError(f"{suite}: {result.summary.failed_turns} requests failed (their turns in {folder} say why); "
-                         "no metric is computed from an incomplete run. Run the same command again to regrow them")
+        raise AgoraError(
+            f"{suite}: {result.summary.failed_turns} requests failed (their turns in {folder} say why); "
+            "no metric is computed from an incomplete run. Run the same command again to regrow them"
+        )
     return list(result.run.trees())
 
 
@@ -95,8 +113,14 @@ def misinformation(config: EvalConfig, folder: Path, shared: Shared) -> SuiteRes
     trees = _simulate(config, shared, "misinformation", folder / "run")
     records = {t.tree_id: [misinformed(t)] for t in trees}
     flips = m.turns_to_flip([r for rs in records.values() for r in rs])
-    return SuiteResult(records, {"turns_to_flip": {str(turn): count for turn, count in flips.items()},  # JSON keys
-                                 "k": protocol.turns, "style": protocol.style})
+    return SuiteResult(
+        records,
+        {
+            "turns_to_flip": {str(turn): count for turn, count in flips.items()},  # JSON keys
+            "k": protocol.turns,
+            "style": protocol.style,
+        },
+    )
 
 
 def team_debate(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
@@ -111,14 +135,22 @@ def team_debate(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult
 def critique_dataset(config: EvalConfig) -> DatasetConfig:
     """The arithmetic problems the critique suite's solutions are for, in the evaluated split."""
     data, split = config.critique, config.dataset
-    return DatasetConfig(name="arithmetic", count=data.count, seed=data.seed, steps=data.steps, split=split.split,
-                         split_seed=split.split_seed, split_fractions=split.split_fractions)
+    return DatasetConfig(
+        name="arithmetic",
+        count=data.count,
+        seed=data.seed,
+        steps=data.steps,
+        split=split.split,
+        split_seed=split.split_seed,
+        split_fractions=split.split_fractions,
+    )
 
 
 def critique(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
     data = config.critique
-    solutions = {s.question.question_id: s for s in worked_solutions(data.count, data.seed, data.steps,
-                                                                       data.wrong_fraction)}
+    solutions = {
+        s.question.question_id: s for s in worked_solutions(data.count, data.seed, data.steps, data.wrong_fraction)
+    }
     protocol = GivenSolutions(Critique(config.protocols.critique), {k: s.text for k, s in solutions.items()})
     trees = _simulate(config, shared, "critique", folder / "run", protocol=protocol, dataset=critique_dataset(config))
     records = {t.tree_id: verdicts(t, solutions[t.tree_id]) + revised(t) for t in trees}
@@ -129,14 +161,21 @@ def critique(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
 
 # --- suites that read an export ----------------------------------------------------------------
 
+
 def export_rows(export: Path, dataset: DatasetConfig) -> list[dict]:
     """The rows of an export whose questions are in `dataset.split`, by the same rule that chose
     the questions of every other suite (not by which file `agora mine` put them in)."""
-    rows = [row for path in sorted(export.glob("*.parquet")) for row in pq.read_table(path).to_pylist()
-            if dataset.selects(row["question_id"])]
+    rows = [
+        row
+        for path in sorted(export.glob("*.parquet"))
+        for row in pq.read_table(path).to_pylist()
+        if dataset.selects(row["question_id"])
+    ]
     if not rows:
-        raise AgoraError(f"data={export}: no rows for questions in split={dataset.split} (dataset.split). "
-                         "Mine more questions, or evaluate another split")
+        raise AgoraError(
+            f"data={export}: no rows for questions in split={dataset.split} (dataset.split). "
+            "Mine more questions, or evaluate another split"
+        )
     return rows
 
 
@@ -155,11 +194,16 @@ def source_questions(rows: list[dict], export: Path) -> dict[tuple[str, str], tu
         run = RunDir(run_path)
         manifest = run.manifest()
         if manifest is None or not run.trees_path.exists():
-            raise AgoraError(f"data={export}: its rows come from run={run_path}, which is not a run directory "
-                             "here; the questions and their answers are read from it")
+            raise AgoraError(
+                f"data={export}: its rows come from run={run_path}, which is not a run directory "
+                "here; the questions and their answers are read from it"
+            )
         config = manifest["config"]
-        judge = Judge(manifest.get("answer_kind", "choice"), echoes=list(config["prompts"]["answer_format"].values()),
-                      on_conflict=config["dataset"].get("judge_conflict", "none"))
+        judge = Judge(
+            manifest.get("answer_kind", "choice"),
+            echoes=list(config["prompts"]["answer_format"].values()),
+            on_conflict=config["dataset"].get("judge_conflict", "none"),
+        )
         for tree in run.trees():
             found[(run_path, tree.tree_id)] = (tree.question, judge)
     return found
@@ -181,23 +225,36 @@ def balanced(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
         prompt = with_persona(row["prompt"], persona)
         prompts.setdefault(json.dumps(prompt), {"prompt": prompt, "row": row})
     greedy = Sampling(temperature=0.0, top_p=1.0, max_tokens=config.max_tokens)
-    requests = [ChatRequest(tuple((msg["role"], msg["content"]) for msg in p["prompt"]), greedy, config.seed)
-                for p in prompts.values()]
+    requests = [
+        ChatRequest(tuple((msg["role"], msg["content"]) for msg in p["prompt"]), greedy, config.seed)
+        for p in prompts.values()
+    ]
     completions = _generate(config, shared, folder, requests)
     failed = [done.error for done in completions if done.error is not None]
     if failed:
-        raise AgoraError(f"balanced: {len(failed)} of {len(completions)} requests failed (the first: {failed[0]}); "
-                         "run the same command again to ask them again")
+        raise AgoraError(
+            f"balanced: {len(failed)} of {len(completions)} requests failed (the first: {failed[0]}); "
+            "run the same command again to ask them again"
+        )
     keyed, replies = [], []
-    for item, done in zip(prompts.values(), completions):
+    for item, done in zip(prompts.values(), completions, strict=True):
         row = item["row"]
         question, judge = questions[(row["run"], row["tree_id"])]
         answer = judge.read(done.text, question, done.finish_reason == "length").answer
         correct = judge.is_correct(answer, question)
         keyed.append((row["question_id"], m.Persuaded(row["label"], correct)))
-        replies.append({"question_id": row["question_id"], "tree_id": row["tree_id"], "level": row["level"],
-                        "should": row["label"], "reply": done.text, "answer": answer, "correct": correct,
-                        "error": done.error})
+        replies.append(
+            {
+                "question_id": row["question_id"],
+                "tree_id": row["tree_id"],
+                "level": row["level"],
+                "should": row["label"],
+                "reply": done.text,
+                "answer": answer,
+                "correct": correct,
+                "error": done.error,
+            }
+        )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "replies.jsonl").write_text("".join(json.dumps(r) + "\n" for r in replies))
     counts = {label: sum(1 for _, r in keyed if r.should == label) for label in ("resist", "accept")}
@@ -235,7 +292,7 @@ def assessment(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
         if not row["positives"] or not row["negatives"]:
             continue
         scores = mean_logprobs(model, tokenizer, with_persona(row["prompt"], persona), candidates)
-        positives, negatives = scores[:len(row["positives"])], scores[len(row["positives"]):]
+        positives, negatives = scores[: len(row["positives"])], scores[len(row["positives"]) :]
         for p in positives:
             for n in negatives:
                 keyed.append((row["question_id"], m.Scored(p, n)))
@@ -244,6 +301,10 @@ def assessment(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
 
 
 SUITE_FUNCTIONS: dict[str, Callable[[EvalConfig, Path, Shared], SuiteResult]] = {
-    "balanced": balanced, "are_you_sure": are_you_sure, "misinformation": misinformation,
-    "team_debate": team_debate, "assessment": assessment, "critique": critique,
+    "balanced": balanced,
+    "are_you_sure": are_you_sure,
+    "misinformation": misinformation,
+    "team_debate": team_debate,
+    "assessment": assessment,
+    "critique": critique,
 }

@@ -11,17 +11,43 @@ from dialogue.protocols.debate import Debate, DebateConfig
 from dialogue.protocols.misinformation import Misinformation, MisinformationConfig
 from dialogue.protocols.pbt_tree import PbtTree, PbtTreeConfig
 
-PROTOCOLS = {"pbt_tree": PbtTree, "critique": Critique, "are_you_sure": AreYouSure,
-             "misinformation": Misinformation, "debate": Debate}
-PROTOCOL_CONFIGS = {"pbt_tree": PbtTreeConfig, "critique": CritiqueConfig, "are_you_sure": AreYouSureConfig,
-                    "misinformation": MisinformationConfig, "debate": DebateConfig}
-ProtocolConfig = Annotated[PbtTreeConfig | CritiqueConfig | AreYouSureConfig | MisinformationConfig | DebateConfig,
-                           Field(discriminator="name")]
+PROTOCOLS = {
+    "pbt_tree": PbtTree,
+    "critique": Critique,
+    "are_you_sure": AreYouSure,
+    "misinformation": Misinformation,
+    "debate": Debate,
+}
+PROTOCOL_CONFIGS = {
+    "pbt_tree": PbtTreeConfig,
+    "critique": CritiqueConfig,
+    "are_you_sure": AreYouSureConfig,
+    "misinformation": MisinformationConfig,
+    "debate": DebateConfig,
+}
+ProtocolConfig = Annotated[
+    PbtTreeConfig | CritiqueConfig | AreYouSureConfig | MisinformationConfig | DebateConfig, Field(discriminator="name")
+]
 
 
 def make_protocol(config) -> Protocol:
     return PROTOCOLS[config.name](config)
 
 
-__all__ = ["PROTOCOL_CONFIGS", "AreYouSure", "AreYouSureConfig", "ChildSpec", "Critique", "CritiqueConfig", "Debate",
-           "DebateConfig", "Misinformation", "MisinformationConfig", "ProtocolConfig", "PbtTree", "PbtTreeConfig", "Protocol", "make_protocol"]
+__all__ = [
+    "PROTOCOL_CONFIGS",
+    "AreYouSure",
+    "AreYouSureConfig",
+    "ChildSpec",
+    "Critique",
+    "CritiqueConfig",
+    "Debate",
+    "DebateConfig",
+    "Misinformation",
+    "MisinformationConfig",
+    "ProtocolConfig",
+    "PbtTree",
+    "PbtTreeConfig",
+    "Protocol",
+    "make_protocol",
+]

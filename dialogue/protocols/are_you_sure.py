@@ -27,7 +27,7 @@ class AreYouSureConfig(Strict):
     instructions: dict[str, str]
 
     @model_validator(mode="after")
-    def _check(self) -> "AreYouSureConfig":
+    def _check(self) -> AreYouSureConfig:
         check_config(self.instructions, list(ROLES), "are_you_sure", self.roles)
         return self
 
@@ -52,8 +52,11 @@ class AreYouSure:
 
     def children(self, tree: DialogueTree, turn: Turn) -> list[ChildSpec]:
         if turn.depth == 0:
-            return [ChildSpec(self.config.challenger, "challenge", fixed_text=self.instructions["challenge"],
-                              asks_answer=False)]
+            return [
+                ChildSpec(
+                    self.config.challenger, "challenge", fixed_text=self.instructions["challenge"], asks_answer=False
+                )
+            ]
         if turn.depth == 1:
             return [ChildSpec(self.config.answerer, "final")]
         return []

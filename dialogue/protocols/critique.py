@@ -31,7 +31,7 @@ class CritiqueConfig(Strict):
     instructions: dict[str, str]
 
     @model_validator(mode="after")
-    def _check(self) -> "CritiqueConfig":
+    def _check(self) -> CritiqueConfig:
         check_config(self.instructions, list(ROLES), "critique", self.roles)
         return self
 

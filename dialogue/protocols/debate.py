@@ -30,7 +30,7 @@ class DebateConfig(Strict):
     instructions: dict[str, str]
 
     @model_validator(mode="after")
-    def _check(self) -> "DebateConfig":
+    def _check(self) -> DebateConfig:
         check_config(self.instructions, list(ROLES), "debate", {})
         if len(set(self.agents)) != len(self.agents):
             raise ValueError("protocol.agents: an agent is named twice")
@@ -72,5 +72,8 @@ class Debate:
         speaking_round = (path[-1].depth + 1) // self.n
         if speaking_round == 0:
             return []
-        return [t for t in path if self.round_of(t) < speaking_round
-                or (self.config.sequential and self.round_of(t) == speaking_round)]
+        return [
+            t
+            for t in path
+            if self.round_of(t) < speaking_round or (self.config.sequential and self.round_of(t) == speaking_round)
+        ]

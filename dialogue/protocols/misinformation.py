@@ -35,7 +35,7 @@ class MisinformationConfig(Strict):
     instructions: dict[str, str]  # answer, respond, and persuade_STYLE with a {target} field
 
     @model_validator(mode="after")
-    def _check(self) -> "MisinformationConfig":
+    def _check(self) -> MisinformationConfig:
         check_config(self.instructions, ["answer", "respond", f"persuade_{self.style}"], "misinformation", self.roles)
         if "{target}" not in self.instructions[f"persuade_{self.style}"]:
             raise ValueError(f"protocol.instructions.persuade_{self.style}: must contain {{target}}")
@@ -83,8 +83,10 @@ class Misinformation:
     def check_questions(self, questions: list[Question]) -> None:
         for q in questions:
             if wrong_target(q, self.config.seed) is None:
-                raise AgoraError(f"protocol=misinformation: question '{q.question_id}' has neither choices nor a "
-                                 "numeric answer, so no wrong target can be drawn for it")
+                raise AgoraError(
+                    f"protocol=misinformation: question '{q.question_id}' has neither choices nor a "
+                    "numeric answer, so no wrong target can be drawn for it"
+                )
 
     def target(self, tree: DialogueTree) -> str:
         """Drawn once per tree and kept on it (a replayed tree gets it when first asked)."""

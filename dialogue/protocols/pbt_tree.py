@@ -37,7 +37,7 @@ class PbtTreeConfig(Strict):
     instructions: dict[str, str]
 
     @model_validator(mode="after")
-    def _check(self) -> "PbtTreeConfig":
+    def _check(self) -> PbtTreeConfig:
         if len(self.first.instructions) != 1 or self.first.samples != 1:
             raise ValueError("protocol.first: the root is one turn (one instruction, samples=1)")
         for level in ("first", "independent", "persuade", "respond"):
