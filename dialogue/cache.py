@@ -75,7 +75,6 @@ class CachedBackend:
         self.cache = cache
         self.cache_id = cache_id  # backend kind and model, e.g. "transformers:smollm2-135m"
         self.model_id = backend.model_id
-        self.hits = 0
 
     def generate(self, requests: list[ChatRequest]) -> list[Completion]:
         keys = [request_key(self.cache_id, r) for r in requests]
@@ -83,7 +82,6 @@ class CachedBackend:
         missing = [i for i, k in enumerate(keys) if k not in cached]
         fresh = self.backend.generate([requests[i] for i in missing]) if missing else []
         self.cache.put_many({keys[i]: c for i, c in zip(missing, fresh, strict=True) if c.error is None})
-        self.hits += len(requests) - len(missing)
         by_index = dict(zip(missing, fresh, strict=True))
         return [by_index[i] if i in by_index else replace(cached[k], cached=True) for i, k in enumerate(keys)]
 

@@ -37,7 +37,6 @@ class Stats:
     turns: int = 0
     generated_tokens: int = 0  # by a backend in this invocation, cached completions excluded
     cached_turns: int = 0
-    failed_requests: int = 0
     seconds: float = 0.0
 
     @property
@@ -188,11 +187,9 @@ class Engine:
                 )
             )
             self.stats.turns += 1
-            if job.spec.fixed_text is not None:
+            if job.spec.fixed_text is not None or done.error is not None:  # failures are counted from the trees
                 continue
-            if done.error is not None:
-                self.stats.failed_requests += 1
-            elif done.cached:
+            if done.cached:
                 self.stats.cached_turns += 1
             else:
                 self.stats.generated_tokens += done.completion_tokens

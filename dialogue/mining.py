@@ -15,7 +15,6 @@ scores differ by at least `margin`, the higher one chosen.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import product
 from typing import Literal
@@ -25,7 +24,6 @@ import networkx as nx
 from dialogue.tree import DialogueTree, Turn
 
 Messages = tuple[tuple[str, str], ...]
-PromptFn = Callable[[DialogueTree, str, str], Messages]  # (tree, last turn id, speaker) -> messages
 
 
 @dataclass(frozen=True)

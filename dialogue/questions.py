@@ -386,7 +386,3 @@ class Step:
         return {"add": before + self.n, "sub": before - self.n, "mul": before * self.n, "div": before // self.n}[
             self.op
         ]
-
-    def show(self, before: int) -> str:
-        symbol = {"add": "+", "sub": "-", "mul": "*", "div": "/"}[self.op]
-        return f"{before} {symbol} {self.n} = {self.apply(before)}"

@@ -84,7 +84,7 @@ def test_failed_requests_are_recorded_on_turns_and_the_key_is_never_written(serv
         ]
     )
     result = simulate(cfg, out)
-    assert result.summary.trees == 2 and result.stats.failed_requests > 0
+    assert result.summary.trees == 2 and result.summary.failed_turns > 0
     turns = [n for line in (out / "trees.jsonl").read_text().splitlines() for n in json.loads(line)["nodes"]]
     failed = [t for t in turns if t["gen"]["error"]]
     assert len(failed) == 2 * 2 * 3  # trees x B's first answers x persuasion styles

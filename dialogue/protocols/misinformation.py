@@ -22,8 +22,6 @@ from dialogue.protocols.base import ChildSpec, check_config
 from dialogue.questions import LETTERS, Question
 from dialogue.tree import DialogueTree, Turn
 
-STYLES = ("logical", "credibility", "emotional")
-
 
 class MisinformationConfig(Strict):
     name: Literal["misinformation"] = "misinformation"

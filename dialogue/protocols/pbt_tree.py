@@ -67,10 +67,6 @@ class PbtTree:
         self.config = config
         self.instructions = config.instructions
 
-    @property
-    def agents(self) -> list[str]:
-        return [self.config.persuader, self.config.persuadee]
-
     def first(self, tree: DialogueTree) -> ChildSpec:
         return ChildSpec(self.config.persuader, self.config.first.instructions[0])
 
