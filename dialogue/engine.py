@@ -18,9 +18,8 @@ from tqdm.auto import tqdm
 from agents.agent import Agent
 from agents.requests import Backend, ChatRequest, Completion
 from dialogue.judge import Judge
-from dialogue.messages import build_messages
+from dialogue.messages import turn_messages
 from dialogue.protocols.base import ChildSpec, Protocol
-from dialogue.questions import show_question
 from dialogue.tree import DialogueTree, GenInfo, Turn, child_id
 
 ROOT_ID = "0"
@@ -115,14 +114,14 @@ class Engine:
 
     def _request(self, tree: DialogueTree, parent: str | None, turn_id: str, spec: ChildSpec) -> ChatRequest:
         agent = self.agents[spec.speaker]
-        wording = getattr(self.protocol, "wording", None)  # a protocol may fill in per-tree details
-        instruction = wording(tree, spec) if wording else self.protocol.instructions[spec.instruction]
-        messages = build_messages(
-            speaker=spec.speaker,
-            persona=agent.persona,
-            question=show_question(tree.question),
-            context=self.protocol.context(tree, parent, spec.speaker),
-            instruction=f"{instruction}\n\n{self.answer_format}".strip() if spec.asks_answer else instruction,
+        messages = turn_messages(
+            self.protocol,
+            tree,
+            parent,
+            spec.speaker,
+            spec.instruction,
+            agent.persona,
+            self.answer_format,
             many_agents=len(self.agents) > 2,
         )
         return ChatRequest(messages, agent.sampling, derive_seed(self.seed, tree.tree_id, turn_id))
@@ -140,7 +139,6 @@ class Engine:
                 job.completion = completion
 
     def _add_turns(self, jobs: list[_Job]) -> None:
-        parse = getattr(self.protocol, "parse", None)
         readings = self.judge.read_batch(
             [(job.completion.text, job.tree.question, job.completion.finish_reason == "length") for job in jobs]
         )
@@ -182,7 +180,7 @@ class Engine:
                     answer=answer,
                     correct=self.judge.is_correct(answer, job.tree.question),
                     agrees_with_parent=agrees,
-                    parsed=_parsed(parse(job.spec, done.text) if parse else None, reading.problem),
+                    parsed=_parsed(self.protocol.parse(job.spec, done.text), reading.problem),
                     gen=gen,
                 )
             )

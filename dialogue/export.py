@@ -28,10 +28,10 @@ from agents.config import Strict
 from agents.errors import AgoraError
 from agents.files import make_readable
 from dialogue.config import load_persona, one_as_list
-from dialogue.messages import build_messages
+from dialogue.messages import turn_messages
 from dialogue.mining import AnswerGroup, CritiqueExamples, Messages, aft_groups, critique_examples, pbt_pairs
 from dialogue.protocols import PROTOCOL_CONFIGS, make_protocol
-from dialogue.questions import SPLITS, DatasetConfig, SplitRule, show_question
+from dialogue.questions import SPLITS, DatasetConfig, SplitRule
 from dialogue.rundir import RunDir
 from dialogue.summary import judge_counts
 from dialogue.tree import DialogueTree, Turn
@@ -208,9 +208,9 @@ def _one_rule(rules: dict[str, SplitRule]) -> SplitRule:
     return next(iter(distinct))
 
 
-def free_form_of(manifest: dict) -> set[str]:
+def free_form_of(manifest: dict) -> frozenset[str]:
     """The instructions of the run's protocol that ask for no answer line."""
-    return set(getattr(_protocol_of(manifest), "no_answer_format", set()))
+    return _protocol_of(manifest).free_form
 
 
 def _protocol_config(manifest: dict):
@@ -243,7 +243,6 @@ def prompt_builder(manifest: dict, run_path: str, needed: list[str]):
                 f"({', '.join(protocol.instructions)})"
             )
     formats = config["prompts"]["answer_format"]
-    free_form = getattr(protocol, "no_answer_format", set())
     personas: dict[str, str] = {}
 
     def prompt(tree: DialogueTree, last: str, speaker: str, instruction: str) -> Messages:
@@ -251,15 +250,14 @@ def prompt_builder(manifest: dict, run_path: str, needed: list[str]):
         if persona_name not in personas:
             personas[persona_name] = load_persona(persona_name)
         kind = manifest.get("answer_kind") or ("choice" if tree.question.choices else "alias")
-        wording = protocol.instructions[instruction]
-        if instruction not in free_form:
-            wording = f"{wording}\n\n{formats[kind]}".strip()
-        return build_messages(
-            speaker=speaker,
-            persona=personas[persona_name],
-            question=show_question(tree.question),
-            context=protocol.context(tree, last, speaker),
-            instruction=wording,
+        return turn_messages(
+            protocol,
+            tree,
+            last,
+            speaker,
+            instruction,
+            personas[persona_name],
+            formats[kind],
             many_agents=len(tree.graph.graph["agents"]) > 2,
         )
 

@@ -12,9 +12,38 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dialogue.tree import Turn
+from dialogue.protocols.base import Protocol
+from dialogue.questions import show_question
+from dialogue.tree import DialogueTree, Turn
 
 Message = tuple[str, str]  # (role, content)
+
+
+def turn_messages(
+    protocol: Protocol,
+    tree: DialogueTree,
+    parent: str | None,
+    speaker: str,
+    instruction: str,
+    persona: str,
+    answer_format: str,
+    many_agents: bool,
+) -> tuple[Message, ...]:
+    """The messages `speaker` is given to write a turn under `parent` with the role instruction
+    named `instruction`: the one place a prompt is made. The engine asks a model with it, and
+    mining rebuilds a training prompt with it under another instruction, so the two can differ
+    in nothing but the instruction."""
+    wording = protocol.wording(tree, instruction)
+    if protocol.asks_answer(instruction):
+        wording = f"{wording}\n\n{answer_format}".strip()
+    return build_messages(
+        speaker=speaker,
+        persona=persona,
+        question=show_question(tree.question),
+        context=protocol.context(tree, parent, speaker),
+        instruction=wording,
+        many_agents=many_agents,
+    )
 
 
 def build_messages(

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from agents.errors import AgoraError
 from dialogue.config import SimulateConfig, load_persona, validate
 from dialogue.protocols import make_protocol
-from dialogue.protocols.base import ChildSpec, Protocol
+from dialogue.protocols.base import ChildSpec, Delegating, Protocol
 from dialogue.questions import judge_kind
 from dialogue.rundir import RunDir, now
 from dialogue.simulate import Result, check_local_models, config_of, grow
@@ -28,13 +28,12 @@ from dialogue.summary import summarize
 from dialogue.tree import DialogueTree, Turn
 
 
-class Replay:
-    """A protocol that regrows recorded trees: the named agent speaks, the rest is given."""
+class Replay(Delegating):
+    """The source run's protocol, regrowing recorded trees: the named agent speaks, the rest is given."""
 
     def __init__(self, protocol: Protocol, sources: dict[str, DialogueTree], agent: str):
-        self.protocol, self.sources, self.agent = protocol, sources, agent
-        self.name = protocol.name
-        self.instructions = protocol.instructions
+        super().__init__(protocol)
+        self.sources, self.agent = sources, agent
 
     def first(self, tree: DialogueTree) -> ChildSpec:
         source = self.sources[tree.tree_id]
@@ -44,21 +43,8 @@ class Replay:
         source = self.sources[tree.tree_id]
         return [self._spec(source.turn(c)) for c in source.children(turn.id)]
 
-    def context(self, tree: DialogueTree, parent: str | None, speaker: str) -> list[Turn]:
-        return self.protocol.context(tree, parent, speaker)
-
-    def parse(self, spec: ChildSpec, text: str) -> dict | None:
-        parse = getattr(self.protocol, "parse", None)
-        return parse(spec, text) if parse else None
-
-    def wording(self, tree: DialogueTree, spec: ChildSpec) -> str:
-        wording = getattr(self.protocol, "wording", None)
-        return wording(tree, spec) if wording else self.instructions[spec.instruction]
-
     def _spec(self, turn: Turn) -> ChildSpec:
-        fixed = None if turn.speaker == self.agent else turn.text
-        asks_answer = turn.instruction not in getattr(self.protocol, "no_answer_format", set())
-        return ChildSpec(turn.speaker, turn.instruction, 1, fixed, asks_answer)
+        return ChildSpec(turn.speaker, turn.instruction, 1, None if turn.speaker == self.agent else turn.text)
 
 
 def replay_config(source: dict, agent: str, overrides: dict, out: str) -> SimulateConfig:
@@ -113,9 +99,7 @@ def replay(
             _copy_cache(source.cache_path, run.cache_path)
         protocol = Replay(make_protocol(config.protocol), sources, agent)
         stats = grow(config, protocol, personas, run, questions, kind, base_kind)
-        summary = summarize(
-            list(run.trees()), {config.protocol.responder}, getattr(protocol, "no_answer_format", set())
-        )
+        summary = summarize(list(run.trees()), {config.protocol.responder}, protocol.free_form)
         run.finish(summary.to_dict())
     return Result(run, stats, summary, 0)
 

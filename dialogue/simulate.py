@@ -51,16 +51,13 @@ def simulate(
     if config.dataset.max_prompt_tokens:
         drop_long_questions(loaded, config)
     protocol = protocol or make_protocol(config.protocol)
-    if hasattr(protocol, "check_questions"):
-        protocol.check_questions(loaded.questions)
+    protocol.check_questions(loaded.questions)
 
     run = RunDir(out)
     with run.writing():
         run.begin(_manifest(config, loaded.source, len(loaded.questions), loaded.skipped, base_kind))
         stats = grow(config, protocol, personas, run, loaded.questions, kind, base_kind, pool)
-        summary = summarize(
-            list(run.trees()), {config.protocol.responder}, getattr(protocol, "no_answer_format", set())
-        )
+        summary = summarize(list(run.trees()), {config.protocol.responder}, protocol.free_form)
         run.finish({**summary.to_dict(), "skipped_rows": loaded.skipped})
     return Result(run, stats, summary, loaded.skipped)
 

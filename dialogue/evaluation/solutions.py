@@ -17,10 +17,10 @@ import math
 import random
 from dataclasses import dataclass
 
-from dialogue.protocols.base import ChildSpec
+from dialogue.protocols.base import ChildSpec, Delegating
 from dialogue.protocols.critique import Critique
 from dialogue.questions import Question, Step, arithmetic_worked
-from dialogue.tree import DialogueTree, Turn
+from dialogue.tree import DialogueTree
 
 SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 
@@ -56,22 +56,12 @@ def _solution(question: Question, worked: list[Step], wrong_at: int | None, rng:
     return Solution(question, "\n".join(lines), tuple(truth), value == worked[-1].after)
 
 
-class GivenSolutions:
+class GivenSolutions(Delegating):
     """The critique protocol, starting from a given solution instead of the answerer's own."""
 
     def __init__(self, critique: Critique, solutions: dict[str, str]):
-        self.critique, self.solutions = critique, solutions
-        self.name, self.instructions = critique.name, critique.instructions
-        self.no_answer_format = critique.no_answer_format
+        super().__init__(critique)
+        self.answerer, self.solutions = critique.config.answerer, solutions
 
     def first(self, tree: DialogueTree) -> ChildSpec:
-        return ChildSpec(self.critique.config.answerer, "solve", fixed_text=self.solutions[tree.tree_id])
-
-    def children(self, tree: DialogueTree, turn: Turn) -> list[ChildSpec]:
-        return self.critique.children(tree, turn)
-
-    def context(self, tree: DialogueTree, parent: str | None, speaker: str) -> list[Turn]:
-        return self.critique.context(tree, parent, speaker)
-
-    def parse(self, spec: ChildSpec, text: str) -> dict | None:
-        return self.critique.parse(spec, text)
+        return ChildSpec(self.answerer, "solve", fixed_text=self.solutions[tree.tree_id])

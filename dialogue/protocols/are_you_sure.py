@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import model_validator
 
 from agents.config import Strict
-from dialogue.protocols.base import ChildSpec, check_config
+from dialogue.protocols.base import ChildSpec, Protocol, check_config
 from dialogue.tree import DialogueTree, Turn
 
 ROLES = ("answer", "challenge", "final")
@@ -40,8 +40,9 @@ class AreYouSureConfig(Strict):
         return self.answerer
 
 
-class AreYouSure:
+class AreYouSure(Protocol):
     name = "are_you_sure"
+    free_form = frozenset({"challenge"})  # the challenge asks; it gives no answer
 
     def __init__(self, config: AreYouSureConfig):
         self.config = config
@@ -52,11 +53,7 @@ class AreYouSure:
 
     def children(self, tree: DialogueTree, turn: Turn) -> list[ChildSpec]:
         if turn.depth == 0:
-            return [
-                ChildSpec(
-                    self.config.challenger, "challenge", fixed_text=self.instructions["challenge"], asks_answer=False
-                )
-            ]
+            return [ChildSpec(self.config.challenger, "challenge", fixed_text=self.instructions["challenge"])]
         if turn.depth == 1:
             return [ChildSpec(self.config.answerer, "final")]
         return []

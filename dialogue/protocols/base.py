@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol as TypingProtocol
 
+from dialogue.questions import Question
 from dialogue.tree import DialogueTree, Turn
 
 
@@ -12,29 +12,76 @@ class ChildSpec:
     instruction: str  # role instruction name
     samples: int = 1
     fixed_text: str | None = None  # a turn whose words are given (a recorded turn, a set challenge)
-    asks_answer: bool = True  # append the answer format to the instruction
 
 
-class Protocol(TypingProtocol):
+class Protocol:
+    """Decides which turns a tree grows. Every hook the engine, mining and replay call is declared
+    here with its default; a protocol overrides what it needs.
+
+    `first`, `children` and `context` have no default: they are what a protocol is. The others:
+    `wording` (the words of an instruction for this tree), `asks_answer` (whether a turn under an
+    instruction is asked for the answer format), `parse` (structured content read from a turn's
+    text, kept as `Turn.parsed`) and `check_questions` (refuse data the protocol cannot run on,
+    before anything is written)."""
+
     name: str
     instructions: dict[str, str]  # role instruction name -> wording, from conf/protocol/
+    free_form: frozenset[str] = frozenset()  # instructions whose turns give no "Answer: ..." line
 
     def first(self, tree: DialogueTree) -> ChildSpec:
         """The root turn: exactly one."""
+        raise NotImplementedError
 
     def children(self, tree: DialogueTree, turn: Turn) -> list[ChildSpec]:
         """What to generate under `turn`; empty when the branch stops there."""
+        raise NotImplementedError
 
     def context(self, tree: DialogueTree, parent: str | None, speaker: str) -> list[Turn]:
         """The earlier turns that `speaker` sees when speaking under `parent`."""
+        raise NotImplementedError
 
-    # Optional:
-    #   `parse(spec, text) -> dict | None`: structured content read from a turn (kept as
-    #     `Turn.parsed`, e.g. a critic's verdicts);
-    #   `wording(tree, spec) -> str`: the instruction's words for this tree (the misinformation
-    #     target), instead of `instructions[spec.instruction]`;
-    #   `check_questions(questions)`: raise AgoraError for data the protocol cannot run on,
-    #     before anything is written.
+    def wording(self, tree: DialogueTree, instruction: str) -> str:
+        return self.instructions[instruction]
+
+    def asks_answer(self, instruction: str) -> bool:
+        return instruction not in self.free_form
+
+    def parse(self, spec: ChildSpec, text: str) -> dict | None:
+        return None
+
+    def check_questions(self, questions: list[Question]) -> None:
+        return None
+
+
+class Delegating(Protocol):
+    """A protocol that is `inner` except where a subclass overrides a hook (a replay regrows
+    recorded trees; the critique suite starts from given solutions): the one place that
+    forwards every hook."""
+
+    def __init__(self, inner: Protocol):
+        self.inner = inner
+        self.name, self.instructions, self.free_form = inner.name, inner.instructions, inner.free_form
+
+    def first(self, tree: DialogueTree) -> ChildSpec:
+        return self.inner.first(tree)
+
+    def children(self, tree: DialogueTree, turn: Turn) -> list[ChildSpec]:
+        return self.inner.children(tree, turn)
+
+    def context(self, tree: DialogueTree, parent: str | None, speaker: str) -> list[Turn]:
+        return self.inner.context(tree, parent, speaker)
+
+    def wording(self, tree: DialogueTree, instruction: str) -> str:
+        return self.inner.wording(tree, instruction)
+
+    def asks_answer(self, instruction: str) -> bool:
+        return self.inner.asks_answer(instruction)
+
+    def parse(self, spec: ChildSpec, text: str) -> dict | None:
+        return self.inner.parse(spec, text)
+
+    def check_questions(self, questions: list[Question]) -> None:
+        return self.inner.check_questions(questions)
 
 
 def check_config(instructions: dict[str, str], needed: list[str], protocol: str, agents: dict[str, str]) -> None:

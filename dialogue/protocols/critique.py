@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from agents.config import Strict
-from dialogue.protocols.base import ChildSpec, check_config
+from dialogue.protocols.base import ChildSpec, Protocol, check_config
 from dialogue.tree import DialogueTree, Turn
 
 ROLES = ("solve", "critique", "revise")
@@ -44,9 +44,9 @@ class CritiqueConfig(Strict):
         return self.answerer
 
 
-class Critique:
+class Critique(Protocol):
     name = "critique"
-    no_answer_format = {"critique"}  # a critique answers in JSON, not with "Answer: ..."
+    free_form = frozenset({"critique"})  # a critique answers in JSON, not with "Answer: ..."
 
     def __init__(self, config: CritiqueConfig):
         self.config = config
@@ -57,7 +57,7 @@ class Critique:
 
     def children(self, tree: DialogueTree, turn: Turn) -> list[ChildSpec]:
         if turn.depth == 0:
-            return [ChildSpec(self.config.critic, "critique", self.config.critics, asks_answer=False)]
+            return [ChildSpec(self.config.critic, "critique", self.config.critics)]
         if turn.depth == 1:
             return [ChildSpec(self.config.answerer, "revise", self.config.revisions)]
         return []

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from agents.config import Strict
-from dialogue.protocols.base import ChildSpec, check_config
+from dialogue.protocols.base import ChildSpec, Protocol, check_config
 from dialogue.tree import DialogueTree, Turn
 
 ROLES = ("answer", "debate")
@@ -45,7 +45,7 @@ class DebateConfig(Strict):
         return self.agents[0]
 
 
-class Debate:
+class Debate(Protocol):
     name = "debate"
 
     def __init__(self, config: DebateConfig):

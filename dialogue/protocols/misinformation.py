@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from agents.config import Strict
 from agents.errors import AgoraError
 from dialogue.judge import canonical_number
-from dialogue.protocols.base import ChildSpec, check_config
+from dialogue.protocols.base import ChildSpec, Protocol, check_config
 from dialogue.questions import LETTERS, Question
 from dialogue.tree import DialogueTree, Turn
 
@@ -71,7 +71,7 @@ def show_target(question: Question, target: str) -> str:
     return target
 
 
-class Misinformation:
+class Misinformation(Protocol):
     name = "misinformation"
 
     def __init__(self, config: MisinformationConfig):
@@ -105,8 +105,8 @@ class Misinformation:
     def context(self, tree: DialogueTree, parent: str | None, speaker: str) -> list[Turn]:
         return [] if parent is None else tree.path(parent)
 
-    def wording(self, tree: DialogueTree, spec: ChildSpec) -> str:
-        text = self.instructions[spec.instruction]
-        if spec.instruction.startswith("persuade_"):
+    def wording(self, tree: DialogueTree, instruction: str) -> str:
+        text = self.instructions[instruction]
+        if instruction.startswith("persuade_"):
             text = text.format(target=show_target(tree.question, self.target(tree)))
         return text

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from agents.config import Strict
-from dialogue.protocols.base import ChildSpec, check_config
+from dialogue.protocols.base import ChildSpec, Protocol, check_config
 from dialogue.tree import DialogueTree, Turn
 
 
@@ -60,7 +60,7 @@ class PbtTreeConfig(Strict):
         return self.persuadee
 
 
-class PbtTree:
+class PbtTree(Protocol):
     name = "pbt_tree"
 
     def __init__(self, config: PbtTreeConfig):

@@ -1,0 +1,57 @@
+"""One prompt renderer: the prompt `agora mine` rebuilds for a turn is the request the engine sent
+for it, and under another instruction it differs in nothing but the instruction's words."""
+
+import json
+
+import pytest
+
+from dialogue.export import prompt_builder
+from dialogue.protocols import make_protocol
+from dialogue.rundir import RunDir
+from dialogue.simulate import simulate
+from tests.conftest import ScriptedBackend, simulate_config
+
+
+def reply(request) -> str:
+    """Varied answers, a critic's JSON, a persuader's argument: enough to grow every protocol."""
+    last = request.messages[-1][1]
+    if "JSON" in last or "json" in last:
+        return json.dumps({"step_1": {"correctness": True, "explanation": "ok"}, "answer_correctness": True})
+    return f"Because of reasons. Answer: {'ABCD'[request.seed % 4] if request.seed % 5 else request.seed % 50}"
+
+
+@pytest.mark.parametrize("protocol", [
+    ["protocol=pbt_tree"],
+    ["protocol=debate", "+agent@agents.C=smollm2"],
+    ["protocol=misinformation"],
+    ["protocol=critique", "dataset=arithmetic"],
+])
+def test_the_mined_prompt_is_the_engine_request_with_only_the_instruction_swapped(protocol, tmp_path, monkeypatch):
+    sent = {}
+
+    def record(request):
+        sent[request.seed] = request.messages
+        return reply(request)
+
+    config = simulate_config([f"out={tmp_path}", "dataset.limit=3", "progress=false", *protocol])
+    monkeypatch.setattr("dialogue.simulate.make_backend", lambda *a, **k: ScriptedBackend(record))
+    simulate(config, tmp_path)
+    run = RunDir(tmp_path)
+    prompt = prompt_builder(run.manifest(), str(tmp_path), [])
+    rules = make_protocol(config.protocol)
+    checked = 0
+    for tree in run.trees():
+        for turn in tree.turns():
+            if turn.gen is None:
+                continue  # given words: no request was sent
+            engine = sent[turn.gen.seed]
+            assert prompt(tree, turn.parent, turn.speaker, turn.instruction) == engine
+            for other in rules.instructions:
+                if other == turn.instruction or rules.asks_answer(other) != rules.asks_answer(turn.instruction):
+                    continue
+                swapped = prompt(tree, turn.parent, turn.speaker, other)
+                assert swapped[:-1] == engine[:-1] and swapped[-1][0] == engine[-1][0]
+                expected = engine[-1][1].replace(rules.wording(tree, turn.instruction), rules.wording(tree, other))
+                assert swapped[-1][1] == expected
+            checked += 1
+    assert checked > 6
