@@ -18,6 +18,8 @@ import random
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +31,7 @@ from agents.errors import AgoraError
 from agents.files import make_readable
 from dialogue.config import load_persona, one_as_list
 from dialogue.messages import turn_messages
-from dialogue.mining import AnswerGroup, CritiqueExamples, Messages, aft_groups, critique_examples, pbt_pairs
+from dialogue.mining import AnswerGroup, Messages, aft_groups, critique_examples, pbt_pairs
 from dialogue.protocols import PROTOCOL_CONFIGS, make_protocol
 from dialogue.questions import SPLITS, DatasetConfig, SplitRule
 from dialogue.rundir import RunDir
@@ -38,7 +40,7 @@ from dialogue.tree import DialogueTree, Turn
 
 
 class MinerConfig(Strict):
-    name: Literal["pbt", "aft", "kto", "sft", "critique"] = "pbt"
+    name: str = "pbt"  # a key of MINERS
     score: Literal["immediate", "subtree"] = "immediate"
     margin: float = Field(0.5, gt=0.0, le=1.0)  # subtree rule: least score difference of a pair
     balance: bool = False  # equally many accept and resist rows per split
@@ -52,6 +54,13 @@ class MinerConfig(Strict):
     @classmethod
     def _one_responder(cls, value):
         return [value] if isinstance(value, str) and value != "all" else value
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in MINERS:
+            raise ValueError(f"unknown miner '{name}' (one of {', '.join(MINERS)})")
+        return name
 
 
 class MineConfig(Strict):
@@ -69,52 +78,45 @@ class MineConfig(Strict):
 
 MESSAGES = [{"role": Value("string"), "content": Value("string")}]
 _KEYS = {"tree_id": Value("string"), "question_id": Value("string"), "level": Value("int64"), "run": Value("string")}
-FEATURES = {
-    "pbt": Features(
-        {
-            "prompt": MESSAGES,
-            "chosen": MESSAGES,
-            "rejected": MESSAGES,
-            "label": Value("string"),
-            "chosen_instruction": Value("string"),
-            "rejected_instruction": Value("string"),
-            **_KEYS,
-        }
-    ),
-    "kto": Features(
-        {
-            "prompt": MESSAGES,
-            "completion": MESSAGES,
-            "label": Value("bool"),
-            "pbt_label": Value("string"),
-            "instruction": Value("string"),
-            **_KEYS,
-        }
-    ),
-    "sft": Features(
-        {"prompt": MESSAGES, "completion": MESSAGES, "label": Value("string"), "instruction": Value("string"), **_KEYS}
-    ),
-    "aft": Features(
-        {
-            "prompt": MESSAGES,
-            "positives": [Value("string")],
-            "negatives": [Value("string")],
-            "ranked": [Value("string")],
-            "speaker": Value("string"),
-            **_KEYS,
-        }
-    ),
-    # miner=critique writes four datasets, one folder each
-    "critique/critique_sft": Features({"prompt": MESSAGES, "completion": MESSAGES, **_KEYS}),
-    "critique/critique_pairs": Features({"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES, **_KEYS}),
-    "critique/correction_sft": Features({"prompt": MESSAGES, "completion": MESSAGES, **_KEYS}),
-    "critique/revision_pairs": Features(
-        {"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES, "label": Value("string"), **_KEYS}
-    ),
+PAIR = {"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES}
+PBT_FEATURES = Features(
+    {
+        **PAIR,
+        "label": Value("string"),
+        "chosen_instruction": Value("string"),
+        "rejected_instruction": Value("string"),
+        **_KEYS,
+    }
+)
+KTO_FEATURES = Features(
+    {
+        "prompt": MESSAGES,
+        "completion": MESSAGES,
+        "label": Value("bool"),
+        "pbt_label": Value("string"),
+        "instruction": Value("string"),
+        **_KEYS,
+    }
+)
+SFT_FEATURES = Features(
+    {"prompt": MESSAGES, "completion": MESSAGES, "label": Value("string"), "instruction": Value("string"), **_KEYS}
+)
+AFT_FEATURES = Features(
+    {
+        "prompt": MESSAGES,
+        "positives": [Value("string")],
+        "negatives": [Value("string")],
+        "ranked": [Value("string")],
+        "speaker": Value("string"),
+        **_KEYS,
+    }
+)
+CRITIQUE_FEATURES = {  # four datasets, one folder each
+    "critique_sft": Features({"prompt": MESSAGES, "completion": MESSAGES, **_KEYS}),
+    "critique_pairs": Features({**PAIR, **_KEYS}),
+    "correction_sft": Features({"prompt": MESSAGES, "completion": MESSAGES, **_KEYS}),
+    "revision_pairs": Features({**PAIR, "label": Value("string"), **_KEYS}),
 }
-SUBSETS = {"critique": ["critique_sft", "critique_pairs", "correction_sft", "revision_pairs"]}
-# the protocols whose trees each miner understands; another protocol's trees would be misread
-READS = {"pbt": {"pbt_tree"}, "kto": {"pbt_tree"}, "sft": {"pbt_tree"}, "aft": {"pbt_tree"}, "critique": {"critique"}}
 
 
 def mine(config: MineConfig) -> dict:
@@ -128,34 +130,28 @@ def mine(config: MineConfig) -> dict:
                 f"run={run_path}: names the same run twice (also run={seen[resolved]}); its pairs would be mined twice"
             )
         seen[resolved] = run_path
-    miner = config.miner
-    subsets = SUBSETS.get(miner.name, [""])
-    rows: dict[str, list[dict]] = {subset: [] for subset in subsets}
-    sources, bad_lines, failed_parses, rules = [], [], 0, {}
+    miner, spec = config.miner, MINERS[config.miner.name]
+    rows: dict[str, list[dict]] = {subset: [] for subset in spec.features}
+    sources, bad_lines, rules = [], [], {}
     for run_path in config.run:
         run = RunDir(run_path)
         manifest = run.manifest()
         if manifest is None or not run.trees_path.exists():
             raise AgoraError(f"run={run_path}: not a run directory (no manifest.json or trees.jsonl)")
         protocol = manifest["config"]["protocol"]["name"]
-        if protocol not in READS[miner.name]:
+        if protocol not in spec.reads:
             raise AgoraError(
                 f"run={run_path}: a {protocol} run; miner={miner.name} reads "
-                f"{' and '.join(sorted(READS[miner.name]))} runs only"
+                f"{' and '.join(sorted(spec.reads))} runs only"
             )
         rules[run_path] = split_rule_of(manifest)
-        prompt = prompt_builder(manifest, run_path, [] if miner.name == "critique" else [miner.instruction])
+        prompt = prompt_builder(manifest, run_path, [miner.instruction] if spec.neutral_prompts else [])
         responders = _responders(miner, manifest)
         before = len(bad_lines)
         trees = list(run.trees(bad_lines=bad_lines))
         for tree in trees:
-            if miner.name == "critique":
-                found = critique_examples(tree)
-                failed_parses += found.failed_parses
-                for subset, subset_rows in _critique_rows(found, tree, prompt, str(run_path)).items():
-                    rows[subset].extend(subset_rows)
-            else:
-                rows[""].extend(_rows(miner, tree, prompt, str(run_path), responders))
+            for subset, subset_rows in spec.rows(miner, tree, prompt, str(run_path), responders).items():
+                rows[subset].extend(subset_rows)
         sources.append(
             {
                 "run": str(run_path),
@@ -163,6 +159,8 @@ def mine(config: MineConfig) -> dict:
                 "trees": len(trees),
                 "bad_lines": len(bad_lines) - before,
                 "responders": "all" if responders is None else sorted(responders),
+                # turns whose structured content (a critic's JSON) could not be read
+                "failed_parses": sum(1 for t in trees for u in t.turns() if "error" in (u.parsed or {})),
                 **judge_counts(trees, free_form_of(manifest)),
             }
         )
@@ -172,14 +170,14 @@ def mine(config: MineConfig) -> dict:
         by_split = {split: [] for split in SPLITS}
         for row in subset_rows:
             by_split[rule.of(row["question_id"])].append(row)
-        if miner.balance and miner.name in ("pbt", "kto", "sft"):
+        if miner.balance and spec.label:
             for split, split_rows in by_split.items():
-                by_split[split], balancing[split] = balance(split_rows, _label_key(miner.name), config.seed)
+                by_split[split], balancing[split] = balance(split_rows, spec.label, config.seed)
         by_subset[subset] = by_split
     judged = {kind: dict(sum((Counter(s[kind]) for s in sources), Counter())) for kind in ("unreadable", "conflicts")}
     card = {
         **_card(config, by_subset, sources, bad_lines),
-        "failed_parses": failed_parses,
+        "failed_parses": sum(s["failed_parses"] for s in sources),
         "split_rule": rule.to_json(),
         "judge": judged,
     }
@@ -187,7 +185,7 @@ def mine(config: MineConfig) -> dict:
         card["balance"] = balancing
     # a run that was killed, or finished with failed turns, is mined as far as it went
     card["incomplete_runs"] = [s["run"] for s in sources if s["status"] != "complete"]
-    _write(out, miner.name, by_subset, card, config.overwrite)
+    _write(out, spec.features, by_subset, card, config.overwrite)
     return card
 
 
@@ -264,50 +262,95 @@ def prompt_builder(manifest: dict, run_path: str, needed: list[str]):
     return prompt
 
 
-def _rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders: set[str] | None) -> list[dict]:
+def _pbt_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
+    return {
+        "": [
+            {
+                "prompt": messages,
+                "chosen": _reply(pair.chosen),
+                "rejected": _reply(pair.rejected),
+                "label": pair.label,
+                "chosen_instruction": pair.chosen.instruction,
+                "rejected_instruction": pair.rejected.instruction,
+                **keys,
+            }
+            for pair, messages, keys in _pairs(miner, tree, prompt, run, responders)
+        ]
+    }
+
+
+def _kto_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
+    """Each reply of a pair, chosen (label true) or rejected, once however many pairs it is in."""
+    return {
+        "": [
+            {
+                "prompt": messages,
+                "completion": _reply(turn),
+                "instruction": turn.instruction,
+                **keys,
+                "label": good,
+                "pbt_label": pair.label,
+            }
+            for pair, messages, keys, turn, good in _sides(_pairs(miner, tree, prompt, run, responders), rejected=True)
+        ]
+    }
+
+
+def _sft_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
+    """Each chosen reply, once."""
+    return {
+        "": [
+            {
+                "prompt": messages,
+                "completion": _reply(turn),
+                "instruction": turn.instruction,
+                **keys,
+                "label": pair.label,
+            }
+            for pair, messages, keys, turn, _ in _sides(_pairs(miner, tree, prompt, run, responders), rejected=False)
+        ]
+    }
+
+
+def _aft_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
     levels = None if miner.levels is None else set(miner.levels)
-    if miner.name == "aft":
-        return [
+    return {
+        "": [
             _aft_row(g, prompt(tree, g.parent, g.speaker, miner.instruction), run)
             for g in aft_groups(tree, responders, levels)
         ]
-    pairs = pbt_pairs(tree, miner.score, miner.margin, responders, levels)
-    rows, seen = [], set()
-    for pair in pairs:
+    }
+
+
+def _pairs(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders):
+    """Each PBT pair of the tree with its training prompt and the keys every row carries."""
+    levels = None if miner.levels is None else set(miner.levels)
+    for pair in pbt_pairs(tree, miner.score, miner.margin, responders, levels):
         messages = _chat(prompt(tree, pair.persuasion, pair.chosen.speaker, miner.instruction))
-        keys = {"tree_id": pair.tree_id, "question_id": pair.question_id, "level": pair.level, "run": run}
-        if miner.name == "pbt":
-            rows.append(
-                {
-                    "prompt": messages,
-                    "chosen": _reply(pair.chosen),
-                    "rejected": _reply(pair.rejected),
-                    "label": pair.label,
-                    "chosen_instruction": pair.chosen.instruction,
-                    "rejected_instruction": pair.rejected.instruction,
-                    **keys,
-                }
-            )
-            continue
-        # kto and sft: each response once, however many pairs it is part of
-        sides = [(pair.chosen, True), (pair.rejected, False)] if miner.name == "kto" else [(pair.chosen, True)]
-        for turn, good in sides:
-            if turn.id in seen:
-                continue
-            seen.add(turn.id)
-            row = {"prompt": messages, "completion": _reply(turn), "instruction": turn.instruction, **keys}
-            if miner.name == "kto":
-                rows.append({**row, "label": good, "pbt_label": pair.label})
-            else:
-                rows.append({**row, "label": pair.label})
-    return rows
+        yield (
+            pair,
+            messages,
+            {"tree_id": pair.tree_id, "question_id": pair.question_id, "level": pair.level, "run": run},
+        )
 
 
-def _critique_rows(found: CritiqueExamples, tree: DialogueTree, prompt, run: str) -> dict[str, list[dict]]:
+def _sides(pairs, rejected: bool):
+    """(pair, prompt, keys, reply, chosen?) for each reply of the pairs, once per reply."""
+    seen = set()
+    for pair, messages, keys in pairs:
+        for turn, good in [(pair.chosen, True), *([(pair.rejected, False)] if rejected else [])]:
+            if turn.id not in seen:
+                seen.add(turn.id)
+                yield pair, messages, keys, turn, good
+
+
+def _critique_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
+    found = critique_examples(tree)
+
     def keys(turn):
         return {"tree_id": tree.tree_id, "question_id": tree.question.question_id, "level": turn.depth, "run": run}
 
-    def asked(turn):
+    def asked(turn):  # the critic's and the reviser's own instructions: they are what is learnt
         return _chat(prompt(tree, turn.parent, turn.speaker, turn.instruction))
 
     return {
@@ -321,6 +364,27 @@ def _critique_rows(found: CritiqueExamples, tree: DialogueTree, prompt, run: str
             for a, b, label in found.revision_pairs
         ],
     }
+
+
+@dataclass(frozen=True)
+class Miner:
+    """One way to turn trees into a dataset: everything `agora mine miner=NAME` needs to know."""
+
+    reads: frozenset[str]  # the protocols whose trees it understands; another's would be misread
+    features: dict[str, Features]  # subset folder ("" for one dataset at the top) -> its columns
+    rows: Callable  # (miner config, tree, prompt, run, responders) -> {subset: rows}
+    label: str | None = None  # the accept/resist column that balance and data.labels read
+    neutral_prompts: bool = True  # prompts under miner.instruction; else each turn's own instruction
+
+
+PBT_TREES = frozenset({"pbt_tree"})
+MINERS = {
+    "pbt": Miner(PBT_TREES, {"": PBT_FEATURES}, _pbt_rows, label="label"),
+    "kto": Miner(PBT_TREES, {"": KTO_FEATURES}, _kto_rows, label="pbt_label"),
+    "sft": Miner(PBT_TREES, {"": SFT_FEATURES}, _sft_rows, label="label"),
+    "aft": Miner(PBT_TREES, {"": AFT_FEATURES}, _aft_rows),
+    "critique": Miner(frozenset({"critique"}), CRITIQUE_FEATURES, _critique_rows, neutral_prompts=False),
+}
 
 
 def _aft_row(group: AnswerGroup, prompt: Messages, run: str) -> dict:
@@ -362,14 +426,11 @@ def balance(rows: list[dict], key: str, seed: int) -> tuple[list[dict], dict]:
     return [r for r in rows if id(r) in keep], {"balanced": True, **counts}
 
 
-def _label_key(miner: str) -> str:
-    return "pbt_label" if miner == "kto" else "label"
-
-
 def _card(
     config: MineConfig, by_subset: dict[str, dict[str, list[dict]]], sources: list[dict], bad_lines: list[str]
 ) -> dict:
     miner = config.miner.name
+    label = MINERS[miner].label or "label"
     counts: dict[str, Counter] = {"split": Counter(), "label": Counter(), "level": Counter(), "instruction": Counter()}
     questions: dict[str, set] = {split: set() for split in SPLITS}  # every subset's, together
     for subset, by_split in by_subset.items():
@@ -378,8 +439,8 @@ def _card(
             counts["split"][prefix + split] = len(rows)
             questions[split] |= {r["question_id"] for r in rows}
             for row in rows:
-                if _label_key(miner) in row:
-                    counts["label"][prefix + str(row[_label_key(miner)])] += 1
+                if label in row:
+                    counts["label"][prefix + str(row[label])] += 1
                 counts["level"][prefix + str(row["level"])] += 1
                 for field, side in (
                     ("chosen_instruction", "chosen"),
@@ -400,14 +461,20 @@ def _card(
     }
 
 
-def _write(out: Path, miner: str, by_subset: dict[str, dict[str, list[dict]]], card: dict, overwrite: bool) -> None:
+def _write(
+    out: Path,
+    features_of: dict[str, Features],
+    by_subset: dict[str, dict[str, list[dict]]],
+    card: dict,
+    overwrite: bool,
+) -> None:
     """Everything is written beside `out` and moved into place at the end, so a crash leaves no
     dataset that looks complete."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
     try:
         for subset, by_split in by_subset.items():
-            features = FEATURES[f"{miner}/{subset}" if subset else miner]
+            features = features_of[subset]
             (tmp / subset).mkdir(exist_ok=True)
             for split, rows in by_split.items():
                 if not rows:  # `datasets` cannot load an empty parquet split; the card counts it as 0

@@ -172,16 +172,13 @@ class CritiqueExamples:
     critique_pairs: list[tuple[Turn, Turn]]  # (right verdict, wrong verdict) on one solution
     corrections: list[Turn]  # a wrong solution fixed after a critique that rightly called it wrong
     revision_pairs: list[tuple[Turn, Turn, str]]  # (correct, wrong, "fix" or "keep") under one critique
-    failed_parses: int
 
 
 def critique_examples(tree: DialogueTree) -> CritiqueExamples:
     solution = tree.turn(tree.root())
     critics = [tree.turn(c) for c in tree.children(solution.id)]
-    failed = sum(1 for c in critics if c.parsed is not None and "error" in c.parsed)
-    empty = CritiqueExamples([], [], [], [], failed)
     if solution.correct is None:
-        return empty
+        return CritiqueExamples([], [], [], [])
     judged = [c for c in critics if c.parsed is not None and "error" not in c.parsed]
     right = [c for c in judged if c.parsed["answer_correct"] == solution.correct]
     wrong = [c for c in judged if c.parsed["answer_correct"] != solution.correct]
@@ -196,4 +193,4 @@ def critique_examples(tree: DialogueTree) -> CritiqueExamples:
             for a, b in product(revisions, revisions)
             if a.correct is True and b.correct is False and a.text.strip() != b.text.strip()
         ]
-    return CritiqueExamples(right, list(product(right, wrong)), corrections, revision_pairs, failed)
+    return CritiqueExamples(right, list(product(right, wrong)), corrections, revision_pairs)

@@ -234,7 +234,6 @@ def test_critique_examples_hold_critiques_to_the_solutions_correctness():
     assert [(a.id, b.id) for a, b in found.critique_pairs] == [("0.0", "0.1")]
     assert [r.id for r in found.corrections] == ["0.0.0"]
     assert [(a.id, b.id, label) for a, b, label in found.revision_pairs] == [("0.0.0", "0.0.1", "fix")]
-    assert found.failed_parses == 1
 
 
 def test_persuader_replies_are_mined_only_when_their_speaker_is_a_responder():

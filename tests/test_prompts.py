@@ -20,12 +20,15 @@ def reply(request) -> str:
     return f"Because of reasons. Answer: {'ABCD'[request.seed % 4] if request.seed % 5 else request.seed % 50}"
 
 
-@pytest.mark.parametrize("protocol", [
-    ["protocol=pbt_tree"],
-    ["protocol=debate", "+agent@agents.C=smollm2"],
-    ["protocol=misinformation"],
-    ["protocol=critique", "dataset=arithmetic"],
-])
+@pytest.mark.parametrize(
+    "protocol",
+    [
+        ["protocol=pbt_tree"],
+        ["protocol=debate", "+agent@agents.C=smollm2"],
+        ["protocol=misinformation"],
+        ["protocol=critique", "dataset=arithmetic"],
+    ],
+)
 def test_the_mined_prompt_is_the_engine_request_with_only_the_instruction_swapped(protocol, tmp_path, monkeypatch):
     sent = {}
 

@@ -1,6 +1,7 @@
-"""Protocols decide, for a turn, which children to create and when a branch stops."""
+"""Protocols decide, for a turn, which children to create and when a branch stops. Each is one
+module: its config (a pydantic model whose `name` is the protocol's) and its class."""
 
-from typing import Annotated
+from typing import Annotated, Union
 
 from pydantic import Field
 
@@ -11,31 +12,28 @@ from dialogue.protocols.debate import Debate, DebateConfig
 from dialogue.protocols.misinformation import Misinformation, MisinformationConfig
 from dialogue.protocols.pbt_tree import PbtTree, PbtTreeConfig
 
-PROTOCOLS = {
-    "pbt_tree": PbtTree,
-    "critique": Critique,
-    "are_you_sure": AreYouSure,
-    "misinformation": Misinformation,
-    "debate": Debate,
+# The one list of protocols: name -> (config, class); everything else is derived from it.
+REGISTRY: dict[str, tuple[type, type[Protocol]]] = {
+    cls.name: (config, cls)
+    for config, cls in (
+        (PbtTreeConfig, PbtTree),
+        (CritiqueConfig, Critique),
+        (AreYouSureConfig, AreYouSure),
+        (MisinformationConfig, Misinformation),
+        (DebateConfig, Debate),
+    )
 }
-PROTOCOL_CONFIGS = {
-    "pbt_tree": PbtTreeConfig,
-    "critique": CritiqueConfig,
-    "are_you_sure": AreYouSureConfig,
-    "misinformation": MisinformationConfig,
-    "debate": DebateConfig,
-}
-ProtocolConfig = Annotated[
-    PbtTreeConfig | CritiqueConfig | AreYouSureConfig | MisinformationConfig | DebateConfig, Field(discriminator="name")
-]
+PROTOCOL_CONFIGS = {name: config for name, (config, _) in REGISTRY.items()}
+ProtocolConfig = Annotated[Union[tuple(PROTOCOL_CONFIGS.values())], Field(discriminator="name")]  # noqa: UP007
 
 
 def make_protocol(config) -> Protocol:
-    return PROTOCOLS[config.name](config)
+    return REGISTRY[config.name][1](config)
 
 
 __all__ = [
     "PROTOCOL_CONFIGS",
+    "REGISTRY",
     "AreYouSure",
     "AreYouSureConfig",
     "ChildSpec",
