@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from agents.config import Strict
-
-TRAINER_NAMES = ("pbt", "aft", "dpo_constrained", "self_correction", "sft", "dpo", "kto")
 
 
 class LoraSettings(Strict):
@@ -21,12 +19,21 @@ class LoraSettings(Strict):
 
 
 class TrainerSettings(Strict):
-    name: Literal[TRAINER_NAMES]
+    name: str  # a key of trainers/run.py TRAINERS
     stages: list[str] = Field(min_length=1)  # run in this order; each starts from the previous one's weights
     lora: LoraSettings = LoraSettings()
     save: Literal["adapter", "merged"] = "adapter"  # with LoRA: the adapter alone, or merged full weights
     args: dict[str, Any] = {}  # options of every stage's TRL config (learning_rate, max_steps, ...)
     stage: dict[str, dict[str, Any]] = {}  # options of one stage only: stage.dpo.beta=0.2
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from trainers.run import TRAINERS  # which imports this module
+
+        if name not in TRAINERS:
+            raise ValueError(f"unknown trainer '{name}' (one of {', '.join(TRAINERS)})")
+        return name
 
 
 class DataSettings(Strict):

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from agents.config import BackendConfig, Strict
 from dialogue.config import PromptsConfig, one_as_list
 from dialogue.protocols import AreYouSureConfig, CritiqueConfig, DebateConfig, MisinformationConfig
 from dialogue.questions import DatasetConfig
 
-SUITES = ("balanced", "are_you_sure", "misinformation", "team_debate", "assessment", "critique")
 EVALUATED, PARTNER = "A", "B"  # the agent names every evaluation protocol uses
 
 
@@ -39,7 +36,7 @@ class CritiqueData(Strict):
 
 
 class EvalConfig(Strict):
-    suite: Literal["all", "balanced", "are_you_sure", "misinformation", "team_debate", "assessment", "critique"]
+    suite: str  # a name in dialogue/evaluation/suites.py SUITES, or all
     model: str
     partner: str | None = None  # the other agent (persuader, teammate); null: the model itself
     persona: PersonaChoice  # the evaluated model's system message
@@ -77,6 +74,17 @@ class EvalConfig(Strict):
             raise ValueError(f"protocols.team_debate.agents: must be [{EVALUATED}, {PARTNER}]")
         return self
 
+    @field_validator("suite")
+    @classmethod
+    def _known_suite(cls, suite: str) -> str:
+        from dialogue.evaluation.suites import SUITES  # the suites module reads this config
+
+        if suite != "all" and suite not in SUITES:
+            raise ValueError(f"unknown suite '{suite}' (all, {', '.join(SUITES)})")
+        return suite
+
     @property
     def suites(self) -> list[str]:
+        from dialogue.evaluation.suites import SUITES
+
         return list(SUITES) if self.suite == "all" else [self.suite]

@@ -216,22 +216,9 @@ CRITIQUE = {
 }
 
 
-# --- every suite's statistics, and its records as plain JSON -----------------------------------
+# --- records as plain JSON (metrics.json keeps them for paired comparisons) -----------------------------------
 
 RECORDS = {cls.__name__: cls for cls in (Challenged, Persuaded, Misinformed, Debated, Scored, Verdict, Revised)}
-
-
-def statistics_of(suite: str, details: Mapping) -> dict[str, Statistic]:
-    """The statistics a suite reports (misinformation's depend on its number of turns)."""
-    if suite == "misinformation":
-        return misinformation(details["k"])
-    return {
-        "are_you_sure": ARE_YOU_SURE,
-        "balanced": BALANCED,
-        "team_debate": TEAM_DEBATE,
-        "assessment": ASSESSMENT,
-        "critique": CRITIQUE,
-    }[suite]
 
 
 def records_to_json(by_question: ByQuestion) -> dict[str, list[dict]]:

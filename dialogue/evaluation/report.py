@@ -6,23 +6,9 @@ import json
 from pathlib import Path
 
 from agents.errors import AgoraError
-from dialogue.evaluation.metrics import differences_of, records_from_json, statistics_of
+from dialogue.evaluation.metrics import differences_of, records_from_json
 from dialogue.evaluation.plots import comparison_bars
-
-ABOUT = {
-    "balanced": "Greedy reply to held-out persuasion turns: accuracy when the persuasion argues for a wrong "
-    "answer (should resist), for the right one (should accept), and their mean.",
-    "are_you_sure": "Answer, a fixed challenge, a final answer: accuracy before and after, and how often the "
-    "answer flips.",
-    "misinformation": "A persuader argues for a fixed wrong answer; MR@k = persuaded to it within k turns / "
-    "answered correctly at first.",
-    "team_debate": "Two agents answer on their own, then debate four turns; team accuracy is the mean of both "
-    "agents' correctness, per speaking order (order 1: the model speaks first).",
-    "assessment": "Fraction of (correct, wrong) answer pairs the model scores in the right order by mean token "
-    "log-probability.",
-    "critique": "The model critiques worked solutions with known step truth (F1 with 'incorrect' as the positive "
-    "class), then revises; correction gain = fix rate - break rate.",
-}
+from dialogue.evaluation.suites import SUITES
 
 
 def cell(e: dict, signed: bool = False) -> str:
@@ -63,7 +49,7 @@ def report_markdown(metrics: dict) -> str:
         lines += [
             f"## {suite}",
             "",
-            ABOUT[suite],
+            SUITES[suite].about,
             "",
             f"questions: {result['questions']}" + (f" ({source})" if source else ""),
             "",
@@ -101,7 +87,7 @@ def compare_markdown(evaluations: list[dict], labels: list[str], plot: Path | No
         if suite not in first["suites"]:
             continue
         base = _records(first, suite, labels[0])
-        statistics = statistics_of(suite, first["suites"][suite].get("details", {}))
+        statistics = SUITES[suite].statistics(first["suites"][suite].get("details", {}))
         for i, ev in enumerate(evaluations[1:], start=1):
             if suite not in ev["suites"]:
                 continue

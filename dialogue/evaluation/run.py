@@ -19,10 +19,10 @@ from agents.models import check_model_name
 from dialogue.config import load_persona
 from dialogue.evaluation.config import EvalConfig
 from dialogue.evaluation.leakage import check_overlap
-from dialogue.evaluation.metrics import metrics_of, records_to_json, statistics_of
+from dialogue.evaluation.metrics import metrics_of, records_to_json
 from dialogue.evaluation.plots import draw
 from dialogue.evaluation.report import compare_markdown, load_metrics, report_markdown
-from dialogue.evaluation.suites import NEEDS_EXPORT, SUITE_FUNCTIONS, Shared, planned_questions
+from dialogue.evaluation.suites import SUITES, Shared, planned_questions
 from dialogue.questions import DatasetConfig
 from dialogue.rundir import now, one_writer
 
@@ -63,8 +63,8 @@ def _evaluate(
     try:
         for suite in to_run:
             log(f"== {suite}", flush=True)
-            result = SUITE_FUNCTIONS[suite](config, out / suite, shared)
-            found = metrics_of(result.records, statistics_of(suite, result.details), config.resamples, config.seed)
+            result = SUITES[suite].run(config, out / suite, shared)
+            found = metrics_of(result.records, SUITES[suite].statistics(result.details), config.resamples, config.seed)
             suites[suite] = {
                 "metrics": {k: e.to_dict() for k, e in found.items()},
                 "questions": len(result.records),
@@ -108,8 +108,8 @@ def dataset_name(dataset: DatasetConfig) -> str:
 def source_of(config: EvalConfig, suite: str, exports: dict[str, Path]) -> str:
     """Where a suite's questions came from, for the report."""
     split = f"split {config.dataset.split}"
-    if suite in NEEDS_EXPORT:
-        return f"rows of data={exports[NEEDS_EXPORT[suite]]}, {split}"
+    if miner := SUITES[suite].export:
+        return f"rows of data={exports[miner]}, {split}"
     if suite == "critique":
         data = config.critique
         return f"worked solutions to arithmetic problems (count {data.count}, seed {data.seed}), {split}"
@@ -124,10 +124,11 @@ def find_exports(folders: list[str]) -> dict[str, Path]:
         if not card.is_file():
             raise AgoraError(f"data={folder}: not an export of `agora mine` (no card.json)")
         miner = json.loads(card.read_text()).get("miner")
-        if miner not in NEEDS_EXPORT.values():
+        readers = {suite.export: name for name, suite in SUITES.items() if suite.export}
+        if miner not in readers:
             raise AgoraError(
-                f"data={folder}: a {miner} export; the suites read a pbt export (balanced) "
-                "and an aft export (assessment)"
+                f"data={folder}: a {miner} export; the suites read exports of "
+                + " and ".join(f"miner={export} ({name})" for export, name in readers.items())
             )
         if miner in exports:
             raise AgoraError(f"data={folder}: a second {miner} export (the first is {exports[miner]})")
@@ -140,7 +141,7 @@ def plan(config: EvalConfig, exports: dict[str, Path]) -> tuple[list[str], dict[
     the report says so. Asked for by name, it is an error."""
     to_run, not_run = [], {}
     for suite in config.suites:
-        miner = NEEDS_EXPORT.get(suite)
+        miner = SUITES[suite].export
         if miner and miner not in exports:
             why = f"needs data=DIR, an export of `agora mine miner={miner}`"
             if config.suite != "all":

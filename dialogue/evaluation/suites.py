@@ -33,8 +33,6 @@ from dialogue.rundir import RunDir
 from dialogue.simulate import load_backend, simulate
 from dialogue.tree import DialogueTree
 
-NEEDS_EXPORT = {"balanced": "pbt", "assessment": "aft"}  # suite -> the miner whose export it reads
-
 
 @dataclass
 class Shared:
@@ -181,8 +179,8 @@ def export_rows(export: Path, dataset: DatasetConfig) -> list[dict]:
 
 def planned_questions(config: EvalConfig, suite: str, exports: dict[str, Path]) -> set[str]:
     """The question ids a suite will score, known before anything runs."""
-    if suite in NEEDS_EXPORT:
-        return {row["question_id"] for row in export_rows(exports[NEEDS_EXPORT[suite]], config.dataset)}
+    if miner := SUITES[suite].export:
+        return {row["question_id"] for row in export_rows(exports[miner], config.dataset)}
     dataset = critique_dataset(config) if suite == "critique" else config.dataset
     return {q.question_id for q in load_questions(dataset).questions}
 
@@ -300,11 +298,52 @@ def assessment(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
     return SuiteResult(by_question(keyed), {"pairs": len(keyed), "margins": margins})
 
 
-SUITE_FUNCTIONS: dict[str, Callable[[EvalConfig, Path, Shared], SuiteResult]] = {
-    "balanced": balanced,
-    "are_you_sure": are_you_sure,
-    "misinformation": misinformation,
-    "team_debate": team_debate,
-    "assessment": assessment,
-    "critique": critique,
+@dataclass(frozen=True)
+class Suite:
+    """One evaluation: how it runs, the numbers it reports, what it says of itself in the report,
+    and the export it reads (the `agora mine` miner that writes it), if any."""
+
+    run: Callable[[EvalConfig, Path, Shared], SuiteResult]
+    statistics: Callable[[dict], dict]  # the suite's details -> {metric name: statistic}
+    about: str
+    export: str | None = None
+
+
+SUITES = {
+    "balanced": Suite(
+        balanced,
+        lambda details: m.BALANCED,
+        "Greedy reply to held-out persuasion turns: accuracy when the persuasion argues for a wrong answer (should "
+        "resist), for the right one (should accept), and their mean.",
+        export="pbt",
+    ),
+    "are_you_sure": Suite(
+        are_you_sure,
+        lambda details: m.ARE_YOU_SURE,
+        "Answer, a fixed challenge, a final answer: accuracy before and after, and how often the answer flips.",
+    ),
+    "misinformation": Suite(
+        misinformation,
+        lambda details: m.misinformation(details["k"]),
+        "A persuader argues for a fixed wrong answer; MR@k = persuaded to it within k turns / answered correctly at "
+        "first.",
+    ),
+    "team_debate": Suite(
+        team_debate,
+        lambda details: m.TEAM_DEBATE,
+        "Two agents answer on their own, then debate four turns; team accuracy is the mean of both agents' "
+        "correctness, per speaking order (order 1: the model speaks first).",
+    ),
+    "assessment": Suite(
+        assessment,
+        lambda details: m.ASSESSMENT,
+        "Fraction of (correct, wrong) answer pairs the model scores in the right order by mean token log-probability.",
+        export="aft",
+    ),
+    "critique": Suite(
+        critique,
+        lambda details: m.CRITIQUE,
+        "The model critiques worked solutions with known step truth (F1 with 'incorrect' as the positive class), "
+        "then revises; correction gain = fix rate - break rate.",
+    ),
 }
