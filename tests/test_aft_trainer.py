@@ -7,9 +7,10 @@ import torch
 from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from agents.scoring import sequence_scores
 from dialogue.export import MineConfig, mine
 from tests.conftest import scripted_run
-from trainers.aft import AFTCollator, AFTConfig, AFTTrainer, sequence_scores
+from trainers.aft import AFTCollator, AFTConfig, AFTTrainer
 
 
 @pytest.fixture(scope="module")

@@ -281,28 +281,6 @@ def test_balanced_asks_each_persuasion_turn_once_and_scores_by_its_label(tmp_pat
     assert len(replies) == len(distinct) and {r["should"] for r in replies} == {"accept", "resist"}
 
 
-def test_mean_log_probability_of_a_reply_ignores_padding_and_matches_a_direct_forward(tiny_model):
-    import torch
-
-    from agents.models import load_causal_lm
-    from dialogue.evaluation.assessment import mean_logprobs
-
-    model, tokenizer = load_causal_lm(tiny_model)
-    prompt = [{"role": "user", "content": "What is 2 + 2?"}]
-    short, long = "Four.", "It is four, because two and two make four."
-    together = mean_logprobs(model, tokenizer, prompt, [short, long])
-    alone = mean_logprobs(model, tokenizer, prompt, [short])
-    assert together[0] == pytest.approx(alone[0], abs=1e-5)
-    prefix = tokenizer(
-        tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False), add_special_tokens=False
-    )["input_ids"]
-    reply = tokenizer(long, add_special_tokens=False)["input_ids"]
-    with torch.no_grad():
-        logp = torch.log_softmax(model(torch.tensor([prefix + reply])).logits[0].float(), -1)
-    direct = sum(logp[len(prefix) + i - 1, t].item() for i, t in enumerate(reply)) / len(reply)
-    assert together[1] == pytest.approx(direct, abs=1e-4)
-
-
 # --- the command -----------------------------------------------------------------------------
 
 

@@ -15,7 +15,8 @@ from typing import Literal
 import torch
 from transformers import Trainer, TrainingArguments
 
-from trainers.losses import aft_loss, aft_ranking_loss, masked_mean
+from agents.scoring import answer_sequence, pad, prompt_ids, sequence_scores
+from trainers.losses import aft_loss, aft_ranking_loss
 from trainers.stage import Stage
 
 REQUIRED_COLUMNS = ("prompt", "positives", "negatives")
@@ -44,31 +45,20 @@ class AFTCollator:
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         sequences, labels, group, positive, rank = [], [], [], [], []
         for g, row in enumerate(rows):
-            prompt = self.tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
-            prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            prompt = prompt_ids(self.tokenizer, row["prompt"])
             if self.ranking:
                 good = set(row["positives"])
                 answers = [(text, text in good, k) for k, text in enumerate(row["ranked"])]
             else:
-                answers = [(text, True, 0) for text in row["positives"]] + [
-                    (text, False, 1) for text in row["negatives"]
-                ]
+                answers = [(text, True, 0) for text in row["positives"]]
+                answers += [(text, False, 1) for text in row["negatives"]]
             for text, is_positive, k in answers:
-                answer_ids = self.tokenizer(text + (self.tokenizer.eos_token or ""), add_special_tokens=False)[
-                    "input_ids"
-                ]
-                answer_ids = answer_ids[: self.max_length - 1]
-                kept = prompt_ids[-(self.max_length - len(answer_ids)) :]
-                sequences.append(kept + answer_ids)
-                labels.append([-100] * len(kept) + answer_ids)
+                ids, answer_labels = answer_sequence(self.tokenizer, prompt, text, self.max_length)
+                sequences.append(ids)
+                labels.append(answer_labels)
                 group.append(g)
                 positive.append(is_positive)
                 rank.append(k)
-        width = max(map(len, sequences))
-
-        def pad(rows, value):
-            return torch.tensor([r + [value] * (width - len(r)) for r in rows])
-
         return {
             "input_ids": pad(sequences, self.pad_id),
             "attention_mask": pad([[1] * len(s) for s in sequences], 0),
@@ -77,14 +67,6 @@ class AFTCollator:
             "positive": torch.tensor(positive),
             "rank": torch.tensor(rank),
         }
-
-
-def sequence_scores(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per sequence: (mean log-probability of its labelled tokens, how many there are)."""
-    logits, labels = logits[:, :-1], labels[:, 1:]
-    mask = labels != -100
-    logps = torch.log_softmax(logits.float(), dim=-1).gather(-1, labels.clamp(min=0)[..., None]).squeeze(-1)
-    return masked_mean(logps, mask)
 
 
 def by_group(values: torch.Tensor, group: torch.Tensor, select: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

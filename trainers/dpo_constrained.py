@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig, DPOTrainer
 
-from trainers.losses import dpo_boundary_term, masked_mean
+from agents.scoring import masked_mean
+from trainers.losses import dpo_boundary_term
 from trainers.stage import Stage
 
 

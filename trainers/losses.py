@@ -74,13 +74,6 @@ def dpo_boundary_term(chosen: torch.Tensor, rejected: torch.Tensor, beta_c: floa
     return F.softplus(target - rejected)
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row: the mean of `values` where `mask` is set (a score, from per-token log-probs), and the count."""
-    mask = mask.to(values.dtype)
-    counts = mask.sum(dim=-1)
-    return (values * mask).sum(dim=-1) / counts.clamp(min=1), counts
-
-
 def _log1p_sum_exp(logits: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
     """Per group, log(1 + sum of exp over the masked entries of every tensor), computed stably."""
     flat = [x.masked_fill(~mask, float("-inf")).flatten(1) for x in logits]

@@ -273,7 +273,7 @@ def assessment(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
     import torch
 
     from agents.models import load_causal_lm
-    from dialogue.evaluation.assessment import mean_logprobs
+    from agents.scoring import mean_logprobs
 
     rows = export_rows(shared.exports["aft"], config.dataset)
     persona = config.persona.text
