@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from agents.agent import Agent
 from agents.requests import Backend, ChatRequest, Completion
-from dialogue.judge import Judge
+from dialogue.judge import Judge, Reading
 from dialogue.messages import turn_messages
 from dialogue.protocols.base import ChildSpec, Protocol
 from dialogue.tree import DialogueTree, GenInfo, Turn, child_id
@@ -145,12 +145,7 @@ class Engine:
         for job, reading in zip(jobs, readings, strict=True):
             done = job.completion
             parent = job.tree.turn(job.parent) if job.parent is not None else None
-            answer = reading.answer
-            if reading.only_agrees and parent is not None:
-                answer = parent.answer  # "I agree" adopts the other agent's answer
-            agrees = None
-            if parent is not None and (reading.only_agrees or (answer is not None and parent.answer is not None)):
-                agrees = reading.only_agrees or answer == parent.answer
+            answer, agrees = agreement(reading, parent)
             agent = self.agents[job.spec.speaker]
             s = job.request.sampling
             gen = (
@@ -191,6 +186,19 @@ class Engine:
                 self.stats.cached_turns += 1
             else:
                 self.stats.generated_tokens += done.completion_tokens
+
+
+def agreement(reading: Reading, parent: Turn | None) -> tuple[str | None, bool | None]:
+    """(the turn's answer, whether it agrees with the turn it answers). A turn that only says it
+    agrees takes its parent's answer, and agrees; otherwise it agrees when both answers were read
+    and are the same, disagrees when they differ, and nobody can tell when either was not read."""
+    if parent is None:
+        return reading.answer, None
+    if reading.only_agrees:
+        return parent.answer, True
+    if reading.answer is None or parent.answer is None:
+        return reading.answer, None
+    return reading.answer, reading.answer == parent.answer
 
 
 def _parsed(by_protocol: dict | None, by_judge: dict | None) -> dict | None:

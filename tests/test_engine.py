@@ -102,3 +102,29 @@ def test_depth_six_repeats_levels_two_and_three():
     done, _ = run(never_agree, depth=6, n_questions=1)
     depths = [t.depth for t in done[0].turns()]
     assert [depths.count(d) for d in range(6)] == [1, 2, 6, 12, 36, 72]
+
+
+def test_an_agreeing_turn_takes_its_parents_answer_and_unread_answers_leave_agreement_unknown():
+    from dialogue.engine import agreement
+    from dialogue.judge import Reading
+    from dialogue.tree import Turn
+
+    def turn(answer):
+        return Turn(
+            id="0",
+            parent=None,
+            depth=0,
+            speaker="A",
+            instruction="neutral",
+            text="",
+            answer=answer,
+            correct=None,
+            agrees_with_parent=None,
+        )
+
+    assert agreement(Reading("B", False), None) == ("B", None)  # the root answers nobody
+    assert agreement(Reading(None, True), turn("C")) == ("C", True)  # "I agree." adopts C
+    assert agreement(Reading("C", False), turn("C")) == ("C", True)
+    assert agreement(Reading("D", False), turn("C")) == ("D", False)
+    assert agreement(Reading(None, False), turn("C")) == (None, None)  # unread: nobody can tell
+    assert agreement(Reading("D", False), turn(None)) == ("D", None)
