@@ -284,3 +284,29 @@ def test_resuming_with_changed_options_is_refused_naming_them(exports, tiny_mode
     ):
         train(changed)
     assert train(settings.model_copy(update={"resume": True}))["stages"]["dpo"]["global_step"] == 3
+
+
+def test_constrained_dpo_scores_are_those_of_an_independent_forward_pass(exports, tiny_model, tmp_path):
+    """The boundary term reads the policy's scores out of TRL's own forward pass; an independent
+    forward over the same batch must give the same scores, or TRL's internals have moved."""
+    from agents.scoring import sequence_scores
+    from trainers.run import _stage_args
+
+    settings = config("dpo_constrained", exports["pbt"], tiny_model, tmp_path / "dc")
+    spec = TRAINERS["dpo_constrained"]["dpo_constrained"]
+    train_split, _ = load_data(settings, "dpo_constrained", spec)
+    model, tokenizer = load_causal_lm(tiny_model, trainable=True)
+    args = _stage_args(settings, "dpo_constrained", spec, tmp_path / "dc", validation=False)
+    trainer = spec.trainer_class(model=model, args=args, train_dataset=train_split, processing_class=tokenizer)
+    batch = next(iter(trainer.get_train_dataloader()))
+    model.train()
+    trainer.compute_loss(model, batch)
+    logged = trainer._metrics["train"]
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    chosen, rejected = sequence_scores(logits, labels)[0].chunk(2)
+    assert logged["scores/chosen"][-1] == pytest.approx(chosen.mean().item(), abs=1e-4)
+    assert logged["scores/rejected"][-1] == pytest.approx(rejected.mean().item(), abs=1e-4)
+    expected = torch.nn.functional.softplus(chosen - 2 * args.beta_c - rejected).mean().item()
+    assert logged["boundary/term"][-1] == pytest.approx(expected, abs=1e-4)

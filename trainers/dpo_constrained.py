@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import trl
 from trl import DPOConfig, DPOTrainer
 
 from agents.scoring import masked_mean
@@ -35,7 +36,15 @@ class DPOConstrainedTrainer(DPOTrainer):
         loss = result[0] if return_outputs else result
         # DPO's first forward is the policy's on [chosen..., rejected...]; later ones are the reference's
         mask = inputs["completion_mask"][:, 1:]
-        scores, _ = masked_mean(forwards[0].log_probs[:, -mask.size(1) :], mask)
+        log_probs = getattr(forwards[0], "log_probs", None) if forwards else None
+        if log_probs is None or log_probs.shape[0] != mask.shape[0] or log_probs.shape[1] < mask.shape[1]:
+            raise RuntimeError(
+                f"dpo_constrained reads the policy's token log-probabilities from TRL's DPO forward pass (an output "
+                f"with `log_probs`, one row per chosen and rejected sequence); TRL {trl.__version__} gave "
+                f"{type(forwards[0]).__name__ if forwards else 'no forward'} instead. trainers/dpo_constrained.py "
+                "must follow TRL's DPOTrainer.compute_loss"
+            )
+        scores, _ = masked_mean(log_probs[:, -mask.size(1) :], mask)
         chosen, rejected = scores.chunk(2)
         term = dpo_boundary_term(chosen, rejected, self.args.beta_c).mean()
         loss = loss + self.args.boundary_weight * term
