@@ -88,49 +88,26 @@ def mine_command(cfg: DictConfig) -> None:
 
 
 def replay_command(cfg: DictConfig) -> None:
-    from omegaconf import OmegaConf
-
-    from dialogue.replay import replay
+    from dialogue.config import validate
+    from dialogue.replay import ReplayConfig, replay_command_config
     from dialogue.summary import format_summary
 
-    overrides = OmegaConf.to_container(cfg.agents) if "agents" in cfg else {}
-    trees = cfg.replay.trees
-    tree_ids = None if trees is None else [str(t) for t in (trees if not isinstance(trees, str) else trees.split(","))]
-    print(f"out={cfg.out}", flush=True)
-    result = replay(str(cfg.run), str(cfg.replay.agent), overrides, str(cfg.out), tree_ids, cfg.progress)
+    config = validate(cfg, ReplayConfig)
+    print(f"out={config.out}", flush=True)
+    result = replay_command_config(config)
     stats = result.stats
     print(format_summary(result.summary, stats.generated_tokens, stats.tokens_per_s, stats.cached_turns))
-    print(f"out={cfg.out}")
+    print(f"out={config.out}")
     if result.summary.failed_turns:
         sys.exit(INCOMPLETE)
 
 
 def render_command(cfg: DictConfig) -> None:
-    from pathlib import Path
+    from dialogue.config import validate
+    from dialogue.render import RenderConfig, render
 
-    from dialogue.render import RENDERERS, safe_file_name
-    from dialogue.rundir import RunDir
-
-    if cfg.format not in RENDERERS:
-        raise AgoraError(f"format={cfg.format}: choose one of {', '.join(RENDERERS)}")
-    run = RunDir(cfg.run)
-    if not run.trees_path.exists():
-        raise AgoraError(f"run={cfg.run}: no trees.jsonl there")
-    trees = {tree.tree_id: tree for tree in run.trees()}
-    if cfg.tree is None:
-        print("trees: " + " ".join(trees))
-        return
-    tree_id = str(cfg.tree)
-    if tree_id not in trees:
-        raise AgoraError(f"tree={tree_id}: not in {run.trees_path} (it has {len(trees)} trees)")
-    page = RENDERERS[cfg.format](trees[tree_id])
-    if cfg.format == "text" and cfg.out is None:
-        print(page)
-        return
-    out = Path(cfg.out) if cfg.out else run.path / "render" / f"{safe_file_name(tree_id)}.{cfg.format}"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
-    print(f"out={out}")
+    shown, _ = render(validate(cfg, RenderConfig))
+    print(shown)
 
 
 def train_command(cfg: DictConfig) -> None:
@@ -228,14 +205,8 @@ def eval_compare(args: list[str]) -> None:
 
 
 def replay_override(override: str) -> str:
-    """`agents.B.model=M` adds to a config that has no agents (they come from the source run);
-    `replay.trees=a,b` is a list, not a sweep."""
-    if override.startswith("agents."):
-        return "+" + override
-    if override.startswith("replay.trees=") and "," in override and "[" not in override:
-        key, value = override.split("=", 1)
-        return f"{key}=[{value}]"
-    return override
+    """`agents.B.model=M` adds to a config that has no agents (they come from the source run)."""
+    return "+" + override if override.startswith("agents.") else override
 
 
 def train_override(override: str) -> str:

@@ -12,10 +12,17 @@ from __future__ import annotations
 import html
 import json
 import textwrap
+from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
+from pydantic import field_validator
+
+from agents.config import Strict
+from agents.errors import AgoraError
 from dialogue.mining import pbt_pairs
 from dialogue.questions import LETTERS, show_question
+from dialogue.rundir import RunDir
 from dialogue.tree import DialogueTree, Turn
 
 
@@ -148,3 +155,37 @@ def safe_file_name(tree_id: str) -> str:
     id itself is left as it is in the data."""
     name = quote(tree_id, safe="")
     return "%2E" + name[1:] if name.startswith(".") else name
+
+
+class RenderConfig(Strict):
+    """`agora render` (conf/render.yaml)."""
+
+    run: str
+    tree: str | None = None  # null: list the trees
+    format: Literal["text", "html", "dot"] = "text"
+    out: str | None = None  # null: text to stdout, a page to RUN/render/TREE.EXT
+
+    @field_validator("tree", mode="before")
+    @classmethod
+    def _as_text(cls, tree):
+        return None if tree is None else str(tree)  # an id such as 42 is still an id
+
+
+def render(config: RenderConfig) -> tuple[str, Path | None]:
+    """(what to show, the file it was written to, if any): the run's tree ids without `tree`;
+    else the tree, as text on stdout, or written to `out` (a page: RUN/render/TREE.EXT)."""
+    run = RunDir(config.run)
+    if not run.trees_path.exists():
+        raise AgoraError(f"run={config.run}: no trees.jsonl there")
+    trees = run.trees_by_id()
+    if config.tree is None:
+        return "trees: " + " ".join(trees), None
+    if config.tree not in trees:
+        raise AgoraError(f"tree={config.tree}: not in {run.trees_path} (it has {len(trees)} trees)")
+    page = RENDERERS[config.format](trees[config.tree])
+    if config.format == "text" and config.out is None:
+        return page, None
+    out = Path(config.out) if config.out else run.path / "render" / f"{safe_file_name(config.tree)}.{config.format}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return f"out={out}", out

@@ -16,7 +16,9 @@ from collections import Counter
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from pydantic import field_validator
 
+from agents.config import Strict
 from agents.errors import AgoraError
 from dialogue.config import SimulateConfig, load_persona, validate
 from dialogue.protocols import make_protocol
@@ -58,6 +60,33 @@ def replay_config(source: dict, agent: str, overrides: dict, out: str) -> Simula
     config.agents[agent] = OmegaConf.merge(config.agents[agent], overrides.get(agent, {}))
     config.out = out
     return validate(config)
+
+
+class ReplaySettings(Strict):
+    agent: str  # whose turns are generated again
+    trees: list[str] | None = None  # null: every tree of the source run
+
+    @field_validator("trees", mode="before")
+    @classmethod
+    def _listed(cls, trees):
+        if isinstance(trees, str | int):  # replay.trees=a,b or a single id
+            return [t.strip() for t in str(trees).split(",") if t.strip()]
+        return None if trees is None else [str(t) for t in trees]
+
+
+class ReplayConfig(Strict):
+    """`agora replay` (conf/replay.yaml); `agents.NAME.KEY=VALUE` overrides the source run's agent."""
+
+    run: str
+    out: str
+    progress: bool = True
+    replay: ReplaySettings
+    agents: dict[str, dict] = {}
+
+
+def replay_command_config(config: ReplayConfig) -> Result:
+    """`agora replay` with its validated config."""
+    return replay(config.run, config.replay.agent, config.agents, config.out, config.replay.trees, config.progress)
 
 
 def replay(
