@@ -33,9 +33,9 @@ INCOMPLETE = 3  # the exit status of a run that finished with failed turns (2: a
 
 
 def simulate_command(cfg: DictConfig) -> None:
-    from dialogue.config import validate
-    from dialogue.simulate import simulate
-    from dialogue.summary import format_summary
+    from dialogue.running.config import validate
+    from dialogue.running.simulate import simulate
+    from dialogue.running.summary import format_summary
 
     config = validate(cfg)
     out = HydraConfig.get().runtime.output_dir
@@ -54,8 +54,8 @@ def simulate_command(cfg: DictConfig) -> None:
 
 
 def mine_command(cfg: DictConfig) -> None:
-    from dialogue.config import validate
-    from dialogue.export import MineConfig, mine
+    from dialogue.mining.export import MineConfig, mine
+    from dialogue.running.config import validate
 
     config = validate(cfg, MineConfig)
     card = mine(config)
@@ -65,7 +65,7 @@ def mine_command(cfg: DictConfig) -> None:
     print(f"{card['miner']}: {card['rows']} rows  " + "  ".join(f"{k}={v}" for k, v in counts["split"].items()))
     if counts["label"]:
         print("labels: " + "  ".join(f"{k}={v}" for k, v in counts["label"].items()))
-    from dialogue.summary import per_agent
+    from dialogue.running.summary import per_agent
 
     print(
         f"answers the judge could not read in the source runs: {per_agent(card['judge']['unreadable'])}"
@@ -88,9 +88,9 @@ def mine_command(cfg: DictConfig) -> None:
 
 
 def replay_command(cfg: DictConfig) -> None:
-    from dialogue.config import validate
-    from dialogue.replay import ReplayConfig, replay_command_config
-    from dialogue.summary import format_summary
+    from dialogue.running.config import validate
+    from dialogue.running.replay import ReplayConfig, replay_command_config
+    from dialogue.running.summary import format_summary
 
     config = validate(cfg, ReplayConfig)
     print(f"out={config.out}", flush=True)
@@ -103,15 +103,15 @@ def replay_command(cfg: DictConfig) -> None:
 
 
 def render_command(cfg: DictConfig) -> None:
-    from dialogue.config import validate
-    from dialogue.render import RenderConfig, render
+    from dialogue.evaluation.render import RenderConfig, render
+    from dialogue.running.config import validate
 
     shown, _ = render(validate(cfg, RenderConfig))
     print(shown)
 
 
 def train_command(cfg: DictConfig) -> None:
-    from dialogue.config import validate
+    from dialogue.running.config import validate
     from trainers.config import TrainConfig
     from trainers.run import train
 
@@ -125,9 +125,9 @@ def train_command(cfg: DictConfig) -> None:
 
 
 def eval_command(cfg: DictConfig) -> None:
-    from dialogue.config import validate
     from dialogue.evaluation.config import EvalConfig
     from dialogue.evaluation.run import evaluate
+    from dialogue.running.config import validate
 
     hydra_config = HydraConfig.get()
     out = hydra_config.runtime.output_dir  # in a multirun, the job's own folder
@@ -164,7 +164,7 @@ COMMANDS = {
 
 
 def replay_diff(args: list[str]) -> None:
-    from dialogue.replay import diff
+    from dialogue.running.replay import diff
 
     if len(args) != 2:
         print("usage: agora replay diff RUN_A RUN_B", file=sys.stderr)
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
         if override.startswith("out=") and command in ("simulate", "eval"):
             from pathlib import Path
 
-            from dialogue.rundir import check_writable
+            from dialogue.running.rundir import check_writable
 
             try:
                 check_writable(Path(override[len("out=") :]))

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dialogue.judge import Judge
-from dialogue.questions import Question
+from dialogue.core.judge import Judge
+from dialogue.core.questions import Question
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT / "tests" / "data" / "judge_labels.jsonl"

@@ -27,14 +27,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from hydra import compose, initialize_config_module
 
-from dialogue.cache import GenerationCache
-from dialogue.config import load_persona, validate
-from dialogue.engine import Engine
-from dialogue.judge import Judge
+from dialogue.core.judge import Judge
+from dialogue.core.questions import judge_kind, load_questions
+from dialogue.core.tree import DialogueTree
 from dialogue.protocols import make_protocol
-from dialogue.questions import judge_kind, load_questions
-from dialogue.simulate import build_agents
-from dialogue.tree import DialogueTree
+from dialogue.running.cache import GenerationCache
+from dialogue.running.config import load_persona, validate
+from dialogue.running.engine import Engine
+from dialogue.running.simulate import build_agents
 
 
 class OneCallPerTurn:

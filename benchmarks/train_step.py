@@ -26,8 +26,8 @@ from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from agents.models import load_causal_lm
-from dialogue.config import DatasetConfig
-from dialogue.questions import LETTERS, load_questions, show_question
+from dialogue.core.questions import LETTERS, load_questions, show_question
+from dialogue.running.config import DatasetConfig
 from trainers.aft import AFTCollator, AFTConfig, AFTTrainer
 from trainers.dpo_constrained import DPOConstrainedConfig, DPOConstrainedTrainer
 

@@ -13,7 +13,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from agents.requests import ChatRequest, Completion
-from dialogue.config import validate
+from dialogue.running.config import validate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,9 +169,9 @@ def scripted_run(path, monkeypatch, questions=24, seed=0, *overrides):
         letter = "A" if name in PERSUADER_INSTRUCTIONS | {"accept"} else "B"
         return f"I have thought about it ({name}). Answer: {letter}"
 
-    from dialogue.simulate import simulate  # imported here: conftest stays cheap to import
+    from dialogue.running.simulate import simulate  # imported here: conftest stays cheap to import
 
-    monkeypatch.setattr("dialogue.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
+    monkeypatch.setattr("dialogue.running.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
     simulate(config, path)
     return path
 
@@ -181,8 +181,8 @@ def scripted_critique_run(path, monkeypatch, questions=10):
     give the right verdict, the wrong verdict, or prose that is not JSON, by seed."""
     import json
 
-    from dialogue.questions import load_questions
-    from dialogue.simulate import simulate
+    from dialogue.core.questions import load_questions
+    from dialogue.running.simulate import simulate
 
     config = simulate_config(
         [f"out={path}", "protocol=critique", "dataset=arithmetic", f"dataset.limit={questions}", "progress=false"]
@@ -204,6 +204,6 @@ def scripted_critique_run(path, monkeypatch, questions=10):
             )
         return f"Step 1: think.\nAnswer: {answer if request.seed % 2 == 0 else int(answer) + 1}"
 
-    monkeypatch.setattr("dialogue.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
+    monkeypatch.setattr("dialogue.running.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
     simulate(config, path)
     return path

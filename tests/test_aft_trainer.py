@@ -8,7 +8,7 @@ from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from agents.scoring import sequence_scores
-from dialogue.export import MineConfig, mine
+from dialogue.mining.export import MineConfig, mine
 from tests.conftest import scripted_run
 from trainers.aft import AFTCollator, AFTConfig, AFTTrainer
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from agents.models import resolve_model
-from dialogue.simulate import simulate
+from dialogue.running.simulate import simulate
 from tests.conftest import simulate_config
 
 pytestmark = pytest.mark.slow

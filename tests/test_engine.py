@@ -6,12 +6,12 @@ import networkx as nx
 
 from agents.agent import Agent
 from agents.requests import Sampling
-from dialogue.engine import Engine
-from dialogue.judge import Judge
+from dialogue.core.judge import Judge
+from dialogue.core.questions import Question
+from dialogue.core.tree import DialogueTree
 from dialogue.protocols import make_protocol
 from dialogue.protocols.pbt_tree import PbtTreeConfig
-from dialogue.questions import Question
-from dialogue.tree import DialogueTree
+from dialogue.running.engine import Engine
 from tests.conftest import ScriptedBackend, instruction_of
 
 INSTRUCTIONS = {name: f"<{name}>" for name in ["neutral", "resist", "accept", "logical", "emotional", "credibility"]}
@@ -105,9 +105,9 @@ def test_depth_six_repeats_levels_two_and_three():
 
 
 def test_an_agreeing_turn_takes_its_parents_answer_and_unread_answers_leave_agreement_unknown():
-    from dialogue.engine import agreement
-    from dialogue.judge import Reading
-    from dialogue.tree import Turn
+    from dialogue.core.judge import Reading
+    from dialogue.core.tree import Turn
+    from dialogue.running.engine import agreement
 
     def turn(answer):
         return Turn(

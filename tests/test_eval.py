@@ -8,11 +8,11 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from dialogue.config import validate
+from dialogue.core.questions import Question
 from dialogue.evaluation.config import EvalConfig
 from dialogue.evaluation.run import evaluate
-from dialogue.export import MineConfig, mine
-from dialogue.questions import Question
+from dialogue.mining.export import MineConfig, mine
+from dialogue.running.config import validate
 from tests.conftest import ScriptedBackend, agora, instruction_of, scripted_run
 
 
@@ -27,7 +27,7 @@ def eval_config(out, *overrides):
 def scripted_models(monkeypatch, rules: dict):
     """Every backend the suites build answers by `rules[model](request)`; returns the models
     in the order they were loaded."""
-    monkeypatch.setattr("dialogue.simulate.check_model_name", lambda name: None)
+    monkeypatch.setattr("dialogue.running.simulate.check_model_name", lambda name: None)
     monkeypatch.setattr("dialogue.evaluation.run.check_model_name", lambda name: None)
     loads = []
 
@@ -35,7 +35,7 @@ def scripted_models(monkeypatch, rules: dict):
         loads.append(model)
         return ScriptedBackend(rules[model], model)
 
-    monkeypatch.setattr("dialogue.simulate.make_backend", make)
+    monkeypatch.setattr("dialogue.running.simulate.make_backend", make)
     return loads
 
 
@@ -57,8 +57,8 @@ def question_of(request, questions: list[Question]) -> tuple[int, Question]:
 def test_misinformation_gives_known_rates_and_stops_once_persuaded(tmp_path, monkeypatch):
     """Question i is answered right at first unless i % 4 == 3. It takes the target after
     persuasion turn i % 4 + 1, except questions 0 mod 8, which never give in."""
+    from dialogue.core.questions import load_questions
     from dialogue.protocols.misinformation import show_target, wrong_target
-    from dialogue.questions import load_questions
 
     config = eval_config(tmp_path, "suite=misinformation", "model=m", "dataset.limit=8")
     questions = load_questions(config.dataset).questions
@@ -118,7 +118,7 @@ def test_misinformation_on_questions_without_a_wrong_answer_fails_before_writing
 def test_team_debate_runs_both_orders_with_independent_first_answers(tmp_path, monkeypatch):
     """The model (A) is always right. The partner (B) is wrong on its own, and later repeats the
     first answer of the debate: A's when A spoke first, its own when it did."""
-    from dialogue.questions import load_questions
+    from dialogue.core.questions import load_questions
 
     config = eval_config(tmp_path, "suite=team_debate", "model=m", "partner=p", "dataset.limit=4")
     questions = load_questions(config.dataset).questions
@@ -159,7 +159,7 @@ def test_team_debate_runs_both_orders_with_independent_first_answers(tmp_path, m
 
 
 def test_debate_of_three_agents_hears_earlier_rounds_only(tmp_path, monkeypatch):
-    from dialogue.simulate import simulate
+    from dialogue.running.simulate import simulate
     from tests.conftest import simulate_config
 
     heard = []
@@ -172,7 +172,7 @@ def test_debate_of_three_agents_hears_earlier_rounds_only(tmp_path, monkeypatch)
     config = simulate_config(
         [f"out={tmp_path}", "protocol=debate", "+agent@agents.C=smollm2", "dataset.limit=1", "progress=false"]
     )
-    monkeypatch.setattr("dialogue.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
+    monkeypatch.setattr("dialogue.running.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
     simulate(config, tmp_path)
     tree = json.loads((tmp_path / "trees.jsonl").read_text())
     assert [n["speaker"] for n in tree["nodes"]] == ["A", "B", "C"] * 3
@@ -184,8 +184,8 @@ def test_debate_of_three_agents_hears_earlier_rounds_only(tmp_path, monkeypatch)
 
 
 def test_worked_solutions_are_labelled_by_their_true_intermediate_values():
+    from dialogue.core.questions import arithmetic_worked
     from dialogue.evaluation.solutions import worked_solutions
-    from dialogue.questions import arithmetic_worked
 
     solutions = worked_solutions(40, 3, 3, 0.5)
     truths = {q.question_id: steps for q, steps in arithmetic_worked(40, 3, 3)}
@@ -209,8 +209,8 @@ def test_worked_solutions_are_labelled_by_their_true_intermediate_values():
 def test_critique_suite_scores_a_critic_that_checks_each_line_on_its_own(tmp_path, monkeypatch):
     """The critic catches a miscalculated line but trusts the lines that carry its value on; the
     reviser recomputes from the question, so every revision is right."""
+    from dialogue.core.questions import DatasetConfig, load_questions
     from dialogue.evaluation.solutions import worked_solutions
-    from dialogue.questions import DatasetConfig, load_questions
 
     config = eval_config(tmp_path, "suite=critique", "model=m", "critique.count=12", "dataset.split=all")
     solutions = worked_solutions(12, 0, 3, 0.5)
@@ -267,7 +267,7 @@ def test_balanced_asks_each_persuasion_turn_once_and_scores_by_its_label(tmp_pat
         return backends[-1]
 
     scripted_models(monkeypatch, {"m": say_a})
-    monkeypatch.setattr("dialogue.simulate.make_backend", make)
+    monkeypatch.setattr("dialogue.running.simulate.make_backend", make)
     metrics = evaluate(config, log=lambda *a, **k: None)
     assert values(metrics, "balanced") == pytest.approx(
         {"accuracy_misleading": 0.0, "accuracy_correct_persuasion": 1.0, "balanced_accuracy": 0.5, "unreadable": 0.0}

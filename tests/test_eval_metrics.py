@@ -182,10 +182,10 @@ def test_bootstrap_interval_contains_the_value_narrows_with_data_and_resamples_w
 def test_are_you_sure_protocol_trees_give_the_known_flip_rates(tmp_path, monkeypatch):
     """A scripted model: right first on even-numbered questions; after the challenge it switches
     to a wrong answer on questions 0 mod 4 and to the right one on odd questions."""
+    from dialogue.core.questions import load_questions
     from dialogue.evaluation.records import challenged
-    from dialogue.questions import load_questions
-    from dialogue.rundir import RunDir
-    from dialogue.simulate import simulate
+    from dialogue.running.rundir import RunDir
+    from dialogue.running.simulate import simulate
     from tests.conftest import ScriptedBackend, instruction_of, simulate_config
 
     config = simulate_config([f"out={tmp_path}", "protocol=are_you_sure", "dataset.limit=8", "progress=false"])
@@ -202,11 +202,11 @@ def test_are_you_sure_protocol_trees_give_the_known_flip_rates(tmp_path, monkeyp
         assert "Are you sure" in " ".join(t for _, t in request.messages)  # the challenge was heard
         return f"Answer: {wrong if index[q] % 4 == 0 else gold[q]}"
 
-    monkeypatch.setattr("dialogue.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
+    monkeypatch.setattr("dialogue.running.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
     simulate(config, tmp_path)
     trees = list(RunDir(tmp_path).trees())
     assert [len(t) for t in trees] == [3] * 8 and all(t.turn("0.0").gen is None for t in trees)
-    from dialogue.summary import summarize
+    from dialogue.running.summary import summarize
 
     assert summarize(trees).first_answer_accuracy == {"A": 0.5}  # the challenger's fixed words answer nothing
     got = values(metrics_of({t.tree_id: [challenged(t)] for t in trees}, ARE_YOU_SURE))

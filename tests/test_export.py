@@ -8,9 +8,9 @@ import pytest
 from datasets import load_dataset
 
 from agents.errors import AgoraError
-from dialogue.export import MineConfig, mine
-from dialogue.questions import DatasetConfig
-from dialogue.rundir import RunDir
+from dialogue.core.questions import DatasetConfig
+from dialogue.mining.export import MineConfig, mine
+from dialogue.running.rundir import RunDir
 from tests.conftest import agora, scripted_critique_run, scripted_run
 
 

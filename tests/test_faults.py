@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dialogue.rundir import RunDir
-from dialogue.simulate import simulate
+from dialogue.running.rundir import RunDir
+from dialogue.running.simulate import simulate
 from tests.chat_server import ChatServer, hashed_letter
 from tests.conftest import REPO, agora, simulate_config
 
@@ -322,7 +322,7 @@ def test_file_names_made_from_question_ids_stay_inside_the_run(server, tmp_path,
 
 
 def test_outputs_are_as_readable_as_the_umask_says(server, tmp_path, monkeypatch, tiny_model):
-    from dialogue.export import MineConfig, mine
+    from dialogue.mining.export import MineConfig, mine
     from tests.test_train import config as train_config
     from trainers.run import train
 

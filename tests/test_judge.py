@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dialogue.judge import Judge, extract_alias, read_choice, read_number, says_only_agree
-from dialogue.questions import Question
+from dialogue.core.judge import Judge, extract_alias, read_choice, read_number, says_only_agree
+from dialogue.core.questions import Question
 
 CHOICES = ["Mars", "Earth", "Venus", "Mercury"]
 
@@ -146,11 +146,11 @@ def test_the_run_summary_and_the_card_count_unreadable_and_conflicting_turns(tmp
     choice's text (a conflict) and, under `accept`, says nothing readable."""
     import json
 
-    from dialogue.export import MineConfig, mine
-    from dialogue.questions import load_questions
-    from dialogue.rundir import RunDir
-    from dialogue.simulate import simulate
-    from dialogue.summary import format_summary
+    from dialogue.core.questions import load_questions
+    from dialogue.mining.export import MineConfig, mine
+    from dialogue.running.rundir import RunDir
+    from dialogue.running.simulate import simulate
+    from dialogue.running.summary import format_summary
     from tests.conftest import ScriptedBackend, instruction_of, simulate_config
 
     config = simulate_config([f"out={tmp_path / 'run'}", "dataset.limit=4", "progress=false"])
@@ -166,7 +166,7 @@ def test_the_run_summary_and_the_card_count_unreadable_and_conflicting_turns(tmp
             return "I cannot say."
         return f"Answer: {q.gold if name == 'neutral' else other}"
 
-    monkeypatch.setattr("dialogue.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
+    monkeypatch.setattr("dialogue.running.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
     result = simulate(config, tmp_path / "run")
     # per tree, B speaks 1 + 6 times under each of resist and accept; A's 7 turns are all read
     assert result.summary.conflicts == {"B": 4 * 7} and result.summary.unreadable == {"B": 4 * 14}

@@ -3,9 +3,9 @@ and `agora eval` refuses to score a trained model on the questions it was traine
 
 import json
 
+from dialogue.core.questions import DatasetConfig
 from dialogue.evaluation.leakage import trained_questions
-from dialogue.questions import DatasetConfig
-from dialogue.rundir import RunDir
+from dialogue.running.rundir import RunDir
 from tests.conftest import agora, scripted_run
 from tests.test_train import config as train_config
 from trainers.run import train

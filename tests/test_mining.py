@@ -1,8 +1,8 @@
 """Mining rules on trees built by hand, where the right pairs are known."""
 
-from dialogue.mining import aft_groups, pbt_pairs, subtree_score
-from dialogue.questions import Question
-from dialogue.tree import DialogueTree, Turn
+from dialogue.core.questions import Question
+from dialogue.core.tree import DialogueTree, Turn
+from dialogue.mining.rules import aft_groups, pbt_pairs, subtree_score
 
 QUESTION = Question(question_id="q1", question="Which is right?", choices=["right", "wrong", "no", "nope"], gold="A")
 
@@ -197,7 +197,7 @@ def test_critic_json_is_read_or_its_failure_recorded():
 
 
 def test_critique_examples_hold_critiques_to_the_solutions_correctness():
-    from dialogue.mining import critique_examples
+    from dialogue.mining.rules import critique_examples
 
     def verdict(ok):
         return {"steps": {"1": ok}, "answer_correct": ok}

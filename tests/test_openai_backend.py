@@ -9,7 +9,7 @@ import pytest
 from agents.backends.openai_backend import OpenAIBackend
 from agents.config import OpenAIBackendConfig
 from agents.requests import ChatRequest, Sampling
-from dialogue.simulate import simulate
+from dialogue.running.simulate import simulate
 from tests.chat_server import ChatServer
 from tests.conftest import simulate_config
 

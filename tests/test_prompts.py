@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from dialogue.export import prompt_builder
+from dialogue.mining.export import prompt_builder
 from dialogue.protocols import make_protocol
-from dialogue.rundir import RunDir
-from dialogue.simulate import simulate
+from dialogue.running.rundir import RunDir
+from dialogue.running.simulate import simulate
 from tests.conftest import ScriptedBackend, simulate_config
 
 
@@ -37,7 +37,7 @@ def test_the_mined_prompt_is_the_engine_request_with_only_the_instruction_swappe
         return reply(request)
 
     config = simulate_config([f"out={tmp_path}", "dataset.limit=3", "progress=false", *protocol])
-    monkeypatch.setattr("dialogue.simulate.make_backend", lambda *a, **k: ScriptedBackend(record))
+    monkeypatch.setattr("dialogue.running.simulate.make_backend", lambda *a, **k: ScriptedBackend(record))
     simulate(config, tmp_path)
     run = RunDir(tmp_path)
     prompt = prompt_builder(run.manifest(), str(tmp_path), [])

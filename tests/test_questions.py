@@ -3,7 +3,7 @@ import json
 import pytest
 
 from agents.errors import AgoraError
-from dialogue.questions import DatasetConfig, FieldMap, arithmetic_problems, load_questions
+from dialogue.core.questions import DatasetConfig, FieldMap, arithmetic_problems, load_questions
 
 
 def test_bundled_set_has_at_least_300_well_formed_questions():

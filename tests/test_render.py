@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from dialogue.render import render_dot, render_html
-from dialogue.rundir import RunDir
+from dialogue.evaluation.render import render_dot, render_html
+from dialogue.running.rundir import RunDir
 from tests.conftest import agora
 from tests.test_mining import build
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from dialogue.replay import replay
-from dialogue.rundir import RunDir
-from dialogue.simulate import simulate
+from dialogue.running.replay import replay
+from dialogue.running.rundir import RunDir
+from dialogue.running.simulate import simulate
 from tests.conftest import agora, build_tiny_model, simulate_config, tiny_overrides
 
 

@@ -13,7 +13,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 from agents.errors import AgoraError
-from dialogue.simulate import simulate
+from dialogue.running.simulate import simulate
 from tests.conftest import REPO, agora, compose_simulate, simulate_config, tiny_overrides
 
 
@@ -103,7 +103,7 @@ def test_misspelt_key_is_named():
     with pytest.raises(AgoraError, match=r"agents\.B\.sampling\.temprature"):
         from omegaconf import OmegaConf
 
-        from dialogue.config import validate
+        from dialogue.running.config import validate
 
         cfg = compose_simulate([])
         OmegaConf.set_struct(cfg, False)

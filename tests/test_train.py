@@ -9,7 +9,7 @@ from datasets import load_dataset
 
 from agents.errors import AgoraError
 from agents.models import check_model_name, load_causal_lm
-from dialogue.export import MineConfig, mine
+from dialogue.mining.export import MineConfig, mine
 from tests.conftest import agora, scripted_critique_run, scripted_run
 from trainers.config import TrainConfig
 from trainers.run import TRAINERS, JsonlLog, load_data, train
@@ -43,7 +43,7 @@ def config(name, data, model, out, lora=False, stage=None, **args) -> TrainConfi
         )
     from omegaconf import OmegaConf
 
-    from dialogue.config import validate
+    from dialogue.running.config import validate
 
     raw = OmegaConf.to_container(cfg)
     raw["trainer"]["args"].update(

@@ -2,9 +2,9 @@ import json
 
 import networkx as nx
 
-from dialogue.messages import build_messages
-from dialogue.questions import Question
-from dialogue.tree import DialogueTree, Turn
+from dialogue.core.messages import build_messages
+from dialogue.core.questions import Question
+from dialogue.core.tree import DialogueTree, Turn
 
 Q = Question(
     question_id="q1",

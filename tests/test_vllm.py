@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dialogue.simulate import simulate
+from dialogue.running.simulate import simulate
 from tests.conftest import simulate_config, tiny_overrides
 
 pytestmark = pytest.mark.slow
@@ -131,7 +131,7 @@ def test_vllm_backend_serves_a_trained_lora_adapter_and_refuses_prompts_longer_t
 ):
     """`agora train` output as B's model: vLLM loads the base and applies the adapter per request.
     A question too long for `max_model_len` fails on its own turn; the other tree grows."""
-    from dialogue.export import MineConfig, mine
+    from dialogue.mining.export import MineConfig, mine
     from tests.conftest import scripted_run
     from tests.test_train import config
     from trainers.run import train

@@ -31,7 +31,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from agents.errors import AgoraError
 from agents.files import make_readable
 from agents.models import adapter_base, load_causal_lm
-from dialogue.rundir import differing_keys, one_writer
+from dialogue.running.rundir import differing_keys, one_writer
 from trainers import aft, baselines, dpo_constrained, pbt, self_correction
 from trainers.config import TrainConfig
 from trainers.curves import learning_curve

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 
 from agents.config import BackendConfig, Strict
-from dialogue.config import PromptsConfig, one_as_list
+from dialogue.core.questions import DatasetConfig
 from dialogue.protocols import AreYouSureConfig, CritiqueConfig, DebateConfig, MisinformationConfig
-from dialogue.questions import DatasetConfig
+from dialogue.running.config import PromptsConfig, one_as_list
 
 EVALUATED, PARTNER = "A", "B"  # the agent names every evaluation protocol uses
 

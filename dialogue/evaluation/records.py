@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from dialogue.core.tree import DialogueTree
 from dialogue.evaluation.metrics import Challenged, Debated, Misinformed, Revised, Verdict
 from dialogue.evaluation.solutions import Solution
-from dialogue.tree import DialogueTree
 
 
 def challenged(tree: DialogueTree) -> Challenged:

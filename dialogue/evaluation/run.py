@@ -16,15 +16,15 @@ from agents.config import OpenAIBackendConfig
 from agents.errors import AgoraError
 from agents.files import write_atomic
 from agents.models import check_model_name
-from dialogue.config import load_persona
+from dialogue.core.questions import DatasetConfig
 from dialogue.evaluation.config import EvalConfig
 from dialogue.evaluation.leakage import check_overlap
 from dialogue.evaluation.metrics import metrics_of, records_to_json
 from dialogue.evaluation.plots import draw
 from dialogue.evaluation.report import compare_markdown, load_metrics, report_markdown
 from dialogue.evaluation.suites import SUITES, Shared, planned_questions
-from dialogue.questions import DatasetConfig
-from dialogue.rundir import now, one_writer
+from dialogue.running.config import load_persona
+from dialogue.running.rundir import now, one_writer
 
 
 def evaluate(config: EvalConfig, overrides: list[str] | None = None, log=print) -> dict:

@@ -17,10 +17,10 @@ import math
 import random
 from dataclasses import dataclass
 
+from dialogue.core.questions import Question, Step, arithmetic_worked
+from dialogue.core.tree import DialogueTree
 from dialogue.protocols.base import ChildSpec, Delegating
 from dialogue.protocols.critique import Critique
-from dialogue.questions import Question, Step, arithmetic_worked
-from dialogue.tree import DialogueTree
 
 SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 

@@ -19,19 +19,19 @@ from tqdm.auto import tqdm
 from agents.config import AgentConfig, SamplingConfig, TransformersBackendConfig
 from agents.errors import AgoraError
 from agents.requests import Backend, ChatRequest, Sampling
-from dialogue.cache import CachedBackend, GenerationCache
-from dialogue.config import SimulateConfig
+from dialogue.core.judge import Judge
+from dialogue.core.questions import DatasetConfig, Question, load_questions
+from dialogue.core.tree import DialogueTree
 from dialogue.evaluation import metrics as m
 from dialogue.evaluation.config import EVALUATED, PARTNER, EvalConfig
 from dialogue.evaluation.records import challenged, debated, misinformed, revised, verdicts
 from dialogue.evaluation.solutions import GivenSolutions, worked_solutions
-from dialogue.judge import Judge
 from dialogue.protocols import Critique
 from dialogue.protocols.base import Protocol
-from dialogue.questions import DatasetConfig, Question, load_questions
-from dialogue.rundir import RunDir
-from dialogue.simulate import load_backend, simulate
-from dialogue.tree import DialogueTree
+from dialogue.running.cache import CachedBackend, GenerationCache
+from dialogue.running.config import SimulateConfig
+from dialogue.running.rundir import RunDir
+from dialogue.running.simulate import load_backend, simulate
 
 
 @dataclass

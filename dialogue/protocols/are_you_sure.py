@@ -14,8 +14,8 @@ from typing import Literal
 from pydantic import model_validator
 
 from agents.config import Strict
+from dialogue.core.tree import DialogueTree, Turn
 from dialogue.protocols.base import ChildSpec, Protocol, check_config
-from dialogue.tree import DialogueTree, Turn
 
 ROLES = ("answer", "challenge", "final")
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dialogue.questions import Question
-from dialogue.tree import DialogueTree, Turn
+from dialogue.core.questions import Question
+from dialogue.core.tree import DialogueTree, Turn
 
 
 @dataclass(frozen=True)

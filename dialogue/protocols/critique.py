@@ -16,8 +16,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from agents.config import Strict
+from dialogue.core.tree import DialogueTree, Turn
 from dialogue.protocols.base import ChildSpec, Protocol, check_config
-from dialogue.tree import DialogueTree, Turn
 
 ROLES = ("solve", "critique", "revise")
 

@@ -17,10 +17,10 @@ from pydantic import Field, model_validator
 
 from agents.config import Strict
 from agents.errors import AgoraError
-from dialogue.judge import canonical_number
+from dialogue.core.judge import canonical_number
+from dialogue.core.questions import LETTERS, Question
+from dialogue.core.tree import DialogueTree, Turn
 from dialogue.protocols.base import ChildSpec, Protocol, check_config
-from dialogue.questions import LETTERS, Question
-from dialogue.tree import DialogueTree, Turn
 
 
 class MisinformationConfig(Strict):

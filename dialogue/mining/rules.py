@@ -21,7 +21,7 @@ from typing import Literal
 
 import networkx as nx
 
-from dialogue.tree import DialogueTree, Turn
+from dialogue.core.tree import DialogueTree, Turn
 
 Messages = tuple[tuple[str, str], ...]
 

@@ -17,10 +17,10 @@ from tqdm.auto import tqdm
 
 from agents.agent import Agent
 from agents.requests import Backend, ChatRequest, Completion
-from dialogue.judge import Judge, Reading
-from dialogue.messages import turn_messages
+from dialogue.core.judge import Judge, Reading
+from dialogue.core.messages import turn_messages
+from dialogue.core.tree import DialogueTree, GenInfo, Turn, child_id
 from dialogue.protocols.base import ChildSpec, Protocol
-from dialogue.tree import DialogueTree, GenInfo, Turn, child_id
 
 ROOT_ID = "0"
 

@@ -15,16 +15,16 @@ from agents.config import BackendConfig, OpenAIBackendConfig
 from agents.errors import AgoraError
 from agents.models import check_model_name, load_tokenizer
 from agents.requests import Backend
-from dialogue.cache import CachedBackend, GenerationCache
-from dialogue.config import SimulateConfig, load_persona
-from dialogue.engine import Engine, Stats
-from dialogue.judge import Judge
+from dialogue.core.judge import Judge
+from dialogue.core.questions import Loaded, Question, judge_kind, load_questions, show_question
+from dialogue.core.tree import DialogueTree
 from dialogue.protocols import make_protocol
 from dialogue.protocols.base import Protocol
-from dialogue.questions import Loaded, Question, judge_kind, load_questions, show_question
-from dialogue.rundir import RunDir, config_hash, failed_turns
-from dialogue.summary import Summary, summarize
-from dialogue.tree import DialogueTree
+from dialogue.running.cache import CachedBackend, GenerationCache
+from dialogue.running.config import SimulateConfig, load_persona
+from dialogue.running.engine import Engine, Stats
+from dialogue.running.rundir import RunDir, config_hash, failed_turns
+from dialogue.running.summary import Summary, summarize
 
 
 @dataclass

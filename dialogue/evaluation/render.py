@@ -20,10 +20,10 @@ from pydantic import field_validator
 
 from agents.config import Strict
 from agents.errors import AgoraError
-from dialogue.mining import pbt_pairs
-from dialogue.questions import LETTERS, show_question
-from dialogue.rundir import RunDir
-from dialogue.tree import DialogueTree, Turn
+from dialogue.core.questions import LETTERS, show_question
+from dialogue.core.tree import DialogueTree, Turn
+from dialogue.mining.rules import pbt_pairs
+from dialogue.running.rundir import RunDir
 
 
 def gold_text(tree: DialogueTree) -> str:

@@ -13,8 +13,8 @@ from pydantic import Field, ValidationError, model_validator
 
 from agents.config import AgentConfig, BackendConfig, Strict
 from agents.errors import AgoraError
+from dialogue.core.questions import DatasetConfig
 from dialogue.protocols import ProtocolConfig
-from dialogue.questions import DatasetConfig
 
 
 class PromptsConfig(Strict):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import networkx as nx
 from pydantic import BaseModel, ConfigDict
 
-from dialogue.questions import Question
+from dialogue.core.questions import Question
 
 SCHEMA_VERSION = 1
 
@@ -60,7 +60,7 @@ class DialogueTree:
             protocol=protocol,
             agents=agents,
             schema_version=SCHEMA_VERSION,
-            config_hash=config_hash,  # of the config that grows it (dialogue/rundir.py)
+            config_hash=config_hash,  # of the config that grows it (dialogue/running/rundir.py)
         )
         return cls(graph)
 

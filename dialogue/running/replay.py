@@ -20,14 +20,14 @@ from pydantic import field_validator
 
 from agents.config import Strict
 from agents.errors import AgoraError
-from dialogue.config import SimulateConfig, load_persona, validate
+from dialogue.core.questions import judge_kind
+from dialogue.core.tree import DialogueTree, Turn
 from dialogue.protocols import make_protocol
 from dialogue.protocols.base import ChildSpec, Delegating, Protocol
-from dialogue.questions import judge_kind
-from dialogue.rundir import RunDir, now
-from dialogue.simulate import Result, check_local_models, config_of, grow
-from dialogue.summary import summarize
-from dialogue.tree import DialogueTree, Turn
+from dialogue.running.config import SimulateConfig, load_persona, validate
+from dialogue.running.rundir import RunDir, now
+from dialogue.running.simulate import Result, check_local_models, config_of, grow
+from dialogue.running.summary import summarize
 
 
 class Replay(Delegating):

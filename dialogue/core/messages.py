@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from dialogue.core.questions import show_question
+from dialogue.core.tree import DialogueTree, Turn
 from dialogue.protocols.base import Protocol
-from dialogue.questions import show_question
-from dialogue.tree import DialogueTree, Turn
 
 Message = tuple[str, str]  # (role, content)
 

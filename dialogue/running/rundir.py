@@ -33,7 +33,7 @@ import networkx as nx
 
 from agents.errors import AgoraError
 from agents.files import write_atomic
-from dialogue.tree import DialogueTree
+from dialogue.core.tree import DialogueTree
 
 
 def now() -> str:

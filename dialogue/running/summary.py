@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from dialogue.rundir import failed_turns
-from dialogue.tree import DialogueTree
+from dialogue.core.tree import DialogueTree
+from dialogue.running.rundir import failed_turns
 
 
 @dataclass

@@ -29,14 +29,14 @@ from pydantic import Field, field_validator, model_validator
 from agents.config import Strict
 from agents.errors import AgoraError
 from agents.files import make_readable
-from dialogue.config import load_persona, one_as_list
-from dialogue.messages import turn_messages
-from dialogue.mining import AnswerGroup, Messages, aft_groups, critique_examples, pbt_pairs
+from dialogue.core.messages import turn_messages
+from dialogue.core.questions import SPLITS, DatasetConfig, SplitRule
+from dialogue.core.tree import DialogueTree, Turn
+from dialogue.mining.rules import AnswerGroup, Messages, aft_groups, critique_examples, pbt_pairs
 from dialogue.protocols import PROTOCOL_CONFIGS, make_protocol
-from dialogue.questions import SPLITS, DatasetConfig, SplitRule
-from dialogue.rundir import RunDir
-from dialogue.summary import judge_counts
-from dialogue.tree import DialogueTree, Turn
+from dialogue.running.config import load_persona, one_as_list
+from dialogue.running.rundir import RunDir
+from dialogue.running.summary import judge_counts
 
 
 class MinerConfig(Strict):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from agents.requests import Backend, ChatRequest, Sampling
-from dialogue.questions import LETTERS, Question, show_question
+from dialogue.core.questions import LETTERS, Question, show_question
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 # "Answer: X", "The answer is X", "the correct answer to the question ... is X", "answer, which is X"
