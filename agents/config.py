@@ -15,6 +15,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def one_of(name: str, table: dict, what: str) -> str:
+    """`name` if it is a key of `table` (a registry: miners, trainers, suites), else an error
+    that lists them; for a pydantic validator."""
+    if name not in table:
+        raise ValueError(f"unknown {what} '{name}' (one of {', '.join(table)})")
+    return name
+
+
 class SamplingConfig(Strict):
     temperature: float = Field(0.7, ge=0.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from agents.config import Strict
+from agents.config import Strict, one_of
 
 
 class LoraSettings(Strict):
@@ -31,9 +31,7 @@ class TrainerSettings(Strict):
     def _known(cls, name: str) -> str:
         from trainers.run import TRAINERS  # which imports this module
 
-        if name not in TRAINERS:
-            raise ValueError(f"unknown trainer '{name}' (one of {', '.join(TRAINERS)})")
-        return name
+        return one_of(name, TRAINERS, "trainer")
 
 
 class DataSettings(Strict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from agents.config import BackendConfig, Strict
+from agents.config import BackendConfig, Strict, one_of
 from dialogue.core.questions import DatasetConfig
 from dialogue.protocols import AreYouSureConfig, CritiqueConfig, DebateConfig, MisinformationConfig
 from dialogue.running.config import PromptsConfig, one_as_list
@@ -79,9 +79,7 @@ class EvalConfig(Strict):
     def _known_suite(cls, suite: str) -> str:
         from dialogue.evaluation.suites import SUITES  # the suites module reads this config
 
-        if suite != "all" and suite not in SUITES:
-            raise ValueError(f"unknown suite '{suite}' (all, {', '.join(SUITES)})")
-        return suite
+        return one_of(suite, {"all": None, **SUITES}, "suite")
 
     @property
     def suites(self) -> list[str]:

@@ -26,7 +26,7 @@ from typing import Literal
 from datasets import Dataset, Features, Value
 from pydantic import Field, field_validator, model_validator
 
-from agents.config import Strict
+from agents.config import Strict, one_of
 from agents.errors import AgoraError
 from agents.files import make_readable
 from dialogue.core.messages import turn_messages
@@ -58,9 +58,7 @@ class MinerConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        if name not in MINERS:
-            raise ValueError(f"unknown miner '{name}' (one of {', '.join(MINERS)})")
-        return name
+        return one_of(name, MINERS, "miner")
 
 
 class MineConfig(Strict):
@@ -279,37 +277,31 @@ def _pbt_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responde
     }
 
 
-def _kto_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
-    """Each reply of a pair, chosen (label true) or rejected, once however many pairs it is in."""
-    return {
-        "": [
-            {
-                "prompt": messages,
-                "completion": _reply(turn),
-                "instruction": turn.instruction,
-                **keys,
-                "label": good,
-                "pbt_label": pair.label,
-            }
-            for pair, messages, keys, turn, good in _sides(_pairs(miner, tree, prompt, run, responders), rejected=True)
-        ]
-    }
+def _reply_rows(kto: bool) -> Callable:
+    """The unpaired views of the PBT pairs, each reply once however many pairs it is in: KTO
+    takes the chosen replies (label true) and the rejected ones; SFT the chosen ones."""
 
+    def rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
+        sides = _sides(_pairs(miner, tree, prompt, run, responders), rejected=kto)
+        labels = (
+            (lambda pair, good: {"label": good, "pbt_label": pair.label})
+            if kto
+            else (lambda pair, good: {"label": pair.label})
+        )
+        return {
+            "": [
+                {
+                    "prompt": messages,
+                    "completion": _reply(turn),
+                    "instruction": turn.instruction,
+                    **keys,
+                    **labels(pair, good),
+                }
+                for pair, messages, keys, turn, good in sides
+            ]
+        }
 
-def _sft_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
-    """Each chosen reply, once."""
-    return {
-        "": [
-            {
-                "prompt": messages,
-                "completion": _reply(turn),
-                "instruction": turn.instruction,
-                **keys,
-                "label": pair.label,
-            }
-            for pair, messages, keys, turn, _ in _sides(_pairs(miner, tree, prompt, run, responders), rejected=False)
-        ]
-    }
+    return rows
 
 
 def _aft_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
@@ -380,8 +372,8 @@ class Miner:
 PBT_TREES = frozenset({"pbt_tree"})
 MINERS = {
     "pbt": Miner(PBT_TREES, {"": PBT_FEATURES}, _pbt_rows, label="label"),
-    "kto": Miner(PBT_TREES, {"": KTO_FEATURES}, _kto_rows, label="pbt_label"),
-    "sft": Miner(PBT_TREES, {"": SFT_FEATURES}, _sft_rows, label="label"),
+    "kto": Miner(PBT_TREES, {"": KTO_FEATURES}, _reply_rows(kto=True), label="pbt_label"),
+    "sft": Miner(PBT_TREES, {"": SFT_FEATURES}, _reply_rows(kto=False), label="label"),
     "aft": Miner(PBT_TREES, {"": AFT_FEATURES}, _aft_rows),
     "critique": Miner(frozenset({"critique"}), CRITIQUE_FEATURES, _critique_rows, neutral_prompts=False),
 }
