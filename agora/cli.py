@@ -111,12 +111,16 @@ def render_command(cfg: DictConfig) -> None:
 
 
 def train_command(cfg: DictConfig) -> None:
+    from accelerate import PartialState
+
     from dialogue.running.config import validate
     from trainers.config import TrainConfig
     from trainers.run import train
 
     config = validate(cfg, TrainConfig)
     summary = train(config)
+    if not PartialState().is_main_process:  # under `accelerate launch`: one report, not one per process
+        return
     for stage, result in summary["stages"].items():
         loss = result.get("train_loss")
         print(f"{stage}: {result['global_step']} steps" + (f", mean loss {loss:.4f}" if loss is not None else ""))

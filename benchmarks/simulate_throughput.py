@@ -1,9 +1,14 @@
-"""Engine vs one generate call per turn, on the same questions and config.
+"""The engine against its backend's limit and against one generate call per turn, on the same
+questions and config.
 
-(a) the engine: every frontier turn of every tree in one batched call per level;
-(b) sequential: the same trees, the same requests and seeds, but each turn sent as its own
+(a) engine: the trees grown as `agora simulate` grows them, each turn's children sent as soon
+    as it is read, every request streaming through one backend;
+(b) limit: the very requests the engine made, given to the same backend at once as one flat
+    batch, with nothing waiting on anything: what the backend can do with that work;
+(c) sequential: the same trees, the same requests and seeds, but each turn sent as its own
     generate call, the way the PBT reference code walks its trees.
-The benchmark prints the tokens/s of each and their ratio, and how many trees came out identical.
+The benchmark prints the tokens/s of each, engine/limit and engine/sequential, and how many
+trees (a) and (c) grew identically.
 In float32 (`backend.dtype=float32`) a completion depends only on its seed and prompt, so both
 sides generate the same turns. In bfloat16, the default on CPUs that compute in it natively, a
 batched matmul rounds differently from a single row's, so the two sides' trees drift apart: they
@@ -13,7 +18,8 @@ answer the same questions under the same config, with token counts within a few 
 `model.generate()` once per turn instead of Agora's own loop with one request: a baseline
 closer to the usual research script, but its sampling differs, so its trees (and lengths) do too.
 
-    python benchmarks/simulate_throughput.py [--trees 16] [--baseline same-loop|hf-generate] [key=value ...]
+    python benchmarks/simulate_throughput.py [--trees 16] [--backend transformers|vllm]
+        [--baseline same-loop|hf-generate] [key=value ...]
 """
 
 from __future__ import annotations
@@ -25,8 +31,11 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from collections import deque
+
 from hydra import compose, initialize_config_module
 
+from agents.requests import Completion, Streaming
 from dialogue.core.judge import Judge
 from dialogue.core.questions import judge_kind, load_questions
 from dialogue.core.tree import DialogueTree
@@ -37,59 +46,73 @@ from dialogue.running.engine import Engine
 from dialogue.running.simulate import build_agents
 
 
-class OneCallPerTurn:
+class Recorder:
+    """The engine's backend, passed through, keeping every request the engine submits."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.model_id = backend.model_id
+        self.requests = []
+
+    def submit(self, requests):
+        self.requests += requests
+        return self.backend.submit(requests)
+
+    def step(self, wait=True):
+        return self.backend.step(wait)
+
+    def busy(self):
+        return self.backend.busy()
+
+
+class OneCallPerTurn(Streaming):
     """The baseline: a backend that is only ever asked for one completion at a time."""
 
     def __init__(self, backend):
+        super().__init__()
         self.backend = backend
         self.model_id = backend.model_id
+        self._queue = deque()
 
-    def generate(self, requests):
-        return [self.backend.generate([r])[0] for r in requests]
+    def _start(self, tickets, requests):
+        self._queue.extend(zip(tickets, requests, strict=True))
 
-    def close(self):
-        self.backend.close()
+    def _working(self):
+        return bool(self._queue)
+
+    def _advance(self, wait):
+        ticket, request = self._queue.popleft()
+        return [(ticket, self.one(request))]
+
+    def one(self, request):
+        return self.backend.generate([request])[0]
 
 
-class GeneratePerTurn:
+class GeneratePerTurn(OneCallPerTurn):
     """The baseline as a plain script writes it: `model.generate()` for each turn on its own."""
 
-    def __init__(self, backend):
-        self.backend = backend
-        self.model_id = backend.model_id
-
-    def generate(self, requests):
+    def one(self, r):
         import torch
 
-        from agents.requests import Completion
-
-        out = []
-        for r in requests:
-            b = self.backend
-            ids = torch.tensor([b.prompt_ids(r)], device=b.device)
-            torch.manual_seed(r.seed)
-            sample = r.sampling.temperature > 0
-            extra = {"temperature": r.sampling.temperature, "top_p": r.sampling.top_p} if sample else {}
-            started = time.perf_counter()
-            with torch.inference_mode():
-                tokens = b.model.generate(
-                    input_ids=ids,
-                    attention_mask=torch.ones_like(ids),
-                    do_sample=sample,
-                    max_new_tokens=r.sampling.max_tokens,
-                    pad_token_id=b.pad_id,
-                    **extra,
-                )
-            new = tokens[0, ids.shape[1] :].tolist()
-            stopped = bool(new) and new[-1] in b.eos_ids
-            text = b.tokenizer.decode(new, skip_special_tokens=True).strip()
-            out.append(
-                Completion(text, ids.shape[1], len(new), "stop" if stopped else "length", time.perf_counter() - started)
+        b = self.backend
+        ids = torch.tensor([b.prompt_ids(r)], device=b.device)
+        torch.manual_seed(r.seed)
+        sample = r.sampling.temperature > 0
+        extra = {"temperature": r.sampling.temperature, "top_p": r.sampling.top_p} if sample else {}
+        started = time.perf_counter()
+        with torch.inference_mode():
+            tokens = b.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=sample,
+                max_new_tokens=r.sampling.max_tokens,
+                pad_token_id=b.pad_id,
+                **extra,
             )
-        return out
-
-    def close(self):
-        self.backend.close()
+        new = tokens[0, ids.shape[1] :].tolist()
+        stopped = bool(new) and new[-1] in b.eos_ids
+        text = b.tokenizer.decode(new, skip_special_tokens=True).strip()
+        return Completion(text, ids.shape[1], len(new), "stop" if stopped else "length", time.perf_counter() - started)
 
 
 def run(config, agents, backends, label):
@@ -102,22 +125,34 @@ def run(config, agents, backends, label):
     trees = [DialogueTree.new(q.question_id, q, protocol.name, {}) for q in questions]
     done = []
     stats = engine.run(trees, done.append)
-    print(
-        f"{label:>10}: {stats.turns} turns, {stats.generated_tokens} tokens in {stats.seconds:.1f}s "
-        f"= {stats.tokens_per_s:.1f} tokens/s",
-        flush=True,
-    )
+    report(label, stats.generated_tokens, stats.seconds, f"{stats.turns} turns, ")
     return stats, done
+
+
+def report(label, tokens, seconds, extra=""):
+    print(f"{label:>10}: {extra}{tokens} tokens in {seconds:.1f}s = {tokens / seconds:.1f} tokens/s", flush=True)
+
+
+def flat_batch(recorders):
+    """The limit: every request the engine made, given to its backend at once as one batch."""
+    tokens, started = 0, time.perf_counter()
+    for recorder in recorders.values():
+        tokens += sum(c.completion_tokens for c in recorder.backend.generate(recorder.requests))
+    seconds = time.perf_counter() - started
+    report("limit", tokens, seconds, f"{sum(len(r.requests) for r in recorders.values())} requests, ")
+    return tokens / seconds
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trees", type=int, default=16)
     parser.add_argument("--baseline", choices=["same-loop", "hf-generate"], default="same-loop")
+    parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/simulate.yaml")
     args = parser.parse_args()
     with initialize_config_module(config_module="conf", version_base="1.3"):
-        cfg = compose(config_name="simulate", overrides=[f"dataset.limit={args.trees}", "out=unused", *args.overrides])
+        overrides = [f"dataset.limit={args.trees}", f"backend={args.backend}", "out=unused", *args.overrides]
+        cfg = compose(config_name="simulate", overrides=overrides)
     config = validate(cfg)
     personas = {n: load_persona(a.persona) for n, a in config.agents.items()}
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,7 +161,9 @@ def main():
     backends = {key: b.backend for key, b in cached.items()}
     for backend in backends.values():
         print(f"{backend.model_id}: {getattr(getattr(backend, 'model', None), 'dtype', 'served elsewhere')}")
-    engine_stats, engine_trees = run(config, agents, backends, "engine")
+    recorders = {key: Recorder(b) for key, b in backends.items()}
+    engine_stats, engine_trees = run(config, agents, recorders, "engine")
+    limit = flat_batch(recorders)
     wrapper = GeneratePerTurn if args.baseline == "hf-generate" else OneCallPerTurn
     sequential = {key: wrapper(b) for key, b in backends.items()}
     seq_stats, seq_trees = run(config, agents, sequential, "sequential")
@@ -137,6 +174,7 @@ def main():
     engine_texts, seq_texts = texts(engine_trees), texts(seq_trees)
     same = sum(engine_texts[k] == seq_texts.get(k) for k in engine_texts)
     print(f"identical trees: {same}/{len(engine_trees)}")
+    print(f"ratio engine/limit tokens/s: {engine_stats.tokens_per_s / limit:.2f}")
     print(f"ratio engine/sequential tokens/s: {engine_stats.tokens_per_s / seq_stats.tokens_per_s:.2f}")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 
-from agents.requests import ChatRequest, Completion
+from agents.requests import ChatRequest, Completion, Streaming
 from dialogue.running.config import validate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,30 +116,48 @@ def tiny_overrides(model: str, out: Path, *extra: str) -> list[str]:
     ]
 
 
-class ScriptedBackend:
+class ScriptedBackend(Streaming):
     """Answers by rule, for tests that need to know exactly what each turn says.
 
-    `rule(speaker_view, instruction_text) -> reply` sees the request's messages and the
-    instruction (the last user message). Everything else in the run is the real code.
+    `rule(request) -> reply` sees the request's messages and the instruction (the last user
+    message). A reply is ready at once, or, with `steps(request) -> n`, after n calls of `step`,
+    like a real engine's decoding steps. Everything else in the run is the real code.
     """
 
-    def __init__(self, rule, model_id="scripted"):
+    def __init__(self, rule, model_id="scripted", steps=None):
+        super().__init__()
         self.rule = rule
         self.model_id = model_id
-        self.calls: list[int] = []
+        self.steps = steps
+        self.calls: list[int] = []  # the size of each submission
+        self.log: list[tuple[str, int]] = []  # ("submit" | "done", the request's seed), in order
+        self._pending: dict[int, list] = {}  # ticket -> [steps left, completion, seed]
 
-    def generate(self, requests: list[ChatRequest]) -> list[Completion]:
+    def _start(self, tickets, requests):
         self.calls.append(len(requests))
-        return [
-            Completion(
+        for ticket, r in zip(tickets, requests, strict=True):
+            self.log.append(("submit", r.seed))
+            done = Completion(
                 text=self.rule(r),
                 prompt_tokens=len(str(r.messages)),
                 completion_tokens=3,
                 finish_reason="stop",
                 latency_s=0.001,
             )
-            for r in requests
-        ]
+            self._pending[ticket] = [self.steps(r) if self.steps else 0, done, r.seed]
+
+    def _working(self):
+        return bool(self._pending)
+
+    def _advance(self, wait):
+        finished = []
+        for ticket, entry in list(self._pending.items()):
+            entry[0] -= 1
+            if entry[0] < 0:
+                del self._pending[ticket]
+                finished.append((ticket, entry[1]))
+                self.log.append(("done", entry[2]))
+        return finished
 
     def close(self) -> None:
         pass
@@ -174,6 +192,16 @@ def scripted_run(path, monkeypatch, questions=24, seed=0, *overrides):
     monkeypatch.setattr("dialogue.running.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
     simulate(config, path)
     return path
+
+
+def scripted_export(root: Path, miner: str) -> Path:
+    """`agora mine miner=MINER` over a scripted run made under `root`: the export folder."""
+    from dialogue.mining.export import MineConfig, mine
+
+    with pytest.MonkeyPatch.context() as mp:
+        run = scripted_run(root / "run", mp)
+    mine(MineConfig(run=[str(run)], out=str(root / miner), miner={"name": miner}))
+    return root / miner
 
 
 def scripted_critique_run(path, monkeypatch, questions=10):

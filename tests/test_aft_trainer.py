@@ -8,18 +8,14 @@ from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from agents.scoring import sequence_scores
-from dialogue.mining.export import MineConfig, mine
-from tests.conftest import scripted_run
+from tests.conftest import scripted_export
 from trainers.aft import AFTCollator, AFTConfig, AFTTrainer
 
 
 @pytest.fixture(scope="module")
 def aft_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("aft")
-    with pytest.MonkeyPatch.context() as mp:
-        run = scripted_run(root / "run", mp)
-    mine(MineConfig(run=[str(run)], out=str(root / "data"), miner={"name": "aft"}))
-    return load_dataset("parquet", data_files=str(root / "data" / "train.parquet"))["train"]
+    export = scripted_export(tmp_path_factory.mktemp("aft"), "aft")
+    return load_dataset("parquet", data_files=str(export / "train.parquet"))["train"]
 
 
 def trainer(tiny_model, data, tmp_path, steps, **options):

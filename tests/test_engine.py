@@ -20,13 +20,21 @@ QUESTIONS = [
 ]
 
 
-def run(rule, depth=4, n_questions=3):
+def run(rule, depth=4, n_questions=3, steps=None, max_active_trees=256, questions=QUESTIONS):
     protocol = make_protocol(PbtTreeConfig(instructions=INSTRUCTIONS, depth=depth))
-    backend = ScriptedBackend(rule)
+    backend = ScriptedBackend(rule, steps=steps)
     agents = {name: Agent(name, "scripted", "persona", Sampling(), "shared") for name in "AB"}
-    engine = Engine(protocol, agents, {"shared": backend}, Judge("choice"), answer_format="", progress=False)
+    engine = Engine(
+        protocol,
+        agents,
+        {"shared": backend},
+        Judge("choice"),
+        answer_format="",
+        progress=False,
+        max_active_trees=max_active_trees,
+    )
     done: list[DialogueTree] = []
-    trees = [DialogueTree.new(q.question_id, q, "pbt_tree", {}) for q in QUESTIONS[:n_questions]]
+    trees = (DialogueTree.new(q.question_id, q, "pbt_tree", {}) for q in questions[:n_questions])
     engine.run(trees, done.append)
     return done, backend
 
@@ -54,8 +62,48 @@ def test_full_tree_has_21_turns_when_nobody_agrees():
         assert {t.speaker for t in tree.turns() if t.depth % 2 == 0} == {"A"}
         assert {t.speaker for t in tree.turns() if t.depth % 2 == 1} == {"B"}
         assert nx.is_arborescence(tree.graph)
-    # one batch per level, every tree's frontier together
-    assert backend.calls == [3, 6, 18, 36]
+    # each turn's children are submitted together as soon as it is read: siblings share a prefix
+    assert backend.calls == [1] * 3 + [2] * 3 + [3] * 6 + [2] * 18
+
+
+def slow_for_some(request):
+    """Decoding steps a reply takes: the persuader's emotional appeals run long."""
+    return 40 if instruction_of(request, INSTRUCTIONS) == "emotional" else 1 + len(request.messages)
+
+
+def test_children_are_asked_for_while_their_level_is_still_generating():
+    done, backend = run(never_agree, steps=slow_for_some)
+    depth = {turn.gen.seed: turn.depth for tree in done for turn in tree.turns()}
+    log = [(event, depth[seed]) for event, seed in backend.log]
+    assert len(log) == 2 * 3 * 21
+    first_level_three_asked = min(i for i, (event, d) in enumerate(log) if event == "submit" and d == 3)
+    last_level_two_done = max(i for i, (event, d) in enumerate(log) if event == "done" and d == 2)
+    assert first_level_three_asked < last_level_two_done
+    # and the trees are those grown when every reply comes at once, whatever the order of work
+    same, _ = run(never_agree)
+    assert {t.tree_id: json.dumps(t.to_json()) for t in done} == {t.tree_id: json.dumps(t.to_json()) for t in same}
+
+
+def test_trees_enter_through_a_bounded_window():
+    many = [Question(question_id=f"w{i}", question=f"Q{i}?", choices=["w", "x"], gold="A") for i in range(10)]
+    protocol = make_protocol(PbtTreeConfig(instructions=INSTRUCTIONS, depth=4))
+    agents = {name: Agent(name, "scripted", "persona", Sampling(), "shared") for name in "AB"}
+    backend = ScriptedBackend(never_agree, steps=slow_for_some)
+    engine = Engine(protocol, agents, {"shared": backend}, Judge("choice"), "", progress=False, max_active_trees=3)
+    taken, finished, most = [], [], 0
+
+    def trees():
+        for q in many:
+            taken.append(q.question_id)
+            yield DialogueTree.new(q.question_id, q, "pbt_tree", {})
+
+    def on_done(tree):
+        nonlocal most
+        most = max(most, len(taken) - len(finished))
+        finished.append(tree.tree_id)
+
+    engine.run(trees(), on_done)
+    assert sorted(finished) == sorted(q.question_id for q in many) and most == 3
 
 
 def test_agreement_stops_a_branch():

@@ -56,6 +56,21 @@ def test_same_seed_same_trees_other_seed_other_trees(tiny_model, tmp_path):
     assert strip(runs["a"]) != strip(runs["c"])
 
 
+def test_in_float32_the_trees_do_not_depend_on_how_the_engine_schedules(tiny_model, tmp_path):
+    """One tree at a time through a batch of two rows, or every tree at once through a batch of
+    32: the turns differ in what they were batched with and when, and the trees are the same."""
+    runs = {}
+    for name, window, batch in [("serial", 1, 2), ("wide", 256, 32)]:
+        out = tmp_path / name
+        extra = ("backend.dtype=float32", f"backend.batch_size={batch}", f"engine.max_active_trees={window}")
+        simulate(simulate_config(tiny_overrides(tiny_model, out, *extra, "dataset.limit=4")), out)
+        runs[name] = {
+            line["graph"]["tree_id"]: [(n["id"], n["text"], n["answer"], n["gen"]["seed"]) for n in line["nodes"]]
+            for line in read_lines(out)
+        }
+    assert runs["serial"] == runs["wide"] and len(runs["wide"]) == 4
+
+
 def test_completion_does_not_depend_on_batch_neighbours_in_float32(tiny_model):
     """In float32 the rounding of a batched matmul is too small to move a draw. (In bfloat16, the
     default on CPUs that compute in it, a completion can depend on its neighbours, as on vLLM.)"""

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from agents.backends.transformers_backend import TransformersBackend, nucleus
+from agents.backends.transformers_backend import TransformersBackend, _Request, nucleus
 from agents.config import TransformersBackendConfig
 from agents.requests import ChatRequest, Sampling
 from tests.conftest import build_tiny_model
@@ -75,8 +75,10 @@ def test_prefill_gives_each_row_the_logits_of_its_unpadded_prompt(backend):
     requests.append(ChatRequest(CONTEXT[:2], Sampling(), seed=0))
     requests.append(ChatRequest((("user", "Something else entirely, and longer " * 3),), Sampling(), seed=0))
     prompts = [backend.prompt_ids(r) for r in requests]
-    running = backend._prefill(list(range(len(requests))), prompts, requests)
-    logits = running.logits[torch.tensor(running.rows).argsort()]
+    tickets = register(backend, requests)
+    running = backend._prefill(tickets)
+    logits = running.logits[torch.tensor([tickets.index(t) for t in running.rows]).argsort()]
+    forget(backend, tickets)
     with torch.inference_mode():
         for row, prompt in enumerate(prompts):
             alone = backend.model(input_ids=torch.tensor([prompt])).logits[0, -1]
@@ -89,8 +91,44 @@ def test_siblings_are_admitted_together(backend):
         ChatRequest((("user", f"alone {k}"), ("assistant", "Yes."), ("user", "Go on.")), Sampling(), seed=k)
         for k in range(3)
     ]
-    groups = backend.sibling_groups(requests, [backend.prompt_ids(r) for r in requests])
+    tickets = register(backend, requests)
+    groups = [[tickets.index(t) for t in group] for group in backend.sibling_groups(tickets)]
+    forget(backend, tickets)
     assert sorted(map(sorted, groups)) == [[0, 1, 2], [3], [4], [5]]
+
+
+def register(backend, requests):
+    """Tickets for `requests`, known to the backend but not queued (for its private parts)."""
+    tickets = list(range(10_000, 10_000 + len(requests)))
+    for ticket, r in zip(tickets, requests, strict=True):
+        backend._requests[ticket] = _Request(r, backend.prompt_ids(r), torch.Generator().manual_seed(r.seed), 0.0)
+    return tickets
+
+
+def forget(backend, tickets):
+    for ticket in tickets:
+        del backend._requests[ticket]
+
+
+def test_requests_submitted_while_others_decode_generate_what_they_generate_alone(backend):
+    """Streaming: requests handed over between decoding steps join the running batch, and each
+    completion is the one its request gives alone."""
+    first = [
+        ChatRequest((("user", f"Start {k}: " + "go on " * k),), Sampling(0.7, 0.9, 6 + k), seed=k) for k in range(3)
+    ]
+    later = [
+        ChatRequest(CONTEXT + (("user", f"Then {k}"),), Sampling(0.7 * (k % 2), 0.9, 5), seed=10 + k) for k in range(3)
+    ]
+    got = dict.fromkeys(backend.submit(first))
+    for _ in range(2):
+        got.update(backend.step())
+    assert backend.busy()
+    got.update(dict.fromkeys(t for t in backend.submit(later) if t not in got))
+    while backend.busy():
+        got.update(backend.step())
+    for request, completion in zip(first + later, got.values(), strict=True):
+        alone = backend.generate([request])[0]
+        assert (completion.text, completion.completion_tokens) == (alone.text, alone.completion_tokens)
 
 
 def test_nucleus_keeps_the_smallest_set_reaching_top_p():

@@ -18,13 +18,18 @@ unfinished stage from its last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
 import transformers
+from accelerate import PartialState
+from accelerate.utils import DistributedType, broadcast_object_list
 from datasets import Dataset, load_dataset
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -46,9 +51,19 @@ TRAINERS: dict[str, dict[str, Stage]] = {
 }
 LORA_ABOVE = 1_000_000_000  # parameters; `lora.enabled=auto` uses LoRA for models larger than this
 SHORT_STAGE = 100  # steps; a stage shorter than this logs every step
+# Under these, no process holds the whole model: its weights are gathered before the main one saves.
+SHARDED = {DistributedType.FSDP, DistributedType.DEEPSPEED}
 
 
 def train(config: TrainConfig) -> dict:
+    """Train in this process, or in each of the processes `accelerate launch` started: they train
+    together (DDP, FSDP or DeepSpeed, as its config says) and only the main one writes `out`."""
+    state = PartialState()
+    if state.distributed_type in SHARDED and config.trainer.save == "merged":
+        raise AgoraError(
+            f"trainer.save=merged: a model sharded by {state.distributed_type.value} cannot be merged in place; "
+            "save the adapter (trainer.save=adapter) and merge it in one process"
+        )
     stages = _stages(config)
     data = {stage: load_data(config, stage, spec) for stage, spec in stages.items()}
     out = Path(config.out)
@@ -56,12 +71,36 @@ def train(config: TrainConfig) -> dict:
         stage: _stage_args(config, stage, spec, out / "stages" / stage, data[stage][1] is not None)
         for stage, spec in stages.items()
     }
-    with one_writer(out):
-        _claim_out(config, out)
-        return _train(config, out, stages, data, args)
+    with contextlib.ExitStack() as held:
+
+        def claim() -> None:
+            held.enter_context(one_writer(out))
+            _claim_out(config, out)
+
+        on_main(state, claim)
+        return _train(config, out, stages, data, args, state)
 
 
-def _train(config: TrainConfig, out: Path, stages: dict[str, Stage], data: dict, args: dict) -> dict:
+def on_main(state: PartialState, task: Callable[[], None]) -> None:
+    """Run `task` on the main process while the others wait; if it fails with an error for the
+    user, every process stops with it (instead of the others waiting for it forever)."""
+    error = None
+    if state.is_main_process:
+        try:
+            task()
+        except AgoraError as e:
+            error = str(e)
+    if state.num_processes > 1:
+        box = [error]
+        broadcast_object_list(box)  # from the main process to the rest; a barrier too
+        error = box[0]
+    if error is not None:
+        raise AgoraError(error)
+
+
+def _train(
+    config: TrainConfig, out: Path, stages: dict[str, Stage], data: dict, args: dict, state: PartialState
+) -> dict:
     name = config.trainer.name
 
     # Stages an interrupted run finished come first; training starts from the last one's model.
@@ -72,6 +111,7 @@ def _train(config: TrainConfig, out: Path, stages: dict[str, Stage], data: dict,
     model = _maybe_lora(config, model)
     log = out / "log.jsonl"
     results = {}
+    weights = None  # the gathered state dict of a sharded run's last stage
     for stage, spec in stages.items():
         stage_dir = out / "stages" / stage
         if stage in finished:
@@ -100,28 +140,45 @@ def _train(config: TrainConfig, out: Path, stages: dict[str, Stage], data: dict,
         if _is_peft(model) and "ref" in model.peft_config:
             model.delete_adapter("ref")  # DPO's frozen reference copy; the next stage makes its own
         results[stage] = {"global_step": result.global_step, **result.metrics}
-        learning_curve(log, stage, out / f"curve_{stage}.png")
-        _save_model(model, tokenizer, stage_dir / "model", config.model, merged=False)
-        make_readable(stage_dir)  # its checkpoints too: safetensors writes its files 0600
-        (stage_dir / "result.json").write_text(json.dumps(results[stage], indent=2))
+        weights = (
+            trainer.accelerator.get_state_dict(trainer.model_wrapped) if state.distributed_type in SHARDED else None
+        )
+        on_main(state, partial(_save_stage, model, tokenizer, config.model, out, stage, results[stage], weights))
 
     merged = config.trainer.save == "merged"
-    _save_model(model, tokenizer, out / ".final", config.model, merged=merged)
-    _publish(out / ".final", out)
-    # the export it learnt from, so that `agora eval` can tell which questions the model has seen
-    data = {"path": str(Path(config.data.path).resolve()), "labels": config.data.labels}
-    start = Path(config.model).expanduser()
-    model_name = str(start.resolve()) if start.exists() else config.model  # a trained model's chain stays followable
     summary = {
         "trainer": name,
         "stages": results,
-        "model": model_name,
-        "data": data,
+        "model": _start_name(config.model),
+        # the export it learnt from, so that `agora eval` can tell which questions the model has seen
+        "data": {"path": str(Path(config.data.path).resolve()), "labels": config.data.labels},
         "saved": "adapter" if _is_peft(model) and not merged else "weights",
+        "processes": state.num_processes,
     }
-    make_readable(out)
-    (out / "train.json").write_text(json.dumps(summary, indent=2))
+
+    def save_final() -> None:
+        _save_model(model, tokenizer, out / ".final", config.model, merged=merged, weights=weights)
+        _publish(out / ".final", out)
+        make_readable(out)
+        (out / "train.json").write_text(json.dumps(summary, indent=2))
+
+    on_main(state, save_final)
     return summary
+
+
+def _save_stage(model, tokenizer, model_name: str, out: Path, stage: str, result: dict, weights: dict | None) -> None:
+    stage_dir = out / "stages" / stage
+    learning_curve(out / "log.jsonl", stage, out / f"curve_{stage}.png")
+    _save_model(model, tokenizer, stage_dir / "model", model_name, merged=False, weights=weights)
+    make_readable(stage_dir)  # its checkpoints too: safetensors writes its files 0600
+    (stage_dir / "result.json").write_text(json.dumps(result, indent=2))
+
+
+def _start_name(model: str) -> str:
+    """The start model as `agora eval` can follow it: a local path made absolute (a trained
+    model's chain of train.json files stays followable), an alias or Hub id as given."""
+    start = Path(model).expanduser()
+    return str(start.resolve()) if start.exists() else model
 
 
 class ShortStageLogging(transformers.TrainerCallback):
@@ -295,15 +352,16 @@ def _is_peft(model) -> bool:
     return hasattr(model, "peft_config")
 
 
-def _save_model(model, tokenizer, path: Path, model_name: str, merged: bool) -> None:
+def _save_model(model, tokenizer, path: Path, model_name: str, merged: bool, weights: dict | None = None) -> None:
     """Write the model to `path` (through a temporary directory, so a kill leaves no half model).
     An adapter names its base the way a user would load it: the embedded alias or Hub id as
-    given, a local path made absolute."""
+    given, a local path made absolute. `weights`: the full state dict, gathered from the
+    processes of a sharded run (the model object itself holds only this process's shard)."""
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     if _is_peft(model) and merged:
         model = model.merge_and_unload()
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, state_dict=weights)
     tokenizer.save_pretrained(tmp)
     make_readable(tmp)
     if _is_peft(model):

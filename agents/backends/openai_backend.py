@@ -1,6 +1,7 @@
 """Any OpenAI-compatible chat server: `vllm serve`, SGLang, llama.cpp's server, hosted APIs.
 
-Requests run concurrently up to `max_concurrency`. A 429, a 5xx, a timeout or a dropped
+Requests run concurrently up to `max_concurrency`, on an event loop of the backend's own, so
+they are in flight while the engine reads replies and sends the next turns. A 429, a 5xx, a timeout or a dropped
 connection is retried with exponential backoff (honouring Retry-After); a request that still
 fails comes back as a Completion with `finish_reason="error"` and the reason, so the run records
 it on the turn and goes on; so does an HTTP 200 whose body is not a chat completion. The API key
@@ -12,42 +13,69 @@ error body may echo the request's headers.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import re
+import threading
 import time
 
 import httpx
 
 from agents.config import OpenAIBackendConfig
-from agents.requests import ChatRequest, Completion
+from agents.requests import ChatRequest, Completion, Streaming
 
 RETRYABLE = {408, 409, 425, 429}
 
 
-class OpenAIBackend:
+class OpenAIBackend(Streaming):
+    """Requests are sent from an event loop on a thread of its own, so they are in flight while
+    the caller goes on; `step` hands back the replies that have arrived."""
+
     def __init__(self, model: str, config: OpenAIBackendConfig | None = None):
+        super().__init__()
         self.model_id = model
         self.config = config or OpenAIBackendConfig()
+        self._key = os.environ.get(self.config.api_key_env) if self.config.api_key_env else None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._limit: asyncio.Semaphore | None = None
+        self._in_flight: dict[concurrent.futures.Future, int] = {}  # reply -> ticket
 
-    def generate(self, requests: list[ChatRequest]) -> list[Completion]:
-        return asyncio.run(self._generate_all(requests))
+    def _start(self, tickets: list[int], requests: list[ChatRequest]) -> None:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, name="agora-openai", daemon=True)
+            self._thread.start()
+        for ticket, request in zip(tickets, requests, strict=True):
+            self._in_flight[asyncio.run_coroutine_threadsafe(self._one(request), self._loop)] = ticket
 
-    async def _generate_all(self, requests: list[ChatRequest]) -> list[Completion]:
-        headers = {}
-        key = os.environ.get(self.config.api_key_env) if self.config.api_key_env else None
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        limit = asyncio.Semaphore(self.config.max_concurrency)
-        async with httpx.AsyncClient(
-            base_url=self.config.base_url.rstrip("/"), headers=headers, timeout=self.config.timeout_s
-        ) as client:
-            done = await asyncio.gather(*(self._one(client, limit, r) for r in requests))
-        for completion in done:  # an error body can echo the request's headers: the key goes
-            if completion.error is not None:
-                completion.error = redact(completion.error, key)
-        return done
+    def _working(self) -> bool:
+        return bool(self._in_flight)
 
-    async def _one(self, client: httpx.AsyncClient, limit: asyncio.Semaphore, request: ChatRequest) -> Completion:
+    def _advance(self, wait: bool) -> list[tuple[int, Completion]]:
+        done, _ = concurrent.futures.wait(
+            self._in_flight, timeout=None if wait else 0, return_when=concurrent.futures.FIRST_COMPLETED
+        )
+        finished = []
+        for future in done:
+            completion = future.result()
+            if completion.error is not None:  # an error body can echo the request's headers: the key goes
+                completion.error = redact(completion.error, self._key)
+            finished.append((self._in_flight.pop(future), completion))
+        return finished
+
+    async def _session(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+        if self._client is None:  # made on the loop's thread, which they belong to
+            headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+            self._client = httpx.AsyncClient(
+                base_url=self.config.base_url.rstrip("/"), headers=headers, timeout=self.config.timeout_s
+            )
+            self._limit = asyncio.Semaphore(self.config.max_concurrency)
+        return self._client, self._limit
+
+    async def _one(self, request: ChatRequest) -> Completion:
+        client, limit = await self._session()
         body = {
             "model": self.model_id,
             "messages": request.chat(),
@@ -97,7 +125,14 @@ class OpenAIBackend:
         )
 
     def close(self) -> None:
-        pass
+        if self._loop is None:
+            return
+        if self._client is not None:
+            asyncio.run_coroutine_threadsafe(self._client.aclose(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+        self._loop = None
 
 
 def redact(text: str, key: str | None) -> str:

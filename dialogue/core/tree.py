@@ -102,7 +102,11 @@ class DialogueTree:
         return self.graph.number_of_nodes()
 
     def to_json(self) -> dict:
-        return nx.node_link_data(self.graph, edges="edges")
+        """Turns in id order, whatever order they were grown in: the same tree is the same line."""
+        data = nx.node_link_data(self.graph, edges="edges")
+        data["nodes"].sort(key=lambda node: _id_key(node["id"]))
+        data["edges"].sort(key=lambda edge: _id_key(edge["target"]))
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> DialogueTree:

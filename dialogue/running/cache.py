@@ -16,7 +16,7 @@ from pathlib import Path
 
 from agents.errors import AgoraError
 from agents.files import make_readable
-from agents.requests import Backend, ChatRequest, Completion
+from agents.requests import Backend, ChatRequest, Completion, Streaming
 
 
 def request_key(model_id: str, request: ChatRequest) -> str:
@@ -54,6 +54,8 @@ class GenerationCache:
         return found
 
     def put_many(self, items: dict[str, Completion]) -> None:
+        if not items:
+            return
         self.db.executemany(
             "INSERT OR REPLACE INTO completions VALUES (?, ?)",
             [(key, json.dumps(c.to_dict())) for key, c in items.items()],
@@ -67,23 +69,32 @@ class GenerationCache:
         self.db.close()
 
 
-class CachedBackend:
+class CachedBackend(Streaming):
     """A backend that answers from the cache first and stores what it had to generate."""
 
     def __init__(self, backend: Backend, cache: GenerationCache, cache_id: str):
+        super().__init__()
         self.backend = backend
         self.cache = cache
         self.cache_id = cache_id  # backend kind and model, e.g. "transformers:smollm2-135m"
         self.model_id = backend.model_id
+        self._asked: dict[int, tuple[int, str]] = {}  # the backend's ticket -> (ours, cache key)
 
-    def generate(self, requests: list[ChatRequest]) -> list[Completion]:
+    def _start(self, tickets: list[int], requests: list[ChatRequest]) -> None:
         keys = [request_key(self.cache_id, r) for r in requests]
         cached = self.cache.get_many(keys)
+        self._ready += [(t, replace(cached[k], cached=True)) for t, k in zip(tickets, keys, strict=True) if k in cached]
         missing = [i for i, k in enumerate(keys) if k not in cached]
-        fresh = self.backend.generate([requests[i] for i in missing]) if missing else []
-        self.cache.put_many({keys[i]: c for i, c in zip(missing, fresh, strict=True) if c.error is None})
-        by_index = dict(zip(missing, fresh, strict=True))
-        return [by_index[i] if i in by_index else replace(cached[k], cached=True) for i, k in enumerate(keys)]
+        asked = self.backend.submit([requests[i] for i in missing])
+        self._asked.update({theirs: (tickets[i], keys[i]) for theirs, i in zip(asked, missing, strict=True)})
+
+    def _working(self) -> bool:
+        return bool(self._asked)
+
+    def _advance(self, wait: bool) -> list[tuple[int, Completion]]:
+        finished = [(*self._asked.pop(theirs), c) for theirs, c in self.backend.step(wait)]
+        self.cache.put_many({key: c for _, key, c in finished if c.error is None})
+        return [(ours, c) for ours, _, c in finished]
 
     def close(self) -> None:
         self.backend.close()

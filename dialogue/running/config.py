@@ -22,6 +22,12 @@ class PromptsConfig(Strict):
     judge: str  # the LLM extractor's prompt, with {question} and {reply}
 
 
+class EngineConfig(Strict):
+    """How the engine schedules, not what it grows: a run's trees do not depend on it."""
+
+    max_active_trees: int = Field(256, ge=1)  # trees growing at once; memory is bounded by it
+
+
 class SimulateConfig(Strict):
     out: str
     seed: int = 0
@@ -31,6 +37,7 @@ class SimulateConfig(Strict):
     dataset: DatasetConfig
     prompts: PromptsConfig
     judge_model: str | None = None  # the LLM extractor's model; null: the first role's
+    engine: EngineConfig = EngineConfig()
     progress: bool = True
 
     @model_validator(mode="after")

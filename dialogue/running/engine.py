@@ -1,16 +1,19 @@
-"""The simulation engine: all trees of a run, expanded level by level.
+"""The simulation engine: the trees of a run, grown turn by turn as replies arrive.
 
-Each level gathers every frontier turn of every active tree, asks the protocol for their
-children, builds all the messages, and sends one batch per backend (siblings next to each
-other, so prefix caching can reuse what they share). Answers for the whole level are then read
-in one batch. A tree is handed to `on_tree_done` as soon as no branch of it grows any more.
+Requests stream through the backends: as soon as a turn's reply is read, the protocol is asked
+for its children and their requests are submitted (siblings together, so prefix caching can
+reuse what they share), while the backend goes on generating everything else. No turn waits for
+the rest of its level, and no tree for another tree. Trees enter through a window of
+`max_active_trees`, and each is handed to `on_tree_done` as soon as no branch of it grows.
+Every turn's seed depends only on the run seed, the tree and the turn's id, so the trees do not
+depend on the scheduling (exactly so in float32; see the transformers backend).
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
@@ -36,6 +39,7 @@ class Stats:
     turns: int = 0
     generated_tokens: int = 0  # by a backend in this invocation, cached completions excluded
     cached_turns: int = 0
+    trees: int = 0  # handed to on_tree_done
     seconds: float = 0.0
 
     @property
@@ -62,46 +66,92 @@ class Engine:
     answer_format: str  # appended to every role instruction
     seed: int = 0
     progress: bool = True
+    max_active_trees: int = 256  # trees growing at once; the rest wait their turn
     stats: Stats = field(default_factory=Stats)
 
-    def run(self, trees: list[DialogueTree], on_tree_done: Callable[[DialogueTree], None]) -> Stats:
+    def run(
+        self, trees: Iterable[DialogueTree], on_tree_done: Callable[[DialogueTree], None], total: int | None = None
+    ) -> Stats:
         """Grow `trees` to the end and hand each to `on_tree_done` when it stops. A tree may be
-        partly grown already (a resumed run): only the turns it lacks are generated."""
+        partly grown already (a resumed run): only the turns it lacks are generated.
+
+        Trees are taken from `trees` as room opens in the window of `max_active_trees`, so a
+        run over any number of questions holds a bounded number in memory. A turn's children
+        are asked for as soon as its own reply is read, while other requests are generating."""
         started = time.perf_counter()
-        bar = tqdm(total=len(trees), desc="trees", unit="tree", disable=not self.progress)
-        frontier: list[tuple[DialogueTree, str | None]] = [
-            pair for t in trees for pair in ([(t, None)] if len(t) == 0 else [(t, turn_id) for turn_id in t.graph])
-        ]
-        while frontier:
-            jobs = self._jobs(frontier)
-            growing = {id(job.tree) for job in jobs}
-            for tree in dict.fromkeys(t for t, _ in frontier):
-                if id(tree) not in growing:
-                    on_tree_done(tree)
-                    bar.update(1)
-            if not jobs:
+        total = total if total is not None else (len(trees) if isinstance(trees, Sized) else None)
+        bar = tqdm(total=total, desc="trees", unit="tree", disable=not self.progress)
+        queue = iter(trees)
+        in_flight: dict[tuple[str, int], _Job] = {}  # (backend key, ticket) -> job
+        ready: list[_Job] = []  # jobs whose completion is known: given words, or just finished
+        open_jobs: dict[int, int] = {}  # id(tree) -> its jobs not yet added as turns
+
+        def send(tree: DialogueTree, frontier: list[str | None]) -> None:
+            jobs = self._jobs(tree, frontier)
+            open_jobs[id(tree)] = open_jobs.get(id(tree), 0) + len(jobs)
+            by_backend: dict[str, list[_Job]] = {}
+            for job in jobs:
+                if job.spec.fixed_text is not None:
+                    job.completion = Completion(job.spec.fixed_text, 0, 0, "fixed", 0.0)
+                    ready.append(job)
+                else:
+                    by_backend.setdefault(self.agents[job.spec.speaker].backend_key, []).append(job)
+            for key, group in by_backend.items():  # siblings go in together
+                tickets = self.backends[key].submit([job.request for job in group])
+                in_flight.update({(key, ticket): job for ticket, job in zip(tickets, group, strict=True)})
+
+        def finish_if_done(tree: DialogueTree) -> None:
+            if open_jobs[id(tree)] == 0:
+                del open_jobs[id(tree)]
+                on_tree_done(tree)
+                self.stats.trees += 1
+                bar.update(1)
+
+        exhausted = False
+        while True:
+            while not exhausted and len(open_jobs) < self.max_active_trees:
+                tree = next(queue, None)
+                if tree is None:
+                    exhausted = True
+                    break
+                send(tree, [None] if len(tree) == 0 else list(tree.graph))
+                finish_if_done(tree)  # a resumed tree may lack nothing
+            if not open_jobs:
                 break
-            self._generate(jobs)
-            self._add_turns(jobs)
-            frontier = [(job.tree, job.turn_id) for job in jobs if job.completion.error is None]
-            # Trees whose every new turn failed have no frontier left: they are finished too.
-            for tree in dict.fromkeys(job.tree for job in jobs):
-                if not any(t is tree for t, _ in frontier):
-                    on_tree_done(tree)
-                    bar.update(1)
+            busy = [key for key, backend in self.backends.items() if backend.busy()]
+            if not busy and not ready:
+                raise RuntimeError(f"the engine waits on {len(in_flight)} requests that no backend holds")
+            for key in busy:  # block on a backend only when nothing else can make progress
+                for ticket, completion in self.backends[key].step(wait=not ready and len(busy) == 1):
+                    job = in_flight.pop((key, ticket))
+                    job.completion = completion
+                    ready.append(job)
+            done, ready = ready, []
+            if done:
+                self._add_turns(done)
+            for job in done:
+                open_jobs[id(job.tree)] -= 1
+                if job.completion.error is None:  # a failed turn grows nothing; a rerun retries it
+                    send(job.tree, [job.turn_id])
+            for tree in dict.fromkeys(job.tree for job in done):
+                finish_if_done(tree)
             self.stats.seconds = time.perf_counter() - started
-            bar.set_postfix(
-                turns=self.stats.turns,
-                tokens=self.stats.generated_tokens,
-                tok_s=f"{self.stats.tokens_per_s:.0f}",
-            )
+            if done:
+                bar.set_postfix(
+                    turns=self.stats.turns,
+                    tokens=self.stats.generated_tokens,
+                    tok_s=f"{self.stats.tokens_per_s:.0f}",
+                    refresh=False,
+                )
+                bar.update(0)
         bar.close()
         self.stats.seconds = time.perf_counter() - started
         return self.stats
 
-    def _jobs(self, frontier: list[tuple[DialogueTree, str | None]]) -> list[_Job]:
+    def _jobs(self, tree: DialogueTree, frontier: list[str | None]) -> list[_Job]:
+        """The turns to add below each of `frontier` (None: the root), minus those `tree` has."""
         jobs = []
-        for tree, parent in frontier:
+        for parent in frontier:
             specs = [self.protocol.first(tree)] if parent is None else self.protocol.children(tree, tree.turn(parent))
             index = 0
             for spec in specs:
@@ -125,18 +175,6 @@ class Engine:
             many_agents=len(self.agents) > 2,
         )
         return ChatRequest(messages, agent.sampling, derive_seed(self.seed, tree.tree_id, turn_id))
-
-    def _generate(self, jobs: list[_Job]) -> None:
-        by_backend: dict[str, list[_Job]] = {}
-        for job in jobs:
-            if job.spec.fixed_text is not None:
-                job.completion = Completion(job.spec.fixed_text, 0, 0, "fixed", 0.0)
-                continue
-            by_backend.setdefault(self.agents[job.spec.speaker].backend_key, []).append(job)
-        for key, group in by_backend.items():
-            completions = self.backends[key].generate([job.request for job in group])
-            for job, completion in zip(group, completions, strict=True):
-                job.completion = completion
 
     def _add_turns(self, jobs: list[_Job]) -> None:
         readings = self.judge.read_batch(

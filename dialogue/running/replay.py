@@ -128,7 +128,7 @@ def replay(
             _copy_cache(source.cache_path, run.cache_path)
         protocol = Replay(make_protocol(config.protocol), sources, agent)
         stats = grow(config, protocol, personas, run, questions, kind, base_kind)
-        summary = summarize(list(run.trees()), {config.protocol.responder}, protocol.free_form)
+        summary = summarize(run.trees(), {config.protocol.responder}, protocol.free_form)
         run.finish(summary.to_dict())
     return Result(run, stats, summary, 0)
 

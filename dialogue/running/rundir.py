@@ -78,7 +78,7 @@ class RunDir:
                 )
             manifest = {**previous, "status": "running", "resumed_at": [*previous.get("resumed_at", []), now()]}
         else:
-            grown = {t.graph.graph.get("config_hash") for t in self.trees()} - {None}
+            grown = {t.graph.graph.get("config_hash") for t in self.trees()} - {None}  # one tree at a time
             if grown and grown != {config_hash(config)}:
                 raise AgoraError(
                     f"{self.path}: trees.jsonl holds trees grown under another config (hash "
@@ -122,39 +122,59 @@ class RunDir:
         """One line per tree, its last version: rewritten beside and renamed, never torn."""
         if not self.trees_path.exists():
             return
-        with self.trees_path.open(encoding="utf-8") as f:
-            lines = sum(1 for line in f if line.strip())
-        trees = list(self.trees())
-        if lines != len(trees):
-            write_atomic(self.trees_path, "".join(json.dumps(t.to_json(), ensure_ascii=False) + "\n" for t in trees))
+        index, lines = self._index()
+        if lines != len(index):
+            with self.trees_path.open(encoding="utf-8") as f:
+                kept = [line for line_no, line in enumerate(f, start=1) if line_no in index]
+            write_atomic(self.trees_path, "".join(kept))
 
     def trees(self, bad_lines: list[str] | None = None) -> Iterator[DialogueTree]:
-        """Every tree's last version, in the order the trees first appear. A line that is not a
-        whole dialogue tree is an error naming the file and line, or, when `bad_lines` is a
-        list, is reported there and skipped."""
-        yield from self.trees_by_id(bad_lines).values()
+        """Every tree's last version, read one at a time, in the order the trees first appear. A
+        line that is not a whole dialogue tree is an error naming the file and line, or, when
+        `bad_lines` is a list, is reported there and skipped."""
+        if not self.trees_path.exists():
+            return
+        index, _ = self._index(bad_lines)
+        with self.trees_path.open("rb") as f:
+            for offset, _ in sorted(index.values(), key=lambda entry: entry[1]):
+                f.seek(offset)
+                yield DialogueTree.from_json(json.loads(f.readline()))
 
     def trees_by_id(self, bad_lines: list[str] | None = None) -> dict[str, DialogueTree]:
-        found: dict[str, DialogueTree] = {}
-        if not self.trees_path.exists():
-            return found
-        with self.trees_path.open(encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
+        return {tree.tree_id: tree for tree in self.trees(bad_lines)}
+
+    def _index(self, bad_lines: list[str] | None = None) -> tuple[dict[int, tuple[int, int]], int]:
+        """{line number of each tree's last version: (its byte offset, the line where the tree
+        first appears)}, and how many lines hold a tree. Checks every line, holding none."""
+        last: dict[str, int] = {}  # tree id -> line number of its latest version
+        where: dict[int, tuple[int, int]] = {}
+        first: dict[str, int] = {}
+        lines = 0
+        with self.trees_path.open("rb") as f:
+            line_no, offset = 0, 0
+            for raw in f:
+                line_no += 1
+                start, offset = offset, offset + len(raw)
+                if not raw.strip():
                     continue
                 try:
-                    tree = DialogueTree.from_json(json.loads(line))
+                    tree = DialogueTree.from_json(json.loads(raw))
                     tree.question, tree.turns()  # every node must be a valid turn
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError, nx.NetworkXError) as e:
-                    if not line.endswith("\n"):
+                except (UnicodeDecodeError, KeyError, TypeError, ValueError, nx.NetworkXError) as e:
+                    if not raw.endswith(b"\n"):
                         continue  # a torn last line: the next append drops it
                     problem = f"{self.trees_path}:{line_no}: not a dialogue tree ({_first_line(e)})"
                     if bad_lines is None:
                         raise AgoraError(problem) from e
                     bad_lines.append(problem)
                     continue
-                found[tree.tree_id] = tree
-        return found
+                lines += 1
+                if tree.tree_id in last:
+                    del where[last[tree.tree_id]]
+                first.setdefault(tree.tree_id, line_no)
+                last[tree.tree_id] = line_no
+                where[line_no] = (start, first[tree.tree_id])
+        return where, lines
 
 
 @contextmanager

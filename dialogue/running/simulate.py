@@ -57,7 +57,7 @@ def simulate(
     with run.writing():
         run.begin(_manifest(config, loaded.source, len(loaded.questions), loaded.skipped, base_kind))
         stats = grow(config, protocol, personas, run, loaded.questions, kind, base_kind, pool)
-        summary = summarize(list(run.trees()), {config.protocol.responder}, protocol.free_form)
+        summary = summarize(run.trees(), {config.protocol.responder}, protocol.free_form)
         run.finish({**summary.to_dict(), "skipped_rows": loaded.skipped})
     return Result(run, stats, summary, loaded.skipped)
 
@@ -104,12 +104,12 @@ def grow(
     """Load the agents' models (or take them from `pool`) and grow one tree per question into
     `run`, each appended whole. A question whose tree `run` holds already is skipped, unless the
     tree has failed turns: those are removed and regrown, and every other turn is kept."""
-    grown = run.trees_by_id()
-    partial = {}
-    for tree_id, tree in grown.items():
+    grown, partial = set(), {}
+    for tree in run.trees():  # one at a time: only the trees to regrow are kept
+        grown.add(tree.tree_id)
         if failed := failed_turns(tree):
             tree.graph.remove_nodes_from(failed)  # failed turns are leaves: nothing grew from them
-            partial[tree_id] = tree
+            partial[tree.tree_id] = tree
     questions = [q for q in questions if q.question_id not in grown or q.question_id in partial]
     if not questions:
         return Stats()
@@ -126,14 +126,15 @@ def grow(
             answer_format=config.prompts.answer_format[base_kind],
             seed=config.seed,
             progress=config.progress,
+            max_active_trees=config.engine.max_active_trees,
         )
         agents_info = {n: {"model": a.model, "persona": config.agents[n].persona} for n, a in agents.items()}
         grown_by = config_hash(config_of(config))
-        trees = [
+        trees = (  # made as the engine takes them in, so only its window is held in memory
             partial.get(q.question_id) or DialogueTree.new(q.question_id, q, protocol.name, agents_info, grown_by)
             for q in questions
-        ]
-        return engine.run(trees, run.append)
+        )
+        return engine.run(trees, run.append, total=len(questions))
     finally:
         if owned:
             for backend in pool.values():
@@ -183,8 +184,9 @@ def make_judge(config: SimulateConfig, kind: str, base_kind: str, agents, backen
 
 
 def config_of(config: SimulateConfig) -> dict:
-    """What makes a run what it is: the config without where it is written or how it reports."""
-    return config.model_dump(mode="json", exclude={"out", "progress"})
+    """What makes a run what it is: the config without where it is written, how it reports, or
+    how the engine schedules."""
+    return config.model_dump(mode="json", exclude={"out", "progress", "engine"})
 
 
 def _manifest(config: SimulateConfig, source: str, questions: int, skipped: int, answer_kind: str) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 from dialogue.core.tree import DialogueTree
@@ -30,7 +31,7 @@ class Summary:
         return asdict(self)
 
 
-def judge_counts(trees: list[DialogueTree], free_form: set[str] = frozenset()) -> dict[str, dict[str, int]]:
+def judge_counts(trees: Iterable[DialogueTree], free_form: set[str] = frozenset()) -> dict[str, dict[str, int]]:
     """Per agent, how many of its generated turns gave no readable answer, and how many were
     letter/text conflicts, among turns whose instruction asked for an answer (not `free_form`)."""
     counts: dict[str, dict[str, int]] = {"unreadable": {}, "conflicts": {}}
@@ -46,14 +47,19 @@ def judge_counts(trees: list[DialogueTree], free_form: set[str] = frozenset()) -
 
 
 def summarize(
-    trees: list[DialogueTree], responders: set[str] | None = None, free_form: set[str] = frozenset()
+    trees: Iterable[DialogueTree], responders: set[str] | None = None, free_form: set[str] = frozenset()
 ) -> Summary:
-    summary = Summary(
-        trees=len(trees), **judge_counts(trees, free_form), failed_turns=sum(len(failed_turns(tree)) for tree in trees)
-    )
+    """One pass over `trees`, holding one at a time (a run's trees may not fit in memory)."""
+    summary = Summary()
     first_correct: dict[str, list[bool]] = {}
     for tree in trees:
+        summary.trees += 1
         summary.turns += len(tree)
+        summary.failed_turns += len(failed_turns(tree))
+        for kind, found in judge_counts([tree], free_form).items():
+            counts = getattr(summary, kind)
+            for name, n in found.items():
+                counts[name] = counts.get(name, 0) + n
         first_depth: dict[str, int] = {}
         for turn in tree.turns():
             if turn.gen is not None:  # words given by the protocol are nobody's answer
@@ -75,6 +81,10 @@ def summarize(
             summary.correct_to_wrong += before.correct is True and turn.correct is not True
             summary.wrong_to_correct += before.correct is not True and turn.correct is True
     summary.first_answer_accuracy = {name: sum(flags) / len(flags) for name, flags in sorted(first_correct.items())}
+    summary.unreadable, summary.conflicts = (
+        dict(sorted(summary.unreadable.items())),
+        dict(sorted(summary.conflicts.items())),
+    )
     return summary
 
 
