@@ -67,6 +67,19 @@ BackendConfig = Annotated[
 ]
 
 
+class ScaleConfig(Strict):
+    """Where backends run: in this process (workers=1, no address), or in Ray actors."""
+
+    workers: int = Field(1, ge=1)  # Ray actors, each with a copy of every backend the run needs
+    address: str | None = None  # a Ray cluster to join ("auto", "ray://host:10001"); null: a local one
+    cpus_per_worker: float = Field(1.0, ge=0)
+    gpus_per_worker: float = Field(0.0, ge=0)  # tensor parallel inside a worker: backend.tensor_parallel_size
+
+    @property
+    def on_ray(self) -> bool:
+        return self.workers > 1 or self.address is not None
+
+
 class AgentConfig(Strict):
     model: str
     persona: str = "neutral"  # a file name in conf/persona/

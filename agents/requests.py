@@ -24,6 +24,7 @@ class ChatRequest:
     messages: tuple[tuple[str, str], ...]  # (role, content) pairs, hashable for grouping
     sampling: Sampling
     seed: int
+    affinity: str = ""  # what the request belongs to (its tree): requests with one affinity stay on one replica
 
     def chat(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]

@@ -3,8 +3,8 @@
 The run is the real command (`agora simulate backend=openai ...`) against the scripted
 OpenAI-compatible server of the test suite on 127.0.0.1, so no model's memory is counted:
 what is measured is what the engine, the run directory and the cache hold. Trees enter through
-the window of `engine.max_active_trees` and leave as they are written, so the peak should stay
-flat however many questions there are. The server's answers are numbers drawn from a hash of the
+the window of `engine.max_active_trees` and leave as they are written; compare the peak at two
+numbers of questions to see what grows with them. The server's answers are numbers drawn from a hash of the
 request, so trees stop at different depths, as real ones do.
 
     python benchmarks/simulate_memory.py [--questions 20000] [--window 256]

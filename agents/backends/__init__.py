@@ -3,12 +3,17 @@ when selected, so the vLLM and HTTP dependencies are optional."""
 
 from __future__ import annotations
 
-from agents.config import OpenAIBackendConfig, TransformersBackendConfig, VllmBackendConfig
+from agents.config import OpenAIBackendConfig, ScaleConfig, TransformersBackendConfig, VllmBackendConfig
 from agents.requests import Backend
 
 
-def make_backend(model: str, config, seed: int = 0) -> Backend:
-    """`seed` is the engine seed of backends that cannot seed each request (vLLM on CPU)."""
+def make_backend(model: str, config, seed: int = 0, scale: ScaleConfig | None = None) -> Backend:
+    """`seed` is the engine seed of backends that cannot seed each request (vLLM on CPU).
+    `scale`: copies of the backend in Ray actors, one per worker."""
+    if scale is not None and scale.on_ray:
+        from agents.backends.ray_backend import RayBackend
+
+        return RayBackend(model, config, seed, scale)
     if isinstance(config, TransformersBackendConfig):
         from agents.backends.transformers_backend import TransformersBackend
 

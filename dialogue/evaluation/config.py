@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from agents.config import BackendConfig, Strict, one_of
+from agents.config import BackendConfig, ScaleConfig, Strict, one_of
 from dialogue.core.questions import DatasetConfig
 from dialogue.protocols import AreYouSureConfig, CritiqueConfig, DebateConfig, MisinformationConfig
 from dialogue.running.config import PromptsConfig, one_as_list
@@ -47,6 +47,7 @@ class EvalConfig(Strict):
     resamples: int = Field(1000, ge=0)  # bootstrap resamples for each interval
     max_tokens: int = Field(256, ge=1)
     backend: BackendConfig
+    scale: ScaleConfig = ScaleConfig()  # the protocol suites' backends: here, or in Ray workers
     dataset: DatasetConfig  # the questions of are_you_sure, misinformation and team_debate; its split
     # (default test) selects the questions of every suite, export rows and critique problems too
     prompts: PromptsConfig

@@ -90,6 +90,7 @@ def _simulate(
         protocol=protocol_config or getattr(config.protocols, suite),
         dataset=dataset or config.dataset,
         prompts=config.prompts,
+        scale=config.scale,
         progress=config.progress,
     )
     result = simulate(run_config, folder, protocol, shared.pool)

@@ -11,7 +11,7 @@ from importlib import resources
 from omegaconf import DictConfig, OmegaConf
 from pydantic import Field, ValidationError, model_validator
 
-from agents.config import AgentConfig, BackendConfig, Strict
+from agents.config import AgentConfig, BackendConfig, ScaleConfig, Strict
 from agents.errors import AgoraError
 from dialogue.core.questions import DatasetConfig
 from dialogue.protocols import ProtocolConfig
@@ -38,6 +38,7 @@ class SimulateConfig(Strict):
     prompts: PromptsConfig
     judge_model: str | None = None  # the LLM extractor's model; null: the first role's
     engine: EngineConfig = EngineConfig()
+    scale: ScaleConfig = ScaleConfig()  # where the backends run: here, or in Ray workers
     progress: bool = True
 
     @model_validator(mode="after")

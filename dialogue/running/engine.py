@@ -174,7 +174,7 @@ class Engine:
             self.answer_format,
             many_agents=len(self.agents) > 2,
         )
-        return ChatRequest(messages, agent.sampling, derive_seed(self.seed, tree.tree_id, turn_id))
+        return ChatRequest(messages, agent.sampling, derive_seed(self.seed, tree.tree_id, turn_id), tree.tree_id)
 
     def _add_turns(self, jobs: list[_Job]) -> None:
         readings = self.judge.read_batch(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agents.agent import Agent
 from agents.backends import make_backend
-from agents.config import BackendConfig, OpenAIBackendConfig
+from agents.config import BackendConfig, OpenAIBackendConfig, ScaleConfig
 from agents.errors import AgoraError
 from agents.models import check_model_name, load_tokenizer
 from agents.requests import Backend
@@ -146,11 +146,14 @@ def backend_key(model: str, backend: BackendConfig) -> str:
     return f"{backend.type}:{model}:{backend.model_dump_json()}"
 
 
-def load_backend(pool: dict[str, Backend], model: str, backend: BackendConfig, seed: int) -> Backend:
-    """The backend serving `model` with these settings, loaded once into `pool`."""
+def load_backend(
+    pool: dict[str, Backend], model: str, backend: BackendConfig, seed: int, scale: ScaleConfig | None = None
+) -> Backend:
+    """The backend serving `model` with these settings (in Ray workers if `scale` says so),
+    loaded once into `pool`."""
     key = backend_key(model, backend)
     if key not in pool:
-        pool[key] = make_backend(model, backend, seed=seed)
+        pool[key] = make_backend(model, backend, seed=seed, scale=scale)
     return pool[key]
 
 
@@ -164,7 +167,7 @@ def build_agents(
         backend_cfg = agent_cfg.backend or config.backend
         key = backend_key(agent_cfg.model, backend_cfg)
         if key not in backends:
-            backend = load_backend(pool, agent_cfg.model, backend_cfg, config.seed)
+            backend = load_backend(pool, agent_cfg.model, backend_cfg, config.seed, config.scale)
             backends[key] = CachedBackend(backend, cache, f"{backend_cfg.type}:{agent_cfg.model}")
         agents[name] = Agent(name, agent_cfg.model, personas[name], agent_cfg.sampling.to_sampling(), key)
     return agents, backends
@@ -179,14 +182,14 @@ def make_judge(config: SimulateConfig, kind: str, base_kind: str, agents, backen
         backend = backends[first_role.backend_key]
     else:
         check_model_name(config.judge_model)
-        backend = load_backend(pool, config.judge_model, config.backend, config.seed)
+        backend = load_backend(pool, config.judge_model, config.backend, config.seed, config.scale)
     return Judge("llm", base_kind, backend, config.prompts.judge, **settings)
 
 
 def config_of(config: SimulateConfig) -> dict:
-    """What makes a run what it is: the config without where it is written, how it reports, or
-    how the engine schedules."""
-    return config.model_dump(mode="json", exclude={"out", "progress", "engine"})
+    """What makes a run what it is: the config without where it is written, how it reports, how
+    the engine schedules, or where the backends run."""
+    return config.model_dump(mode="json", exclude={"out", "progress", "engine", "scale"})
 
 
 def _manifest(config: SimulateConfig, source: str, questions: int, skipped: int, answer_kind: str) -> dict:
