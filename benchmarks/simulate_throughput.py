@@ -182,6 +182,8 @@ def main():
     print(f"identical trees: {same}/{len(seq_trees)}")
     print(f"ratio engine/limit tokens/s: {engine_stats.tokens_per_s / limit:.2f}")
     print(f"ratio engine/sequential tokens/s: {engine_stats.tokens_per_s / seq_stats.tokens_per_s:.2f}")
+    for backend in backends.values():
+        backend.close()
 
 
 if __name__ == "__main__":
