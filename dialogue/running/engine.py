@@ -39,7 +39,6 @@ class Stats:
     turns: int = 0
     generated_tokens: int = 0  # by a backend in this invocation, cached completions excluded
     cached_turns: int = 0
-    trees: int = 0  # handed to on_tree_done
     seconds: float = 0.0
 
     @property
@@ -104,7 +103,6 @@ class Engine:
             if open_jobs[id(tree)] == 0:
                 del open_jobs[id(tree)]
                 on_tree_done(tree)
-                self.stats.trees += 1
                 bar.update(1)
 
         exhausted = False
