@@ -65,6 +65,8 @@ def mine_command(cfg: DictConfig) -> None:
     print(f"{card['miner']}: {card['rows']} rows  " + "  ".join(f"{k}={v}" for k, v in counts["split"].items()))
     if counts["label"]:
         print("labels: " + "  ".join(f"{k}={v}" for k, v in counts["label"].items()))
+    if "report" in card:
+        print(f"{card['miner']} report: " + "  ".join(f"{k}={v}" for k, v in card["report"].items()))
     from dialogue.running.summary import per_agent
 
     print(

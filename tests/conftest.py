@@ -94,6 +94,16 @@ def tiny_model(tmp_path_factory) -> str:
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-llama")))
 
 
+def add_turn(tree, turn_id: str, **fields) -> None:
+    """Add a turn to a tree built by hand: its parent and depth follow from its path id."""
+    from dialogue.core.tree import Turn
+
+    parent = turn_id.rsplit(".", 1)[0] if "." in turn_id else None
+    defaults = {"speaker": "A", "instruction": "neutral", "text": f"text of {turn_id}", "answer": None}
+    defaults |= {"correct": None, "agrees_with_parent": None}
+    tree.add_turn(Turn(id=turn_id, parent=parent, depth=turn_id.count("."), **{**defaults, **fields}))
+
+
 def compose_simulate(overrides: list[str]):
     with initialize_config_module(config_module="conf", version_base="1.3"):
         return compose(config_name="simulate", overrides=overrides)
@@ -231,6 +241,45 @@ def scripted_critique_run(path, monkeypatch, questions=10):
                 {"step_1": {"correctness": verdict, "explanation": "checked"}, "answer_correctness": verdict}
             )
         return f"Step 1: think.\nAnswer: {answer if request.seed % 2 == 0 else int(answer) + 1}"
+
+    monkeypatch.setattr("dialogue.running.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
+    simulate(config, path)
+    return path
+
+
+def scripted_rollouts_run(path, monkeypatch, questions=6):
+    """protocol=rollouts from planted worked solutions on arithmetic, continued by a scripted
+    answerer that goes on correctly from whatever value its prefix reached: a prefix is worth 1
+    until its first wrong step and 0 from there, so the first pits are the planted steps."""
+    import re
+
+    from dialogue.core.questions import load_questions
+    from dialogue.core.steps import SYMBOLS
+    from dialogue.running.simulate import simulate
+
+    config = simulate_config(
+        [
+            f"out={path}",
+            "protocol=rollouts",
+            "protocol.planted=true",
+            "protocol.continuations=2",
+            "dataset=arithmetic",
+            f"dataset.limit={questions}",
+            "progress=false",
+        ]
+    )
+    worked = {q.question: q.worked for q in load_questions(config.dataset).questions}
+
+    def rule(request):
+        question = next(text for role, text in request.messages if role == "user")
+        operations = worked[next(q for q in worked if question.startswith(q))]
+        prefix = next((text for role, text in request.messages if role == "assistant"), "")
+        values = [int(v) for v in re.findall(r"= (-?\d+)", prefix)]
+        value, lines = values[-1] if values else operations[0].before, []
+        for number, op in enumerate(operations[len(values) :], len(values) + 1):
+            lines.append(f"Step {number}: {value} {SYMBOLS[op.op]} {op.n} = {op.apply(value)}")
+            value = op.apply(value)
+        return "\n".join(lines) + f"\nAnswer: {value}"
 
     monkeypatch.setattr("dialogue.running.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
     simulate(config, path)

@@ -1,8 +1,9 @@
 """Mining rules on trees built by hand, where the right pairs are known."""
 
 from dialogue.core.questions import Question
-from dialogue.core.tree import DialogueTree, Turn
+from dialogue.core.tree import DialogueTree
 from dialogue.mining.rules import aft_groups, pbt_pairs, subtree_score
+from tests.conftest import add_turn
 
 QUESTION = Question(question_id="q1", question="Which is right?", choices=["right", "wrong", "no", "nope"], gold="A")
 
@@ -18,18 +19,15 @@ def build(turns: dict[str, tuple[str, str, str | None]]) -> DialogueTree:
     for turn_id, (speaker, instruction, answer) in turns.items():
         parent = turn_id.rsplit(".", 1)[0] if "." in turn_id else None
         parent_answer = tree.turn(parent).answer if parent else None
-        tree.add_turn(
-            Turn(
-                id=turn_id,
-                parent=parent,
-                depth=turn_id.count("."),
-                speaker=speaker,
-                instruction=instruction,
-                text=f"{speaker} at {turn_id} says {answer}",
-                answer=answer,
-                correct=None if answer is None else answer == "A",
-                agrees_with_parent=None if parent is None or answer is None else answer == parent_answer,
-            )
+        add_turn(
+            tree,
+            turn_id,
+            speaker=speaker,
+            instruction=instruction,
+            text=f"{speaker} at {turn_id} says {answer}",
+            answer=answer,
+            correct=None if answer is None else answer == "A",
+            agrees_with_parent=None if parent is None or answer is None else answer == parent_answer,
         )
     return tree
 
@@ -214,20 +212,14 @@ def test_critique_examples_hold_critiques_to_the_solutions_correctness():
         ("0.1.1", "A", "revise", "C", None),
     ]
     for turn_id, speaker, instruction, answer, parsed in turns:
-        parent = turn_id.rsplit(".", 1)[0] if "." in turn_id else None
-        tree.add_turn(
-            Turn(
-                id=turn_id,
-                parent=parent,
-                depth=turn_id.count("."),
-                speaker=speaker,
-                instruction=instruction,
-                text=f"text of {turn_id}",
-                answer=answer,
-                correct=None if answer is None else answer == "A",
-                agrees_with_parent=None,
-                parsed=parsed,
-            )
+        add_turn(
+            tree,
+            turn_id,
+            speaker=speaker,
+            instruction=instruction,
+            answer=answer,
+            correct=None if answer is None else answer == "A",
+            parsed=parsed,
         )
     found = critique_examples(tree)
     assert [c.id for c in found.critiques] == ["0.0"]

@@ -13,10 +13,13 @@ from tests.conftest import ScriptedBackend, simulate_config
 
 
 def reply(request) -> str:
-    """Varied answers, a critic's JSON, a persuader's argument: enough to grow every protocol."""
+    """Varied answers, a critic's JSON, a persuader's argument, numbered steps: enough to grow
+    every protocol."""
     last = request.messages[-1][1]
     if "JSON" in last or "json" in last:
         return json.dumps({"step_1": {"correctness": True, "explanation": "ok"}, "answer_correctness": True})
+    if "step" in last:
+        return f"Step 1: 3 + 4 = 7\nStep 2: 7 * 2 = 14\nAnswer: {request.seed % 20}"
     return f"Because of reasons. Answer: {'ABCD'[request.seed % 4] if request.seed % 5 else request.seed % 50}"
 
 
@@ -27,6 +30,7 @@ def reply(request) -> str:
         ["protocol=debate", "+agent@agents.C=smollm2"],
         ["protocol=misinformation"],
         ["protocol=critique", "dataset=arithmetic"],
+        ["protocol=rollouts", "dataset=arithmetic", "protocol.solutions=2", "protocol.continuations=2"],
     ],
 )
 def test_the_mined_prompt_is_the_engine_request_with_only_the_instruction_swapped(protocol, tmp_path, monkeypatch):

@@ -10,26 +10,24 @@ from datasets import load_dataset
 from agents.errors import AgoraError
 from agents.models import check_model_name, load_causal_lm
 from dialogue.mining.export import MineConfig, mine
-from tests.conftest import agora, scripted_critique_run, scripted_run
+from tests.conftest import agora, scripted_critique_run, scripted_rollouts_run, scripted_run
 from trainers.config import TrainConfig
 from trainers.run import TRAINERS, JsonlLog, load_data, train
 
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
-    """miner name -> export directory, from one scripted pbt run and one scripted critique run."""
+    """miner name -> export directory, from one scripted run each of pbt, critique and rollouts."""
     root = tmp_path_factory.mktemp("exports")
     with pytest.MonkeyPatch.context() as mp:
         pbt_run = scripted_run(root / "run", mp)
         critique_run = scripted_critique_run(root / "critique-run", mp)
+        rollouts_run = scripted_rollouts_run(root / "rollouts-run", mp)
+    runs = {"critique": critique_run, "steps": rollouts_run}
     out = {}
-    for miner in ("pbt", "aft", "kto", "sft", "critique"):
+    for miner in ("pbt", "aft", "kto", "sft", "critique", "steps"):
         out[miner] = root / miner
-        mine(
-            MineConfig(
-                run=[str(critique_run if miner == "critique" else pbt_run)], out=str(out[miner]), miner={"name": miner}
-            )
-        )
+        mine(MineConfig(run=[str(runs.get(miner, pbt_run))], out=str(out[miner]), miner={"name": miner}))
     return out
 
 
@@ -70,6 +68,7 @@ MINER_OF = {
     "sft": "sft",
     "dpo": "pbt",
     "kto": "kto",
+    "sft_weighted": "steps",
 }
 
 

@@ -1,4 +1,5 @@
-"""The losses of AFT (Wang et al. 2023) and of constrained DPO, as plain tensor functions.
+"""The losses of AFT (Wang et al. 2023), of constrained DPO and of weighted SFT, as plain
+tensor functions.
 
 A score s(c) is the mean token log-probability of answer c given the prompt under the model
 being trained. Groups of different sizes come padded, with a boolean mask marking real entries.
@@ -72,6 +73,13 @@ def dpo_boundary_term(chosen: torch.Tensor, rejected: torch.Tensor, beta_c: floa
     far below the chosen one's. chosen, rejected: [batch] scores; returns [batch]."""
     target = chosen.detach() - 2 * beta_c
     return F.softplus(target - rejected)
+
+
+def weighted_sft_loss(scores: torch.Tensor, counts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Token-level negative log-likelihood with each row's tokens weighted by its weight, over
+    all tokens of the batch: with every weight 1 it is the SFT loss. scores: [R] mean token
+    log-probabilities, counts: [R] their numbers of tokens, weights: [R]."""
+    return -(weights * scores * counts).sum() / counts.sum().clamp(min=1)
 
 
 def _log1p_sum_exp(logits: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ from agents.errors import AgoraError
 from agents.files import make_readable
 from agents.models import adapter_base, load_causal_lm
 from dialogue.running.rundir import differing_keys, one_writer
-from trainers import aft, baselines, dpo_constrained, pbt, self_correction
+from trainers import aft, baselines, dpo_constrained, pbt, self_correction, sft_weighted
 from trainers.config import TrainConfig
 from trainers.curves import learning_curve
 from trainers.stage import Stage
@@ -47,6 +47,7 @@ TRAINERS: dict[str, dict[str, Stage]] = {
     "aft": aft.STAGES,
     "dpo_constrained": dpo_constrained.STAGES,
     "self_correction": self_correction.STAGES,
+    "sft_weighted": sft_weighted.STAGES,
     **baselines.TRAINERS,
 }
 LORA_ABOVE = 1_000_000_000  # parameters; `lora.enabled=auto` uses LoRA for models larger than this

@@ -26,12 +26,28 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 BUNDLED = Path(__file__).parent / "data"
 
 
+@dataclass(frozen=True)
+class Step:
+    """One operation of an arithmetic problem: `before op n = after`."""
+
+    before: int
+    op: Literal["add", "sub", "mul", "div"]
+    n: int
+    after: int
+
+    def apply(self, before: int) -> int:
+        return {"add": before + self.n, "sub": before - self.n, "mul": before * self.n, "div": before // self.n}[
+            self.op
+        ]
+
+
 class Question(BaseModel):
     question_id: str
     question: str
     choices: list[str] | None = None
     gold: str  # the letter for multiple choice, else the canonical answer
     aliases: list[str] = Field(default_factory=list)
+    worked: list[Step] | None = None  # a generated arithmetic problem's exact operations: its step truth
 
 
 class FieldMap(Strict):
@@ -368,21 +384,7 @@ def arithmetic_worked(count: int, seed: int, steps: int = 3) -> list[tuple[Quest
             question=" ".join(sentences),
             gold=str(value),
             aliases=[str(value)],
+            worked=worked,
         )
         problems.append((question, worked))
     return problems
-
-
-@dataclass(frozen=True)
-class Step:
-    """One operation of an arithmetic problem: `before op n = after`."""
-
-    before: int
-    op: Literal["add", "sub", "mul", "div"]
-    n: int
-    after: int
-
-    def apply(self, before: int) -> int:
-        return {"add": before + self.n, "sub": before - self.n, "mul": before * self.n, "div": before // self.n}[
-            self.op
-        ]

@@ -13,16 +13,14 @@ critic judges them and the answerer revises under the critique.
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 
-from dialogue.core.questions import Question, Step, arithmetic_worked
+from dialogue.core.questions import Question, arithmetic_worked
+from dialogue.core.steps import worked_text
 from dialogue.core.tree import DialogueTree
 from dialogue.protocols.base import ChildSpec, Delegating
 from dialogue.protocols.critique import Critique
-
-SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 
 
 @dataclass(frozen=True)
@@ -38,22 +36,9 @@ def worked_solutions(count: int, seed: int, steps: int, wrong_fraction: float) -
     for question, worked in arithmetic_worked(count, seed, steps):
         rng = random.Random(f"{seed}:{question.question_id}:solution")
         wrong_at = rng.randrange(len(worked)) if rng.random() < wrong_fraction else None
-        solutions.append(_solution(question, worked, wrong_at, rng))
+        text, truth = worked_text(worked, wrong_at, rng)
+        solutions.append(Solution(question, text, truth, truth[-1]))
     return solutions
-
-
-def _solution(question: Question, worked: list[Step], wrong_at: int | None, rng: random.Random) -> Solution:
-    value, lines, truth = worked[0].before, [], []
-    for i, step in enumerate(worked):
-        result = step.apply(value)
-        if i == wrong_at:
-            later_divisors = [s.n for s in worked[i + 1 :] if s.op == "div"]
-            result += math.prod(later_divisors) * rng.randint(1, 3)
-        lines.append(f"Step {i + 1}: {value} {SYMBOLS[step.op]} {step.n} = {result}")
-        truth.append(result == step.after)
-        value = result
-    lines.append(f"Answer: {value}")
-    return Solution(question, "\n".join(lines), tuple(truth), value == worked[-1].after)
 
 
 class GivenSolutions(Delegating):

@@ -1,13 +1,15 @@
 """`agora mine`: run directories in, a Hugging Face dataset out.
 
 One parquet file per split (train, validation, test; an empty split has none) and `card.json`
-with the counts, the source runs and the config. Rows are in the formats TRL reads without conversion: conversational
-`prompt`/`chosen`/`rejected` (pbt, for DPO), `prompt`/`completion`/`label` (kto),
-`prompt`/`completion` (sft), `prompt`/`positives`/`negatives`/`ranked` (aft).
+with the counts, the source runs and the config. Rows are in the formats TRL reads without
+conversion: conversational `prompt`/`chosen`/`rejected` (pbt and steps, for DPO),
+`prompt`/`completion`/`label` (kto), `prompt`/`completion` (sft), `prompt`/`positives`/
+`negatives`/`ranked` (aft), and stepwise supervision `prompt`/`completions`/`labels` (stepwise).
 
 Prompts are rebuilt from the trees as the responder saw the dialogue, but under the neutral
 instruction named by `miner.instruction`: the role instructions that produced the
-counterfactual replies are never part of the training prompt.
+counterfactual replies are never part of the training prompt. (Critique and rollouts rows keep
+each turn's own instruction: there it is the task that is learnt, not a counterfactual role.)
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ from agents.config import Strict, one_of
 from agents.errors import AgoraError
 from agents.files import make_readable
 from dialogue.core.messages import turn_messages
-from dialogue.core.questions import SPLITS, DatasetConfig, SplitRule
+from dialogue.core.questions import SPLITS, DatasetConfig, SplitRule, show_question
+from dialogue.core.steps import split_steps, step_truth
 from dialogue.core.tree import DialogueTree, Turn
 from dialogue.mining.rules import AnswerGroup, Messages, aft_groups, critique_examples, pbt_pairs
+from dialogue.mining.values import StepValue, first_pit, solutions, step_pairs, step_values
 from dialogue.protocols import PROTOCOL_CONFIGS, make_protocol
+from dialogue.protocols.rollouts import prefix_steps
 from dialogue.running.config import load_persona, one_as_list
 from dialogue.running.rundir import RunDir
 from dialogue.running.summary import judge_counts
@@ -49,6 +54,13 @@ class MinerConfig(Strict):
     # a list of agent names; or all
     responders: list[str] | Literal["all"] | None = None
     levels: list[int] | None = None  # only replies at these depths; null: every depth
+    # steps and stepwise (rollouts runs): a step is a pit when its value falls to `pit_value` or
+    # below; a stepwise label is true when the step's value is above `threshold` (0: some
+    # continuation from it reached the answer), or, with labels=truth, when an arithmetic step
+    # states the true value
+    pit_value: float = Field(0.0, ge=0.0, lt=1.0)
+    threshold: float = Field(0.0, ge=0.0, lt=1.0)
+    labels: Literal["rollouts", "truth"] = "rollouts"
 
     @field_validator("responders", mode="before")
     @classmethod
@@ -109,6 +121,45 @@ AFT_FEATURES = Features(
         **_KEYS,
     }
 )
+_STEP = {"step": Value("int64")}
+STEPS_FEATURES = {  # pairs at the top, for DPO as it is; pits and weighted rows in folders of their own
+    "": Features(
+        {
+            **PAIR,
+            **_STEP,
+            "value_chosen": Value("float64"),
+            "value_rejected": Value("float64"),
+            "n_chosen": Value("int64"),
+            "n_rejected": Value("int64"),
+            **_KEYS,
+        }
+    ),
+    "pits": Features(
+        {
+            "prompt": MESSAGES,
+            "completion": MESSAGES,
+            **_STEP,
+            "value_before": Value("float64"),
+            "value": Value("float64"),
+            "n": Value("int64"),
+            "true_step": Value("int64"),  # an arithmetic solution's first wrong step; null when unknown
+            **_KEYS,
+        }
+    ),
+    "weighted": Features(
+        {
+            "prompt": MESSAGES,
+            "completion": MESSAGES,
+            "weight": Value("float64"),
+            **_STEP,
+            "value": Value("float64"),
+            **_KEYS,
+        }
+    ),
+}
+STEPWISE_FEATURES = Features(
+    {"prompt": Value("string"), "completions": [Value("string")], "labels": [Value("bool")], **_KEYS}
+)
 CRITIQUE_FEATURES = {  # four datasets, one folder each
     "critique_sft": Features({"prompt": MESSAGES, "completion": MESSAGES, **_KEYS}),
     "critique_pairs": Features({**PAIR, **_KEYS}),
@@ -160,6 +211,7 @@ def mine(config: MineConfig) -> dict:
                 # turns whose structured content (a critic's JSON) could not be read
                 "failed_parses": sum(1 for t in trees for u in t.turns() if "error" in (u.parsed or {})),
                 **judge_counts(trees, free_form_of(manifest)),
+                **({"report": spec.report(miner, trees)} if spec.report else {}),
             }
         )
     rule = _one_rule(rules)
@@ -181,6 +233,8 @@ def mine(config: MineConfig) -> dict:
     }
     if balancing:
         card["balance"] = balancing
+    if spec.report:
+        card["report"] = {key: sum(s["report"][key] for s in sources) for key in sources[0]["report"]}
     # a run that was killed, or finished with failed turns, is mined as far as it went
     card["incomplete_runs"] = [s["run"] for s in sources if s["status"] != "complete"]
     _write(out, spec.features, by_subset, card, config.overwrite)
@@ -358,6 +412,127 @@ def _critique_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, res
     }
 
 
+def _steps_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
+    def asked(prefix: str) -> list[dict]:  # what the answerer was asked after `prefix`
+        turn = tree.turn(prefix)
+        return _chat(prompt(tree, prefix, turn.speaker, "solve" if turn.parent is None else "continue"))
+
+    def keys(prefix: str) -> dict:
+        level = tree.turn(prefix).depth + 1
+        return {"tree_id": tree.tree_id, "question_id": tree.question.question_id, "level": level, "run": run}
+
+    def step(s: StepValue) -> list[dict]:
+        return [{"role": "assistant", "content": s.text}]
+
+    pairs = [
+        {
+            "prompt": asked(p.prefix),
+            "chosen": step(p.chosen),
+            "rejected": step(p.rejected),
+            "step": p.chosen.number,
+            "value_chosen": p.chosen.value,
+            "value_rejected": p.rejected.value,
+            "n_chosen": p.chosen.n,
+            "n_rejected": p.rejected.n,
+            **keys(p.prefix),
+        }
+        for p in step_pairs(tree, miner.margin)
+    ]
+    pits, weighted = [], []
+    for solution in solutions(tree):
+        if (pit := first_pit(tree, solution, miner.pit_value)) is not None:
+            pits.append(
+                {
+                    "prompt": asked(pit.prefix),
+                    "completion": step(pit),
+                    "step": pit.number,
+                    "value_before": pit.value - pit.advantage,
+                    "value": pit.value,
+                    "n": pit.n,
+                    "true_step": first_wrong_step(tree, solution),
+                    **keys(pit.prefix),
+                }
+            )
+        for s in step_values(tree, solution):
+            if s.advantage is not None:
+                weighted.append(
+                    {
+                        "prompt": asked(s.prefix),
+                        "completion": step(s),
+                        "weight": s.advantage,
+                        "step": s.number,
+                        "value": s.value,
+                        **keys(s.prefix),
+                    }
+                )
+    return {"": pairs, "pits": pits, "weighted": weighted}
+
+
+def first_wrong_step(tree: DialogueTree, solution: str) -> int | None:
+    """The number of an arithmetic solution's first step that states a wrong value, if known."""
+    turn = tree.turn(solution)
+    truth = step_truth(tree.question, prefix_steps(tree, turn) + split_steps(turn.text))
+    return None if truth is None or all(truth) else truth.index(False) + 1
+
+
+def _stepwise_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
+    rows = []
+    for solution, labels in _stepwise_labels(miner, tree).items():
+        if labels is not None:
+            turn = tree.turn(solution)
+            rows.append(
+                {
+                    "prompt": show_question(tree.question),
+                    "completions": split_steps(turn.text),
+                    "labels": labels,
+                    "tree_id": tree.tree_id,
+                    "question_id": tree.question.question_id,
+                    "level": turn.depth,
+                    "run": run,
+                }
+            )
+    return {"": rows}
+
+
+def _stepwise_labels(miner: MinerConfig, tree: DialogueTree) -> dict[str, list[bool] | None]:
+    """The solutions sampled from the question, each with a label per step, or None where a
+    step has no value (it was not branched at) or, with labels=truth, its truth is unknown."""
+    labels = {}
+    for solution in solutions(tree):
+        turn = tree.turn(solution)
+        if tree.turn(turn.parent).parent is not None:  # a continuation: its first steps are another's
+            continue
+        if miner.labels == "truth":
+            labels[solution] = step_truth(tree.question, split_steps(turn.text))
+        else:
+            values = [s.value for s in step_values(tree, solution)]
+            labels[solution] = None if None in values else [v > miner.threshold for v in values]
+    return labels
+
+
+def _steps_report(miner: MinerConfig, trees: list[DialogueTree]) -> dict:
+    """How the first pits found by rollouts compare with the true first wrong step, where the
+    problem's truth is known (arithmetic; planted solutions)."""
+    wrong = located = with_truth = agree = 0
+    for tree in trees:
+        for solution in solutions(tree):
+            if tree.turn(solution).correct is True:
+                continue
+            wrong += 1
+            if (pit := first_pit(tree, solution, miner.pit_value)) is None:
+                continue
+            located += 1
+            if (truth := first_wrong_step(tree, solution)) is not None:
+                with_truth += 1
+                agree += pit.number == truth
+    return {"wrong_solutions": wrong, "pits_located": located, "pits_with_truth": with_truth, "pits_agree": agree}
+
+
+def _stepwise_report(miner: MinerConfig, trees: list[DialogueTree]) -> dict:
+    found = [labels for tree in trees for labels in _stepwise_labels(miner, tree).values()]
+    return {"solutions": len(found), "unlabelled": sum(labels is None for labels in found)}
+
+
 @dataclass(frozen=True)
 class Miner:
     """One way to turn trees into a dataset: everything `agora mine miner=NAME` needs to know."""
@@ -367,15 +542,21 @@ class Miner:
     rows: Callable  # (miner config, tree, prompt, run, responders) -> {subset: rows}
     label: str | None = None  # the accept/resist column that balance and data.labels read
     neutral_prompts: bool = True  # prompts under miner.instruction; else each turn's own instruction
+    report: Callable | None = None  # (miner config, a run's trees) -> counts for the card, summed over runs
 
 
 PBT_TREES = frozenset({"pbt_tree"})
+ROLLOUTS = frozenset({"rollouts"})
 MINERS = {
     "pbt": Miner(PBT_TREES, {"": PBT_FEATURES}, _pbt_rows, label="label"),
     "kto": Miner(PBT_TREES, {"": KTO_FEATURES}, _reply_rows(kto=True), label="pbt_label"),
     "sft": Miner(PBT_TREES, {"": SFT_FEATURES}, _reply_rows(kto=False), label="label"),
     "aft": Miner(PBT_TREES, {"": AFT_FEATURES}, _aft_rows),
     "critique": Miner(frozenset({"critique"}), CRITIQUE_FEATURES, _critique_rows, neutral_prompts=False),
+    "steps": Miner(ROLLOUTS, STEPS_FEATURES, _steps_rows, neutral_prompts=False, report=_steps_report),
+    "stepwise": Miner(
+        ROLLOUTS, {"": STEPWISE_FEATURES}, _stepwise_rows, neutral_prompts=False, report=_stepwise_report
+    ),
 }
 
 

@@ -11,6 +11,7 @@ from dialogue.protocols.critique import Critique, CritiqueConfig
 from dialogue.protocols.debate import Debate, DebateConfig
 from dialogue.protocols.misinformation import Misinformation, MisinformationConfig
 from dialogue.protocols.pbt_tree import PbtTree, PbtTreeConfig
+from dialogue.protocols.rollouts import Rollouts, RolloutsConfig
 
 # The one list of protocols: name -> (config, class); everything else is derived from it.
 REGISTRY: dict[str, tuple[type, type[Protocol]]] = {
@@ -21,6 +22,7 @@ REGISTRY: dict[str, tuple[type, type[Protocol]]] = {
         (AreYouSureConfig, AreYouSure),
         (MisinformationConfig, Misinformation),
         (DebateConfig, Debate),
+        (RolloutsConfig, Rollouts),
     )
 }
 PROTOCOL_CONFIGS = {name: config for name, (config, _) in REGISTRY.items()}
@@ -47,5 +49,7 @@ __all__ = [
     "PbtTree",
     "PbtTreeConfig",
     "Protocol",
+    "Rollouts",
+    "RolloutsConfig",
     "make_protocol",
 ]

@@ -52,7 +52,7 @@ class _Job:
     parent: str | None
     turn_id: str
     spec: ChildSpec
-    request: ChatRequest
+    request: ChatRequest | None  # None for a turn whose words are given
     completion: Completion | None = None
 
 
@@ -157,7 +157,8 @@ class Engine:
                     turn_id = ROOT_ID if parent is None else child_id(parent, index)
                     index += 1
                     if turn_id not in tree.graph:  # a resumed tree keeps the turns it has
-                        jobs.append(_Job(tree, parent, turn_id, spec, self._request(tree, parent, turn_id, spec)))
+                        request = None if spec.fixed_text is not None else self._request(tree, parent, turn_id, spec)
+                        jobs.append(_Job(tree, parent, turn_id, spec, request))
         return jobs
 
     def _request(self, tree: DialogueTree, parent: str | None, turn_id: str, spec: ChildSpec) -> ChatRequest:
@@ -182,16 +183,14 @@ class Engine:
             done = job.completion
             parent = job.tree.turn(job.parent) if job.parent is not None else None
             answer, agrees = agreement(reading, parent)
-            agent = self.agents[job.spec.speaker]
-            s = job.request.sampling
             gen = (
                 None
-                if job.spec.fixed_text is not None
+                if job.request is None
                 else GenInfo(
-                    model=agent.model,
-                    temperature=s.temperature,
-                    top_p=s.top_p,
-                    max_tokens=s.max_tokens,
+                    model=self.agents[job.spec.speaker].model,
+                    temperature=job.request.sampling.temperature,
+                    top_p=job.request.sampling.top_p,
+                    max_tokens=job.request.sampling.max_tokens,
                     seed=job.request.seed,
                     prompt_tokens=done.prompt_tokens,
                     completion_tokens=done.completion_tokens,
@@ -216,7 +215,7 @@ class Engine:
                 )
             )
             self.stats.turns += 1
-            if job.spec.fixed_text is not None or done.error is not None:  # failures are counted from the trees
+            if job.request is None or done.error is not None:  # failures are counted from the trees
                 continue
             if done.cached:
                 self.stats.cached_turns += 1
