@@ -270,5 +270,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"agora {command}: error: {e}", file=sys.stderr)
             sys.exit(2)
 
-    sys.argv = [f"agora {command}", *overrides]
+    # Hydra's parser takes its flags before the overrides only; `agora eval suite=X -m persona=a,b` is
+    # how people write a sweep
+    multirun = [o for o in overrides if o in ("-m", "--multirun")]
+    sys.argv = [f"agora {command}", *multirun, *(o for o in overrides if o not in multirun)]
     hydra.main(config_path="pkg://conf", config_name=command, version_base="1.3")(task)()

@@ -374,12 +374,27 @@ def test_suite_all_without_exports_says_which_suites_did_not_run(tmp_path, monke
     assert "not run: needs data=DIR, an export of `agora mine miner=aft`" in (tmp_path / "report.md").read_text()
 
 
-def test_multirun_over_personas_writes_one_comparison_table(tmp_path, tiny_model):
+@pytest.mark.parametrize(
+    "sweep, key, labels, recorded",
+    [
+        (
+            ["-m", "persona=neutral,skeptic", "suite=are_you_sure"],
+            "persona",
+            ["persona=neutral", "persona=skeptic"],
+            {"neutral", "skeptic"},
+        ),
+        (  # as people write it: the sweep flag after an override
+            ["suite=are_you_sure", "-m", "stimulus=none,positive,negative"],
+            "stimulus",
+            ["stimulus=none", "stimulus=positive", "stimulus=negative"],
+            {"none", "positive/capable", "negative/comparison"},
+        ),
+    ],
+)
+def test_a_multirun_writes_one_comparison_table(sweep, key, labels, recorded, tmp_path, tiny_model):
     done = agora(
         "eval",
-        "-m",
-        "persona=neutral,skeptic",
-        "suite=are_you_sure",
+        *sweep,
         f"model={tiny_model}",
         "dataset.limit=2",
         "max_tokens=6",
@@ -389,7 +404,38 @@ def test_multirun_over_personas_writes_one_comparison_table(tmp_path, tiny_model
     )
     assert done.returncode == 0, done.stderr
     table = (tmp_path / "comparison.md").read_text()
-    assert "| suite | metric | persona=neutral | persona=skeptic |" in table
-    assert re.search(r"^\| are_you_sure \| accuracy_before \| .+ \| .+ \|$", table, re.M)
-    personas = {json.loads((tmp_path / job / "metrics.json").read_text())["persona"] for job in ("0", "1")}
-    assert personas == {"neutral", "skeptic"}
+    differences = [f"{label} - {labels[0]}" for label in labels[1:]]
+    assert "| suite | metric | " + " | ".join(labels + differences) + " |" in table
+    assert re.search(rf"^\| are_you_sure \| accuracy_before( \| [^|]+){{{2 * len(labels) - 1}}} \|$", table, re.M)
+    found = {json.loads((tmp_path / str(job) / "metrics.json").read_text())[key] for job in range(len(labels))}
+    assert found == recorded
+
+
+def test_a_stimulus_goes_into_the_evaluated_models_system_message_only(tmp_path, monkeypatch):
+    config = eval_config(
+        tmp_path,
+        "suite=misinformation",
+        "model=m",
+        "partner=p",
+        "stimulus=negative",
+        "stimulus.phrase=stakes",
+        "dataset.limit=2",
+        "protocols.misinformation.turns=1",
+        "dataset.split=all",
+    )
+    seen = {"m": [], "p": []}
+
+    def rule(model):
+        def answer(request):
+            seen[model].append(request.messages[0])
+            return "Answer: A"
+
+        return answer
+
+    scripted_models(monkeypatch, {"m": rule("m"), "p": rule("p")})
+    metrics = evaluate(config, log=lambda *a, **k: None)
+    phrase = config.stimulus.phrases["stakes"]
+    assert seen["m"] and all(role == "system" and text.endswith(phrase) for role, text in seen["m"])
+    assert seen["p"] and not any(phrase in text for _, text in seen["p"])
+    assert metrics["stimulus"] == "negative/stakes"
+    assert "stimulus: negative/stakes" in (tmp_path / "report.md").read_text()

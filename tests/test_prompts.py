@@ -27,6 +27,7 @@ def reply(request) -> str:
     "protocol",
     [
         ["protocol=pbt_tree"],
+        ["protocol=pbt_tree", "stimulus=negative", "stimulus.agents=[B]"],
         ["protocol=debate", "+agent@agents.C=smollm2"],
         ["protocol=misinformation"],
         ["protocol=critique", "dataset=arithmetic"],
@@ -53,6 +54,9 @@ def test_the_mined_prompt_is_the_engine_request_with_only_the_instruction_swappe
                 continue  # given words: no request was sent
             engine = sent[turn.gen.seed]
             assert prompt(tree, turn.parent, turn.speaker, turn.instruction) == engine
+            if config.stimulus.phrase:  # in the system message of the agents it is for, and no other
+                stimulus = config.stimulus.phrases[config.stimulus.phrase]
+                assert (stimulus in engine[0][1]) == (turn.speaker in config.stimulus.agents)
             for other in rules.instructions:
                 if other == turn.instruction or rules.asks_answer(other) != rules.asks_answer(turn.instruction):
                     continue

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dialogue.core.questions import show_question
 from dialogue.core.tree import DialogueTree, Turn
 from dialogue.protocols.base import Protocol
 
@@ -39,7 +38,7 @@ def turn_messages(
     return build_messages(
         speaker=speaker,
         persona=persona,
-        question=show_question(tree.question),
+        question=protocol.shown_question(tree, parent),
         context=protocol.context(tree, parent, speaker),
         instruction=wording,
         many_agents=many_agents,

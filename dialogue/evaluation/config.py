@@ -7,7 +7,7 @@ from pydantic import Field, field_validator, model_validator
 from agents.config import BackendConfig, ScaleConfig, Strict, one_of
 from dialogue.core.questions import DatasetConfig
 from dialogue.protocols import AreYouSureConfig, CritiqueConfig, DebateConfig, MisinformationConfig
-from dialogue.running.config import PromptsConfig, one_as_list
+from dialogue.running.config import PromptsConfig, StimulusConfig, one_as_list
 
 EVALUATED, PARTNER = "A", "B"  # the agent names every evaluation protocol uses
 
@@ -41,6 +41,7 @@ class EvalConfig(Strict):
     partner: str | None = None  # the other agent (persuader, teammate); null: the model itself
     persona: PersonaChoice  # the evaluated model's system message
     partner_persona: str = "neutral"
+    stimulus: StimulusConfig = StimulusConfig()  # appended to the evaluated model's system message
     data: list[str] = []  # exports of `agora mine`: a pbt one (balanced), an aft one (assessment)
     out: str
     seed: int = 0
@@ -81,6 +82,11 @@ class EvalConfig(Strict):
         from dialogue.evaluation.suites import SUITES  # the suites module reads this config
 
         return one_of(suite, {"all": None, **SUITES}, "suite")
+
+    @property
+    def system_message(self) -> str:
+        """The evaluated model's: its persona and the stimulus."""
+        return self.stimulus.system_message(self.persona.text, EVALUATED)
 
     @property
     def suites(self) -> list[str]:

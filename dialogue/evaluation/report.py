@@ -29,7 +29,7 @@ def report_markdown(metrics: dict) -> str:
     lines = [f"# Evaluation: {metrics['model']}", ""]
     lines.append(
         f"model: {metrics['model']} · partner: {metrics['partner']} · persona: {metrics['persona']} · "
-        f"seed: {metrics['seed']}"
+        f"stimulus: {metrics.get('stimulus', 'none')} · seed: {metrics['seed']}"
     )
     data = metrics.get("data", {})
     if data:
@@ -152,7 +152,7 @@ def compare(folders: list[str], labels: list[str] | None = None, plot: Path | No
         names = [Path(f).name for f in folders]
         labels = names if len(set(names)) == len(names) else [str(f) for f in folders]
     models = "\n".join(
-        f"- {label}: model {ev['model']}, persona {ev['persona']} ({folder})"
+        f"- {label}: model {ev['model']}, persona {ev['persona']}, stimulus {ev.get('stimulus', 'none')} ({folder})"
         for label, ev, folder in zip(labels, evaluations, folders, strict=True)
     )
     return f"# Comparison\n\n{models}\n\n{compare_markdown(evaluations, labels, plot)}\n"

@@ -82,6 +82,7 @@ def _evaluate(
         "model": config.model,
         "partner": config.partner or config.model,
         "persona": config.persona.name,
+        "stimulus": config.stimulus.label,
         "seed": config.seed,
         "resamples": config.resamples,
         "overrides": overrides,

@@ -90,6 +90,7 @@ def _simulate(
         protocol=protocol_config or getattr(config.protocols, suite),
         dataset=dataset or config.dataset,
         prompts=config.prompts,
+        stimulus=config.stimulus.model_copy(update={"agents": [EVALUATED]}),
         scale=config.scale,
         progress=config.progress,
     )
@@ -217,7 +218,7 @@ def with_persona(prompt: list[dict], persona: str) -> list[dict]:
 def balanced(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
     rows = export_rows(shared.exports["pbt"], config.dataset)
     questions = source_questions(rows, shared.exports["pbt"])
-    persona = config.persona.text
+    persona = config.system_message
     # Several pairs can share one persuasion turn: each distinct prompt is asked once.
     prompts: dict[str, dict] = {}
     for row in rows:
@@ -277,7 +278,7 @@ def assessment(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
     from agents.scoring import mean_logprobs
 
     rows = export_rows(shared.exports["aft"], config.dataset)
-    persona = config.persona.text
+    persona = config.system_message
     if isinstance(config.backend, TransformersBackendConfig):  # score with the copy the other suites use
         backend = load_backend(shared.pool, config.model, config.backend, config.seed)
         model, tokenizer = backend.model, backend.tokenizer

@@ -3,12 +3,13 @@
 One parquet file per split (train, validation, test; an empty split has none) and `card.json`
 with the counts, the source runs and the config. Rows are in the formats TRL reads without
 conversion: conversational `prompt`/`chosen`/`rejected` (pbt and steps, for DPO),
-`prompt`/`completion`/`label` (kto), `prompt`/`completion` (sft), `prompt`/`positives`/
-`negatives`/`ranked` (aft), and stepwise supervision `prompt`/`completions`/`labels` (stepwise).
+`prompt`/`completion`/`label` (kto), `prompt`/`completion` (sft; reverse, with a `task` column),
+`prompt`/`positives`/`negatives`/`ranked` (aft), and stepwise supervision
+`prompt`/`completions`/`labels` (stepwise).
 
 Prompts are rebuilt from the trees as the responder saw the dialogue, but under the neutral
 instruction named by `miner.instruction`: the role instructions that produced the
-counterfactual replies are never part of the training prompt. (Critique and rollouts rows keep
+counterfactual replies are never part of the training prompt. (Critique, rollouts and reverse rows keep
 each turn's own instruction: there it is the task that is learnt, not a counterfactual role.)
 """
 
@@ -38,8 +39,9 @@ from dialogue.core.tree import DialogueTree, Turn
 from dialogue.mining.rules import AnswerGroup, Messages, aft_groups, critique_examples, pbt_pairs
 from dialogue.mining.values import StepValue, first_pit, solutions, step_pairs, step_values
 from dialogue.protocols import PROTOCOL_CONFIGS, make_protocol
+from dialogue.protocols.reverse import backward_gold
 from dialogue.protocols.rollouts import prefix_steps
-from dialogue.running.config import load_persona, one_as_list
+from dialogue.running.config import StimulusConfig, load_persona, one_as_list
 from dialogue.running.rundir import RunDir
 from dialogue.running.summary import judge_counts
 
@@ -159,6 +161,9 @@ STEPS_FEATURES = {  # pairs at the top, for DPO as it is; pits and weighted rows
 }
 STEPWISE_FEATURES = Features(
     {"prompt": Value("string"), "completions": [Value("string")], "labels": [Value("bool")], **_KEYS}
+)
+REVERSE_FEATURES = Features(
+    {"prompt": MESSAGES, "completion": MESSAGES, "task": Value("string"), **_KEYS}  # SFT rows of three tasks
 )
 CRITIQUE_FEATURES = {  # four datasets, one folder each
     "critique_sft": Features({"prompt": MESSAGES, "completion": MESSAGES, **_KEYS}),
@@ -293,6 +298,7 @@ def prompt_builder(manifest: dict, run_path: str, needed: list[str]):
                 f"({', '.join(protocol.instructions)})"
             )
     formats = config["prompts"]["answer_format"]
+    stimulus = StimulusConfig.model_validate(config.get("stimulus", {}))
     personas: dict[str, str] = {}
 
     def prompt(tree: DialogueTree, last: str, speaker: str, instruction: str) -> Messages:
@@ -306,7 +312,7 @@ def prompt_builder(manifest: dict, run_path: str, needed: list[str]):
             last,
             speaker,
             instruction,
-            personas[persona_name],
+            stimulus.system_message(personas[persona_name], speaker),
             formats[kind],
             many_agents=len(tree.graph.graph["agents"]) > 2,
         )
@@ -533,6 +539,63 @@ def _stepwise_report(miner: MinerConfig, trees: list[DialogueTree]) -> dict:
     return {"solutions": len(found), "unlabelled": sum(labels is None for labels in found)}
 
 
+def _reverse_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
+    """RevThink's three tasks from a verified tree: question -> forward reasoning, question ->
+    backward question, backward question -> backward reasoning."""
+    turns = reverse_turns(tree)
+    if not verified(tree, turns):
+        return {"": []}
+    forward, question, reasoning = turns["forward"], turns["backward_question"], turns["backward_reasoning"]
+    tasks = [  # (task, the turn it learns, the turn it is written after)
+        ("forward", forward, None),
+        ("backward_question", question, None),  # from the question alone: the answer is not given
+        ("backward_reasoning", reasoning, question.id),
+    ]
+    return {
+        "": [
+            {
+                "prompt": _chat(prompt(tree, after, turn.speaker, task)),
+                "completion": _reply(turn),
+                "task": task,
+                "tree_id": tree.tree_id,
+                "question_id": tree.question.question_id,
+                "level": turn.depth,
+                "run": run,
+            }
+            for task, turn, after in tasks
+        ]
+    }
+
+
+def reverse_turns(tree: DialogueTree) -> dict[str, Turn]:
+    """A reverse tree's turns by instruction (one path: one turn each, failed ones left out)."""
+    return {t.instruction: t for t in tree.turns() if t.gen is None or t.gen.error is None}
+
+
+def verified(tree: DialogueTree, turns: dict[str, Turn]) -> bool:
+    """A right forward answer, a backward answer that is right where it can be checked (the
+    starting amount of an arithmetic problem), and a check that found the two consistent."""
+    if len(turns) < 4 or turns["forward"].correct is not True:
+        return False
+    if backward_gold(tree.question) is not None and turns["backward_reasoning"].correct is not True:
+        return False
+    return (turns["consistency"].parsed or {}).get("consistent") is True
+
+
+def _reverse_report(miner: MinerConfig, trees: list[DialogueTree]) -> dict:
+    counts = dict.fromkeys(("questions", "forward_right", "checkable", "backward_right", "consistent", "verified"), 0)
+    for tree in trees:
+        turns = reverse_turns(tree)
+        counts["questions"] += 1
+        counts["forward_right"] += "forward" in turns and turns["forward"].correct is True
+        if "backward_reasoning" in turns and backward_gold(tree.question) is not None:
+            counts["checkable"] += 1
+            counts["backward_right"] += turns["backward_reasoning"].correct is True
+        counts["consistent"] += "consistency" in turns and (turns["consistency"].parsed or {}).get("consistent") is True
+        counts["verified"] += verified(tree, turns)
+    return counts
+
+
 @dataclass(frozen=True)
 class Miner:
     """One way to turn trees into a dataset: everything `agora mine miner=NAME` needs to know."""
@@ -554,6 +617,9 @@ MINERS = {
     "aft": Miner(PBT_TREES, {"": AFT_FEATURES}, _aft_rows),
     "critique": Miner(frozenset({"critique"}), CRITIQUE_FEATURES, _critique_rows, neutral_prompts=False),
     "steps": Miner(ROLLOUTS, STEPS_FEATURES, _steps_rows, neutral_prompts=False, report=_steps_report),
+    "reverse": Miner(
+        frozenset({"reverse"}), {"": REVERSE_FEATURES}, _reverse_rows, neutral_prompts=False, report=_reverse_report
+    ),
     "stepwise": Miner(
         ROLLOUTS, {"": STEPWISE_FEATURES}, _stepwise_rows, neutral_prompts=False, report=_stepwise_report
     ),

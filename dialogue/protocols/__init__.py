@@ -11,6 +11,7 @@ from dialogue.protocols.critique import Critique, CritiqueConfig
 from dialogue.protocols.debate import Debate, DebateConfig
 from dialogue.protocols.misinformation import Misinformation, MisinformationConfig
 from dialogue.protocols.pbt_tree import PbtTree, PbtTreeConfig
+from dialogue.protocols.reverse import Reverse, ReverseConfig
 from dialogue.protocols.rollouts import Rollouts, RolloutsConfig
 
 # The one list of protocols: name -> (config, class); everything else is derived from it.
@@ -23,6 +24,7 @@ REGISTRY: dict[str, tuple[type, type[Protocol]]] = {
         (MisinformationConfig, Misinformation),
         (DebateConfig, Debate),
         (RolloutsConfig, Rollouts),
+        (ReverseConfig, Reverse),
     )
 }
 PROTOCOL_CONFIGS = {name: config for name, (config, _) in REGISTRY.items()}
@@ -49,6 +51,8 @@ __all__ = [
     "PbtTree",
     "PbtTreeConfig",
     "Protocol",
+    "Reverse",
+    "ReverseConfig",
     "Rollouts",
     "RolloutsConfig",
     "make_protocol",

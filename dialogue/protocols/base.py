@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dialogue.core.questions import Question
+from agents.config import Strict
+from dialogue.core.questions import Question, show_question
 from dialogue.core.tree import DialogueTree, Turn
 
 
@@ -20,9 +21,11 @@ class Protocol:
 
     `first`, `children` and `context` have no default: they are what a protocol is. The others:
     `wording` (the words of an instruction for this tree), `asks_answer` (whether a turn under an
-    instruction is asked for the answer format), `parse` (structured content read from a turn's
-    text, kept as `Turn.parsed`) and `check_questions` (refuse data the protocol cannot run on,
-    before anything is written)."""
+    instruction is asked for the answer format), `shown_question` (the question a turn is asked,
+    the tree's own by default), `judged_against` (the question whose gold a turn's answer is held
+    to, or None for a turn that is not right or wrong), `parse` (structured content read from a
+    turn's text, kept as `Turn.parsed`) and `check_questions` (refuse data the protocol cannot run
+    on, before anything is written)."""
 
     name: str
     instructions: dict[str, str]  # role instruction name -> wording, from conf/protocol/
@@ -45,6 +48,12 @@ class Protocol:
 
     def asks_answer(self, instruction: str) -> bool:
         return instruction not in self.free_form
+
+    def shown_question(self, tree: DialogueTree, parent: str | None) -> str:
+        return show_question(tree.question)
+
+    def judged_against(self, tree: DialogueTree, instruction: str) -> Question | None:
+        return tree.question
 
     def parse(self, spec: ChildSpec, text: str) -> dict | None:
         return None
@@ -77,11 +86,32 @@ class Delegating(Protocol):
     def asks_answer(self, instruction: str) -> bool:
         return self.inner.asks_answer(instruction)
 
+    def shown_question(self, tree: DialogueTree, parent: str | None) -> str:
+        return self.inner.shown_question(tree, parent)
+
+    def judged_against(self, tree: DialogueTree, instruction: str) -> Question | None:
+        return self.inner.judged_against(tree, instruction)
+
     def parse(self, spec: ChildSpec, text: str) -> dict | None:
         return self.inner.parse(spec, text)
 
     def check_questions(self, questions: list[Question]) -> None:
         return self.inner.check_questions(questions)
+
+
+class OneAgentConfig(Strict):
+    """The config every protocol one agent plays alone shares."""
+
+    answerer: str = "A"
+    instructions: dict[str, str]
+
+    @property
+    def roles(self) -> dict[str, str]:
+        return {"answerer": self.answerer}
+
+    @property
+    def responder(self) -> str:
+        return self.answerer
 
 
 def check_config(instructions: dict[str, str], needed: list[str], protocol: str, agents: dict[str, str]) -> None:

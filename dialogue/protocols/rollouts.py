@@ -21,20 +21,18 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from agents.config import Strict
 from agents.errors import AgoraError
 from dialogue.core.questions import Question
 from dialogue.core.steps import join_steps, split_steps, worked_text
 from dialogue.core.tree import DialogueTree, Turn
-from dialogue.protocols.base import ChildSpec, Protocol, check_config
+from dialogue.protocols.base import ChildSpec, OneAgentConfig, Protocol, check_config
 
 ROLES = ("solve", "continue")
 PREFIX = "prefix"  # the instruction name of a given prefix turn; it asks for nothing
 
 
-class RolloutsConfig(Strict):
+class RolloutsConfig(OneAgentConfig):
     name: Literal["rollouts"] = "rollouts"
-    answerer: str = "A"
     solutions: int = Field(4, ge=1)  # per question
     continuations: int = Field(4, ge=1)  # per prefix (k)
     # the step numbers to branch at (1: after step 1); null: every step but the last
@@ -42,20 +40,11 @@ class RolloutsConfig(Strict):
     depth: int = Field(1, ge=1)  # 2: continuations are branched too
     planted: bool = False  # given worked solutions (dataset=arithmetic) instead of sampled ones
     wrong_fraction: float = Field(0.5, ge=0.0, le=1.0)  # planted: solutions with one wrong step
-    instructions: dict[str, str]
 
     @model_validator(mode="after")
     def _check(self) -> RolloutsConfig:
         check_config(self.instructions, list(ROLES), "rollouts", self.roles)
         return self
-
-    @property
-    def roles(self) -> dict[str, str]:
-        return {"answerer": self.answerer}
-
-    @property
-    def responder(self) -> str:
-        return self.answerer
 
 
 class Rollouts(Protocol):
@@ -95,6 +84,9 @@ class Rollouts(Protocol):
 
     def wording(self, tree: DialogueTree, instruction: str) -> str:
         return "" if instruction == PREFIX else self.instructions[instruction]
+
+    def judged_against(self, tree: DialogueTree, instruction: str) -> Question | None:
+        return None if instruction == PREFIX else tree.question  # a prefix gives no answer of its own
 
     def check_questions(self, questions: list[Question]) -> None:
         if self.config.planted and (missing := [q.question_id for q in questions if q.worked is None]):

@@ -22,6 +22,35 @@ class PromptsConfig(Strict):
     judge: str  # the LLM extractor's prompt, with {question} and {reply}
 
 
+class StimulusConfig(Strict):
+    """A phrase of conf/stimulus/NAME.yaml appended to agents' system messages (NegativePrompt;
+    positive-thinking messages): `stimulus=NAME` chooses the set, `stimulus.phrase=ID` the phrase."""
+
+    name: str = "none"
+    category: str = ""
+    phrase: str | None = None  # the id of the phrase appended; null only for a set without phrases
+    agents: list[str] | None = None  # whose system message gets it; null: every agent
+    phrases: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _known_phrase(self) -> StimulusConfig:
+        if self.phrases and self.phrase not in self.phrases:
+            raise ValueError(f"phrase '{self.phrase}' is not in the set {self.name} ({', '.join(self.phrases)})")
+        if not self.phrases and self.phrase is not None:
+            raise ValueError(f"phrase '{self.phrase}': the set {self.name} has no phrases")
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}/{self.phrase}" if self.phrase else self.name
+
+    def system_message(self, persona: str, agent: str) -> str:
+        """`agent`'s persona with the phrase appended, if the phrase is for that agent."""
+        if self.phrase is None or (self.agents is not None and agent not in self.agents):
+            return persona
+        return f"{persona.strip()}\n\n{self.phrases[self.phrase]}".strip()
+
+
 class EngineConfig(Strict):
     """How the engine schedules, not what it grows: a run's trees do not depend on it."""
 
@@ -37,9 +66,17 @@ class SimulateConfig(Strict):
     dataset: DatasetConfig
     prompts: PromptsConfig
     judge_model: str | None = None  # the LLM extractor's model; null: the first role's
+    stimulus: StimulusConfig = StimulusConfig()
     engine: EngineConfig = EngineConfig()
     scale: ScaleConfig = ScaleConfig()  # where the backends run: here, or in Ray workers
     progress: bool = True
+
+    @model_validator(mode="after")
+    def _stimulus_agents(self) -> SimulateConfig:
+        unknown = [a for a in self.stimulus.agents or [] if a not in self.agents]
+        if unknown:
+            raise ValueError(f"stimulus.agents: '{unknown[0]}' is not among agents ({', '.join(self.agents)})")
+        return self
 
     @model_validator(mode="after")
     def _roles_are_agents(self) -> SimulateConfig:
@@ -69,6 +106,11 @@ def one_as_list(data, key: str):
     if isinstance(data, dict) and isinstance(data.get(key), str):
         data = {**data, key: [data[key]]}
     return data
+
+
+def system_messages(config: SimulateConfig) -> dict[str, str]:
+    """Each agent's system message: its persona, and the stimulus where it applies."""
+    return {name: config.stimulus.system_message(load_persona(a.persona), name) for name, a in config.agents.items()}
 
 
 def load_persona(name: str) -> str:

@@ -26,6 +26,7 @@ from dialogue.core.tree import DialogueTree, GenInfo, Turn, child_id
 from dialogue.protocols.base import ChildSpec, Protocol
 
 ROOT_ID = "0"
+NOT_READ = Reading(answer=None, only_agrees=False)
 
 
 def derive_seed(seed: int, tree_id: str, turn_id: str) -> int:
@@ -176,10 +177,19 @@ class Engine:
         return ChatRequest(messages, agent.sampling, derive_seed(self.seed, tree.tree_id, turn_id), tree.tree_id)
 
     def _add_turns(self, jobs: list[_Job]) -> None:
-        readings = self.judge.read_batch(
-            [(job.completion.text, job.tree.question, job.completion.finish_reason == "length") for job in jobs]
+        # a turn that is neither right nor wrong (a given prefix, a backward question) is not read
+        against = [self.protocol.judged_against(job.tree, job.spec.instruction) for job in jobs]
+        read = iter(
+            self.judge.read_batch(
+                [
+                    (job.completion.text, question, job.completion.finish_reason == "length")
+                    for job, question in zip(jobs, against, strict=True)
+                    if question is not None
+                ]
+            )
         )
-        for job, reading in zip(jobs, readings, strict=True):
+        readings = [NOT_READ if question is None else next(read) for question in against]
+        for job, reading, question in zip(jobs, readings, against, strict=True):
             done = job.completion
             parent = job.tree.turn(job.parent) if job.parent is not None else None
             answer, agrees = agreement(reading, parent)
@@ -208,7 +218,7 @@ class Engine:
                     instruction=job.spec.instruction,
                     text=done.text,
                     answer=answer,
-                    correct=self.judge.is_correct(answer, job.tree.question),
+                    correct=None if question is None else self.judge.is_correct(answer, question),
                     agrees_with_parent=agrees,
                     parsed=_parsed(self.protocol.parse(job.spec, done.text), reading.problem),
                     gen=gen,

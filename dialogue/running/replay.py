@@ -24,7 +24,7 @@ from dialogue.core.questions import judge_kind
 from dialogue.core.tree import DialogueTree, Turn
 from dialogue.protocols import make_protocol
 from dialogue.protocols.base import ChildSpec, Delegating, Protocol
-from dialogue.running.config import SimulateConfig, load_persona, validate
+from dialogue.running.config import SimulateConfig, system_messages, validate
 from dialogue.running.rundir import RunDir, now
 from dialogue.running.simulate import Result, check_local_models, config_of, grow
 from dialogue.running.summary import summarize
@@ -98,7 +98,7 @@ def replay(
         raise AgoraError(f"run={source_dir}: not a run directory (no manifest.json or trees.jsonl)")
     config = replay_config(manifest, agent, overrides, out).model_copy(update={"progress": progress})
     check_local_models(config)
-    personas = {name: load_persona(a.persona) for name, a in config.agents.items()}
+    personas = system_messages(config)
     sources = {t.tree_id: t for t in source.trees()}
     wanted = list(sources) if tree_ids is None else [str(t) for t in tree_ids]
     missing = [t for t in wanted if t not in sources]

@@ -21,7 +21,7 @@ from dialogue.core.tree import DialogueTree
 from dialogue.protocols import make_protocol
 from dialogue.protocols.base import Protocol
 from dialogue.running.cache import CachedBackend, GenerationCache
-from dialogue.running.config import SimulateConfig, load_persona
+from dialogue.running.config import SimulateConfig, system_messages
 from dialogue.running.engine import Engine, Stats
 from dialogue.running.rundir import RunDir, config_hash, failed_turns
 from dialogue.running.summary import Summary, summarize
@@ -46,7 +46,7 @@ def simulate(
     loaded = load_questions(config.dataset)
     kind = judge_kind(config.dataset, loaded.questions)
     base_kind = judge_kind(config.dataset.model_copy(update={"judge": "auto"}), loaded.questions)
-    personas = {name: load_persona(agent.persona) for name, agent in config.agents.items()}
+    personas = system_messages(config)
     check_local_models(config)
     if config.dataset.max_prompt_tokens:
         drop_long_questions(loaded, config)
@@ -188,8 +188,10 @@ def make_judge(config: SimulateConfig, kind: str, base_kind: str, agents, backen
 
 def config_of(config: SimulateConfig) -> dict:
     """What makes a run what it is: the config without where it is written, how it reports, how
-    the engine schedules, or where the backends run."""
-    return config.model_dump(mode="json", exclude={"out", "progress", "engine", "scale"})
+    the engine schedules, or where the backends run. No stimulus is left out too, so that runs
+    made before stimuli existed keep their config."""
+    excluded = {"out", "progress", "engine", "scale"} | ({"stimulus"} if config.stimulus.phrase is None else set())
+    return config.model_dump(mode="json", exclude=excluded)
 
 
 def _manifest(config: SimulateConfig, source: str, questions: int, skipped: int, answer_kind: str) -> dict:
