@@ -6,7 +6,10 @@ printed as one message, without a traceback, and exit with status 2.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -23,6 +26,7 @@ commands:
   replay    regenerate one agent's turns of a run                    agora replay run=DIR replay.agent=B
             and compare two runs' answers                            agora replay diff DIR_A DIR_B
   render    one tree of a run as text, an HTML page or Graphviz dot  agora render run=DIR tree=ID format=html
+  view      a run (or several) as a site: every tree, filters, pages agora view run=DIR [run=DIR2] [serve=true]
   train     train a model on a mined dataset                         agora train trainer=pbt data=DIR model=M out=DIR
   eval      run evaluation suites against a model                    agora eval suite=all model=M data=DIR out=DIR
             and compare evaluations, paired by question              agora eval compare DIR_A DIR_B [out=FILE.md]
@@ -32,13 +36,19 @@ commands:
 INCOMPLETE = 3  # the exit status of a run that finished with failed turns (2: an error the user can fix)
 
 
+def shown(path: str) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def simulate_command(cfg: DictConfig) -> None:
     from dialogue.running.config import validate
     from dialogue.running.simulate import simulate
     from dialogue.running.summary import format_summary
 
     config = validate(cfg)
-    out = HydraConfig.get().runtime.output_dir
+    out = shown(HydraConfig.get().runtime.output_dir)
     print(f"out={out}", flush=True)
     result = simulate(config, out)
     print(
@@ -112,6 +122,17 @@ def render_command(cfg: DictConfig) -> None:
     print(shown)
 
 
+def view_command(cfg: DictConfig) -> None:
+    from dialogue.evaluation.view import ViewConfig, serve, view
+    from dialogue.running.config import validate
+
+    config = validate(cfg, ViewConfig)
+    out = view(config)
+    print(f"view: {out / 'index.html'}")
+    if config.serve:
+        serve(out, config.port)
+
+
 def train_command(cfg: DictConfig) -> None:
     from accelerate import PartialState
 
@@ -136,13 +157,13 @@ def eval_command(cfg: DictConfig) -> None:
     from dialogue.running.config import validate
 
     hydra_config = HydraConfig.get()
-    out = hydra_config.runtime.output_dir  # in a multirun, the job's own folder
+    out = shown(hydra_config.runtime.output_dir)  # in a multirun, the job's own folder
     config = validate(cfg, EvalConfig).model_copy(update={"out": out})
     print(f"out={out}", flush=True)
     metrics = evaluate(config, list(hydra_config.overrides.task))
     for suite, why in metrics["not_run"].items():
         print(f"{suite}: not run: {why}")
-    print(f"report: {out}/report.md")
+    print(f"report: {out}/report.md  page: {out}/report.html")
     print(f"out={out}")
 
 
@@ -150,8 +171,6 @@ class WriteComparison(Callback):
     """After `agora eval -m ...`: one table comparing every job of the sweep."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from pathlib import Path
-
         from dialogue.evaluation.run import write_comparison
 
         path = write_comparison(Path(config.hydra.sweep.dir))
@@ -164,6 +183,7 @@ COMMANDS = {
     "mine": mine_command,
     "replay": replay_command,
     "render": render_command,
+    "view": view_command,
     "train": train_command,
     "eval": eval_command,
 }
@@ -183,8 +203,6 @@ def replay_diff(args: list[str]) -> None:
 
 
 def eval_compare(args: list[str]) -> None:
-    from pathlib import Path
-
     from dialogue.evaluation.report import compare
 
     out = [a.split("=", 1)[1] for a in args if a.startswith("out=")]
@@ -199,14 +217,19 @@ def eval_compare(args: list[str]) -> None:
     target = Path(out[0] if out else "comparison.md")
     plot = target.with_suffix(".png")
     try:
-        table = compare(folders, plot=plot)
+        table, labels = compare(folders, plot=plot)
     except AgoraError as e:
         print(f"agora eval compare: error: {e}", file=sys.stderr)
         sys.exit(2)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(table + f"\n![comparison]({plot.name})\n", encoding="utf-8")
+    from dialogue.evaluation.report_page import compare_page
+
+    page = target.with_suffix(".html")
+    page.write_text(compare_page(table, list(zip(labels, folders, strict=True)), plot), encoding="utf-8")
     print(table)
     print(f"plot: {plot}")
+    print(f"page: {page}")
     print(f"out={target}")
 
 
@@ -234,6 +257,23 @@ def merge_repeated(overrides: list[str], key: str) -> list[str]:
     return [o for o in overrides if not o.startswith(f"{key}=")] + [f"{key}=[{quoted}]"]
 
 
+def drop_if_empty(out: Path, command: str, existed: bool) -> None:
+    """After a user error, take away what Hydra wrote before the command ran (its saved config
+    and an empty log), so that a mistyped name leaves no folder that looks like a run."""
+    if out.resolve() == Path.cwd().resolve() or not out.is_dir():
+        return
+    hydra_files = {".hydra", f"{command}.log"}
+    if any(p.name not in hydra_files for p in out.iterdir()):
+        return  # the command wrote something: keep it all
+    log = out / f"{command}.log"
+    if log.exists() and log.stat().st_size:
+        return
+    shutil.rmtree(out / ".hydra", ignore_errors=True)
+    log.unlink(missing_ok=True)
+    if not existed:
+        out.rmdir()
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -253,8 +293,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     for override in overrides:  # before Hydra, which makes `out` its own output directory
         if override.startswith("out=") and command in ("simulate", "eval"):
-            from pathlib import Path
-
             from dialogue.running.rundir import check_writable
 
             try:
@@ -263,10 +301,18 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"agora {command}: error: {e}", file=sys.stderr)
                 sys.exit(2)
 
+    given = [o[len("out=") :] for o in overrides if o.startswith("out=")]
+    existed = bool(given) and Path(given[-1]).exists()
+
     def task(cfg: DictConfig) -> None:
+        if command in ("mine", "train", "eval"):  # one bar per step of Agora's own, not one per `datasets` map
+            import datasets
+
+            datasets.disable_progress_bars()
         try:
             COMMANDS[command](cfg)
         except AgoraError as e:
+            drop_if_empty(Path(HydraConfig.get().runtime.output_dir), command, existed)
             print(f"agora {command}: error: {e}", file=sys.stderr)
             sys.exit(2)
 

@@ -38,6 +38,24 @@ def hashed_number(body: dict) -> str:
     return f"I worked it out. Answer: {hashlib.sha256(key).digest()[0] % 4}"
 
 
+def served_simulation(url: str, questions: int, out: Path) -> list[str]:
+    """`agora simulate` of `questions` arithmetic problems against the scripted server at `url`."""
+    return [
+        "simulate",
+        "backend=openai",
+        f"backend.base_url={url}",
+        "backend.api_key_env=null",
+        "backend.max_concurrency=64",
+        "agents.A.model=served",
+        "agents.B.model=served",
+        "dataset=arithmetic",
+        f"dataset.count={questions}",
+        f"dataset.limit={questions}",
+        "progress=false",
+        f"out={out}",
+    ]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", type=int, default=20000)
@@ -50,19 +68,8 @@ def main():
             sys.executable,
             "-m",
             "agora",
-            "simulate",
-            "backend=openai",
-            f"backend.base_url={server.url}",
-            "backend.api_key_env=null",
-            "backend.max_concurrency=64",
-            "agents.A.model=served",
-            "agents.B.model=served",
-            "dataset=arithmetic",
-            f"dataset.count={args.questions}",
-            f"dataset.limit={args.questions}",
+            *served_simulation(server.url, args.questions, out),
             f"engine.max_active_trees={args.window}",
-            "progress=false",
-            f"out={out}",
         ]
         started = time.perf_counter()
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)

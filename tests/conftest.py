@@ -5,6 +5,8 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+import contextlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +94,38 @@ def build_tiny_model(path: Path, initializer_range: float = 0.02) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-llama")))
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@contextlib.contextmanager
+def chromium_page(width: int = 1280, height: int = 900):
+    """A page in Debian's headless Chromium (Playwright drives it), and the list of the dialogs
+    it opened (a script that ran would open one); the dialogs are dismissed."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "the page tests need Chromium: `make test` installs it (make browser)"
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        # Flags: no sandbox as root, and no background connections on a machine with no network.
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        try:
+            yield page, dialogs
+        finally:
+            browser.close()
 
 
 def add_turn(tree, turn_id: str, **fields) -> None:
@@ -202,6 +236,18 @@ def scripted_run(path, monkeypatch, questions=24, seed=0, *overrides):
     monkeypatch.setattr("dialogue.running.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
     simulate(config, path)
     return path
+
+
+@pytest.fixture
+def exports(tmp_path, monkeypatch) -> Path:
+    """A folder with the pbt, aft and kto exports of a scripted run over 12 questions."""
+    from dialogue.mining.export import MineConfig, mine
+
+    run = scripted_run(tmp_path / "run", monkeypatch, questions=12)
+    monkeypatch.undo()
+    for miner in ("pbt", "aft", "kto"):
+        mine(MineConfig(run=[str(run)], out=str(tmp_path / miner), miner={"name": miner}))
+    return tmp_path
 
 
 def scripted_export(root: Path, miner: str) -> Path:

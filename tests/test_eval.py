@@ -11,9 +11,8 @@ import pytest
 from dialogue.core.questions import Question
 from dialogue.evaluation.config import EvalConfig
 from dialogue.evaluation.run import evaluate
-from dialogue.mining.export import MineConfig, mine
 from dialogue.running.config import validate
-from tests.conftest import ScriptedBackend, agora, instruction_of, scripted_run
+from tests.conftest import ScriptedBackend, agora, instruction_of
 
 
 def eval_config(out, *overrides):
@@ -244,15 +243,6 @@ def test_critique_suite_scores_a_critic_that_checks_each_line_on_its_own(tmp_pat
 # --- balanced and assessment: from exports ---------------------------------------------------
 
 
-@pytest.fixture
-def exports(tmp_path, monkeypatch):
-    run = scripted_run(tmp_path / "run", monkeypatch, questions=12)
-    monkeypatch.undo()
-    for miner in ("pbt", "aft", "kto"):
-        mine(MineConfig(run=[str(run)], out=str(tmp_path / miner), miner={"name": miner}))
-    return tmp_path
-
-
 def test_balanced_asks_each_persuasion_turn_once_and_scores_by_its_label(tmp_path, exports, monkeypatch):
     """The scripted run's persuader always argues for A: questions whose gold is A are accept
     rows, the others resist rows. A model that always says A accepts every time and never resists."""
@@ -290,11 +280,11 @@ def assert_png(path: Path):
     assert height > 200 and width > 300
 
 
-def test_eval_all_writes_every_section_plots_and_refuses_to_overwrite(tmp_path, exports, tiny_model):
-    out = tmp_path / "out"
-    args = [
+def eval_all(exports, model) -> list[str]:
+    """`agora eval` of every suite, test-sized, on the scripted run's pbt and aft exports."""
+    return [
         "eval",
-        f"model={tiny_model}",
+        f"model={model}",
         f"data={exports / 'pbt'}",
         f"data={exports / 'aft'}",
         "dataset.split=all",
@@ -304,6 +294,11 @@ def test_eval_all_writes_every_section_plots_and_refuses_to_overwrite(tmp_path, 
         "resamples=50",
         "progress=false",
     ]
+
+
+def test_eval_all_writes_every_section_plots_and_refuses_to_overwrite(tmp_path, exports, tiny_model):
+    out = tmp_path / "out"
+    args = eval_all(exports, tiny_model)
     done = agora(*args, f"out={out}")
     assert done.returncode == 0, done.stderr
     metrics = json.loads((out / "metrics.json").read_text())

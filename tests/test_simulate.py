@@ -208,3 +208,14 @@ def test_cli_prints_run_directory_summary_and_renders(tiny_model, tmp_path):
     assert "[0] A · neutral ·" in shown.stdout and "[0.0] B · resist ·" in shown.stdout
     missing = agora("render", f"run={out}", "tree=nope")
     assert missing.returncode == 2 and "tree=nope" in missing.stderr
+
+
+def test_a_mistyped_name_leaves_no_folder_behind(tmp_path):
+    out = tmp_path / "run"
+    done = agora("simulate", f"dataset.path={tmp_path / 'missing.jsonl'}", f"out={out}")
+    assert done.returncode == 2 and "dataset.path: no such file" in done.stderr
+    assert not out.exists()  # Hydra's saved config and empty log are taken away again
+    out.mkdir()
+    done = agora("simulate", "agents.A.model=/no/such/model", f"out={out}")
+    assert done.returncode == 2 and "unknown model '/no/such/model'" in done.stderr
+    assert out.is_dir() and not any(out.iterdir())  # a folder the user made stays, empty

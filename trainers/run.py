@@ -113,7 +113,7 @@ def _train(
     log = out / "log.jsonl"
     results = {}
     weights = None  # the gathered state dict of a sharded run's last stage
-    for stage, spec in stages.items():
+    for number, (stage, spec) in enumerate(stages.items(), start=1):
         stage_dir = out / "stages" / stage
         if stage in finished:
             results[stage] = json.loads((stage_dir / "result.json").read_text())
@@ -134,6 +134,13 @@ def _train(
         except ValueError as e:
             raise AgoraError(f"trainer {name}, stage {stage}: {e}") from None
         checkpoint = get_last_checkpoint(str(stage_dir)) if config.resume and stage_dir.exists() else None
+        if state.is_main_process:
+            length = (
+                f"{args[stage].max_steps} steps"
+                if args[stage].max_steps > 0
+                else f"{args[stage].num_train_epochs:g} epochs"
+            )
+            print(f"stage {number}/{len(stages)}: {stage}, {len(train_split)} rows, {length}", flush=True)
         if checkpoint:
             print(f"stage {stage}: resuming from {checkpoint}")
         result = trainer.train(resume_from_checkpoint=checkpoint)

@@ -57,7 +57,8 @@ def render_text(tree: DialogueTree, width: int = 100) -> str:
     return "\n".join(lines)
 
 
-def render_html(tree: DialogueTree) -> str:
+def render_html(tree: DialogueTree, back: str | None = None) -> str:
+    """The tree as a page; `back`: the address of the page it was opened from (a run's view)."""
     pairs = pbt_pairs(tree)
     roles: dict[str, list[str]] = {}
     for n, pair in enumerate(pairs, start=1):
@@ -104,6 +105,7 @@ summary {{ cursor: pointer; }}
 .stop {{ margin-left: .6em; color: #777; font-style: italic; }}
 .pair {{ margin-left: .6em; background: #fff3c4; padding: 0 .3em; border-radius: 3px; }}
 </style></head><body>
+{f'<p><a class="back" href="{esc(back)}">&larr; all trees</a></p>' if back else ""}
 <h1>tree {esc(tree.tree_id)} <small>{esc(tree.graph.graph["protocol"])}</small></h1>
 <div class="question">{esc(show_question(tree.question))}</div>
 <p>gold: <b class="gold">{esc(gold_text(tree))}</b></p>

@@ -146,7 +146,8 @@ def _excludes_zero(e: dict) -> bool:
     return e["value"] is not None and (e["low"] > 0 or e["high"] < 0)
 
 
-def compare(folders: list[str], labels: list[str] | None = None, plot: Path | None = None) -> str:
+def compare(folders: list[str], labels: list[str] | None = None, plot: Path | None = None) -> tuple[str, list[str]]:
+    """(the comparison as markdown, the label of each evaluation)."""
     evaluations = [load_metrics(f) for f in folders]
     if labels is None:
         names = [Path(f).name for f in folders]
@@ -155,4 +156,4 @@ def compare(folders: list[str], labels: list[str] | None = None, plot: Path | No
         f"- {label}: model {ev['model']}, persona {ev['persona']}, stimulus {ev.get('stimulus', 'none')} ({folder})"
         for label, ev, folder in zip(labels, evaluations, folders, strict=True)
     )
-    return f"# Comparison\n\n{models}\n\n{compare_markdown(evaluations, labels, plot)}\n"
+    return f"# Comparison\n\n{models}\n\n{compare_markdown(evaluations, labels, plot)}\n", labels

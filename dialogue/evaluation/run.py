@@ -22,6 +22,7 @@ from dialogue.evaluation.leakage import check_overlap
 from dialogue.evaluation.metrics import metrics_of, records_to_json
 from dialogue.evaluation.plots import draw
 from dialogue.evaluation.report import compare_markdown, load_metrics, report_markdown
+from dialogue.evaluation.report_page import write_report_page
 from dialogue.evaluation.suites import SUITES, Shared, planned_questions
 from dialogue.running.config import load_persona
 from dialogue.running.rundir import now, one_writer
@@ -98,6 +99,7 @@ def _evaluate(
         "finished_at": now(),
     }
     (out / "report.md").write_text(report_markdown(metrics), encoding="utf-8")
+    write_report_page(metrics, out)
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
 

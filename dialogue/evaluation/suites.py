@@ -286,7 +286,7 @@ def assessment(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
         model, tokenizer = load_causal_lm(config.model)
         model.to("cuda" if torch.cuda.is_available() else "cpu")
     model.eval()
-    keyed, margins = [], []
+    keyed, margins, scored = [], [], []
     for row in tqdm(rows, desc="assessment", unit="row", disable=not config.progress):
         candidates = row["positives"] + row["negatives"]
         if not row["positives"] or not row["negatives"]:
@@ -297,6 +297,17 @@ def assessment(config: EvalConfig, folder: Path, shared: Shared) -> SuiteResult:
             for n in negatives:
                 keyed.append((row["question_id"], m.Scored(p, n)))
                 margins.append(p - n)
+        scored.append(
+            {
+                "question_id": row["question_id"],
+                "tree_id": row["tree_id"],
+                "prompt": row["prompt"][-1]["content"],
+                "positives": [{"text": t, "score": s} for t, s in zip(row["positives"], positives, strict=True)],
+                "negatives": [{"text": t, "score": s} for t, s in zip(row["negatives"], negatives, strict=True)],
+            }
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in scored))
     return SuiteResult(by_question(keyed), {"pairs": len(keyed), "margins": margins})
 
 

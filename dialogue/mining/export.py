@@ -268,13 +268,13 @@ def free_form_of(manifest: dict) -> frozenset[str]:
     return _protocol_of(manifest).free_form
 
 
-def _protocol_config(manifest: dict):
+def protocol_config_of(manifest: dict):
     protocol = manifest["config"]["protocol"]
     return PROTOCOL_CONFIGS[protocol["name"]].model_validate(protocol)
 
 
 def _protocol_of(manifest: dict):
-    return make_protocol(_protocol_config(manifest))
+    return make_protocol(protocol_config_of(manifest))
 
 
 def _responders(miner: MinerConfig, manifest: dict) -> set[str] | None:
@@ -283,7 +283,7 @@ def _responders(miner: MinerConfig, manifest: dict) -> set[str] | None:
         return None
     if miner.responders is not None:
         return set(miner.responders)
-    return {_protocol_config(manifest).responder}
+    return {protocol_config_of(manifest).responder}
 
 
 def prompt_builder(manifest: dict, run_path: str, needed: list[str]):

@@ -31,6 +31,34 @@ class Summary:
         return asdict(self)
 
 
+@dataclass
+class Persuasion:
+    attempts: int = 0
+    changed: int = 0
+    correct_to_wrong: int = 0
+    wrong_to_correct: int = 0
+
+
+def persuasion(tree: DialogueTree, responders: set[str] | None = None) -> Persuasion:
+    """The persuasion attempts in one tree: turns of a responder (None: any agent) answering
+    another agent who argued for a different answer than the responder held before."""
+    found = Persuasion()
+    for turn in tree.turns():
+        if turn.parent is None or (responders is not None and turn.speaker not in responders):
+            continue
+        persuader = tree.turn(turn.parent)
+        if persuader.parent is None or persuader.speaker == turn.speaker:
+            continue
+        before = tree.turn(persuader.parent)
+        if before.speaker != turn.speaker or persuader.answer == before.answer:
+            continue
+        found.attempts += 1
+        found.changed += turn.answer != before.answer
+        found.correct_to_wrong += before.correct is True and turn.correct is not True
+        found.wrong_to_correct += before.correct is not True and turn.correct is True
+    return found
+
+
 def judge_counts(trees: Iterable[DialogueTree], free_form: set[str] = frozenset()) -> dict[str, dict[str, int]]:
     """Per agent, how many of its generated turns gave no readable answer, and how many were
     letter/text conflicts, among turns whose instruction asked for an answer (not `free_form`)."""
@@ -67,19 +95,11 @@ def summarize(
         for turn in tree.turns():
             if turn.depth == first_depth.get(turn.speaker):
                 first_correct.setdefault(turn.speaker, []).append(turn.correct is True)
-            if turn.parent is None or (responders is not None and turn.speaker not in responders):
-                continue
-            persuader = tree.turn(turn.parent)
-            before_id = persuader.parent
-            if before_id is None or persuader.speaker == turn.speaker:
-                continue
-            before = tree.turn(before_id)
-            if before.speaker != turn.speaker or persuader.answer == before.answer:
-                continue
-            summary.attempts += 1
-            summary.changed += turn.answer != before.answer
-            summary.correct_to_wrong += before.correct is True and turn.correct is not True
-            summary.wrong_to_correct += before.correct is not True and turn.correct is True
+        found = persuasion(tree, responders)
+        summary.attempts += found.attempts
+        summary.changed += found.changed
+        summary.correct_to_wrong += found.correct_to_wrong
+        summary.wrong_to_correct += found.wrong_to_correct
     summary.first_answer_accuracy = {name: sum(flags) / len(flags) for name, flags in sorted(first_correct.items())}
     summary.unreadable, summary.conflicts = (
         dict(sorted(summary.unreadable.items())),
