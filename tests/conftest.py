@@ -293,7 +293,7 @@ def scripted_critique_run(path, monkeypatch, questions=10):
     return path
 
 
-def scripted_rollouts_run(path, monkeypatch, questions=6):
+def scripted_rollouts_run(path, monkeypatch, questions=6, *overrides):
     """protocol=rollouts from planted worked solutions on arithmetic, continued by a scripted
     answerer that goes on correctly from whatever value its prefix reached: a prefix is worth 1
     until its first wrong step and 0 from there, so the first pits are the planted steps."""
@@ -312,6 +312,7 @@ def scripted_rollouts_run(path, monkeypatch, questions=6):
             "dataset=arithmetic",
             f"dataset.limit={questions}",
             "progress=false",
+            *overrides,
         ]
     )
     worked = {q.question: q.worked for q in load_questions(config.dataset).questions}

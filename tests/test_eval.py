@@ -335,6 +335,8 @@ def test_eval_all_writes_every_section_plots_and_refuses_to_overwrite(tmp_path, 
     )
     assert re.search(r"^\| balanced \| balanced_accuracy \| .+ \| - \| - \|$", table, re.M)
     assert_png(table_file.with_suffix(".png"))
+    page = table_file.with_suffix(".html").read_text()  # the same table as a page, linking each report
+    assert "<th>other - out</th>" in page and (out / "report.html").resolve().as_uri() in page
 
     # evaluations on different questions are not paired
     fewer = tmp_path / "fewer"

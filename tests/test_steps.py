@@ -183,3 +183,20 @@ def test_stepwise_labels_from_rollouts_equal_the_arithmetic_truth(planted_run, t
         by[labels] = {(r["tree_id"], tuple(r["completions"])): r["labels"] for r in rows}
     assert by["rollouts"] == by["truth"]
     assert any(not all(labels) for labels in by["truth"].values())
+
+
+def test_depth_two_branches_the_continuations_and_values_their_steps(tmp_path, monkeypatch):
+    from dialogue.running.rundir import RunDir
+
+    run = scripted_rollouts_run(tmp_path / "run", monkeypatch, 4, "protocol.depth=2")
+    trees = list(RunDir(run).trees())
+    for tree in trees:
+        depths = {t.depth for t in tree.turns()}
+        assert depths == {0, 1, 2, 3, 4, 5}
+        # a continuation after step 1 writes steps 2 and 3; branched after its step 2, both have values
+        for turn in tree.turns():
+            if turn.depth == 3 and len(split_steps(turn.text)) == 2:
+                assert [s.value is not None for s in step_values(tree, turn.id)] == [True, True]
+                assert all(s.advantage is not None for s in step_values(tree, turn.id))
+    card = mine(MineConfig(run=[str(run)], out=str(tmp_path / "steps"), miner=MinerConfig(name="steps")))
+    assert card["report"]["pits_agree"] == card["report"]["pits_with_truth"] == card["report"]["pits_located"] > 0

@@ -192,6 +192,7 @@ table.facts th { text-align: left; font-weight: normal; color: #555; padding-rig
 #trees th.group { text-align: center; cursor: default; }
 #trees tbody tr:hover { background: #f0f6ff; }
 #trees td.question { max-width: 40em; white-space: pre-wrap; }
+#trees td.tree { white-space: nowrap; }
 #trees td.num { text-align: right; font-variant-numeric: tabular-nums; }
 #trees td.bad { color: #b22; font-weight: bold; }
 #trees a { color: inherit; }
@@ -274,7 +275,7 @@ function draw(pages) {
     for (const col of columns) {
       const td = tr.insertCell();
       const v = value(row, col);
-      if (col.key === "question") td.className = "question";
+      if (col.key === "question" || col.key === "tree") td.className = col.key;
       if (numeric.has(col.key)) td.className = "num" + (v > 0 && col.key !== "pairs" ? " bad" : "");
       if (col.key === "tree" && v !== undefined) {
         const a = document.createElement("a"); a.href = row.runs[col.run].page; a.textContent = v; td.append(a);
