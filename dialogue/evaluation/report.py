@@ -146,12 +146,16 @@ def _excludes_zero(e: dict) -> bool:
     return e["value"] is not None and (e["low"] > 0 or e["high"] < 0)
 
 
+def folder_labels(folders: list[str]) -> list[str]:
+    """Each folder's name, or its whole path where two names are the same."""
+    names = [Path(f).name or str(f) for f in folders]
+    return names if len(set(names)) == len(names) else [str(f) for f in folders]
+
+
 def compare(folders: list[str], labels: list[str] | None = None, plot: Path | None = None) -> tuple[str, list[str]]:
     """(the comparison as markdown, the label of each evaluation)."""
     evaluations = [load_metrics(f) for f in folders]
-    if labels is None:
-        names = [Path(f).name for f in folders]
-        labels = names if len(set(names)) == len(names) else [str(f) for f in folders]
+    labels = labels or folder_labels(folders)
     models = "\n".join(
         f"- {label}: model {ev['model']}, persona {ev['persona']}, stimulus {ev.get('stimulus', 'none')} ({folder})"
         for label, ev, folder in zip(labels, evaluations, folders, strict=True)

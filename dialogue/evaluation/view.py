@@ -30,6 +30,7 @@ from agents.files import make_readable
 from dialogue.core.questions import show_question
 from dialogue.core.tree import DialogueTree
 from dialogue.evaluation.render import gold_text, render_html, safe_file_name
+from dialogue.evaluation.report import folder_labels
 from dialogue.mining.export import protocol_config_of
 from dialogue.mining.rules import pbt_pairs
 from dialogue.running.config import one_as_list
@@ -78,17 +79,17 @@ def _answers(turns) -> str:
 def view(config: ViewConfig) -> Path:
     """Write the site; returns its folder. Written beside `out` and moved into place."""
     runs = [RunDir(r) for r in config.run]
-    for run, name in zip(runs, config.run, strict=True):
-        if run.manifest() is None or not run.trees_path.exists():
+    manifests = [run.manifest() for run in runs]
+    for run, manifest, name in zip(runs, manifests, config.run, strict=True):
+        if manifest is None or not run.trees_path.exists():
             raise AgoraError(f"run={name}: not a run directory (no manifest.json or trees.jsonl)")
     out = Path(config.out) if config.out else runs[0].path / "view"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
     try:
         questions: dict[str, dict] = {}
-        labels = _labels(config.run)
-        for i, run in enumerate(runs):
-            manifest = run.manifest()
+        labels = folder_labels(config.run)
+        for i, (run, manifest) in enumerate(zip(runs, manifests, strict=True)):
             responders = {protocol_config_of(manifest).responder}
             folder = tmp / "trees" / str(i)
             folder.mkdir(parents=True)
@@ -105,7 +106,8 @@ def view(config: ViewConfig) -> Path:
                     **tree_cells(tree, responders),
                 }
         heads = [
-            _run_head(label, run.manifest(), name) for label, run, name in zip(labels, runs, config.run, strict=True)
+            _run_head(label, manifest, name)
+            for label, manifest, name in zip(labels, manifests, config.run, strict=True)
         ]
         data = {"labels": labels, "rows": list(questions.values()), "page_size": config.page_size}
         (tmp / "index.html").write_text(_index(heads, data), encoding="utf-8")
@@ -117,11 +119,6 @@ def view(config: ViewConfig) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp)
     return out
-
-
-def _labels(paths: list[str]) -> list[str]:
-    names = [Path(p).name or str(p) for p in paths]
-    return names if len(set(names)) == len(names) else [str(p) for p in paths]
 
 
 def _run_head(label: str, manifest: dict, path: str) -> str:

@@ -96,11 +96,12 @@ def step_pairs(tree: DialogueTree, margin: float) -> list[StepPair]:
     chosen. A prefix's candidates are the first step of each continuation from it and the next
     step of the solution it was cut from; the same two texts make one pair."""
     pairs, seen = [], set()
+    values = {s: step_values(tree, s) for s in solutions(tree)}  # each solution's once, not once per prefix
     for prefix in (t.id for t in tree.turns() if t.instruction == PREFIX):
-        candidates = [step_values(tree, c)[0] for c in tree.children(prefix) if _has_steps(tree, c)]
+        candidates = [values[c][0] for c in tree.children(prefix) if c in values and values[c]]
         parent = tree.turn(prefix).parent
         if parent is not None:
-            candidates += [s for s in step_values(tree, parent) if s.prefix == prefix]
+            candidates += [s for s in values[parent] if s.prefix == prefix]
         valued = [c for c in candidates if c.value is not None]
         for a in valued:
             for b in valued:
@@ -108,8 +109,3 @@ def step_pairs(tree: DialogueTree, margin: float) -> list[StepPair]:
                     seen.add((prefix, a.text, b.text))
                     pairs.append(StepPair(prefix, a, b))
     return pairs
-
-
-def _has_steps(tree: DialogueTree, turn_id: str) -> bool:
-    turn = tree.turn(turn_id)
-    return is_solution(turn) and bool(split_steps(turn.text))
