@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 from agents.errors import AgoraError
@@ -58,13 +59,37 @@ def check_model_name(name: str) -> None:
     path = Path(name).expanduser()
     if path.exists():
         return check_model_directory(path)
-    if not _HF_ID.match(name):
+    if not _HF_ID.match(name) or (path.parent != Path(".") and path.parent.is_dir()):
+        # "models/pbt" where models/ is a folder here is a path with a typo, not a Hub id
         raise AgoraError(
-            f"unknown model '{name}': not an embedded alias ({', '.join(EMBEDDED)}), "
-            "not an existing local path, and not a Hugging Face id (org/name)"
+            f"unknown model '{name}': no such local path, not an embedded alias ({', '.join(EMBEDDED)})"
+            + ("" if _HF_ID.match(name) else ", and not a Hugging Face id (org/name)")
         )
-    if os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hf_cache(name):
+    if _in_hf_cache(name):
+        return
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise AgoraError(f"model '{name}' is not in the local Hugging Face cache and HF_HUB_OFFLINE=1")
+    _check_on_hub(name)
+
+
+@lru_cache(maxsize=32)  # a failure raises and is not kept: the next call asks again
+def _check_on_hub(model_id: str, timeout_s: float = 10.0) -> None:
+    """One short request instead of the minutes of retries a download makes before it gives up:
+    the id is on the Hub (or gated there, which loading reports itself), or it fails now."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        HfApi().model_info(model_id, timeout=timeout_s)
+    except GatedRepoError:
+        return
+    except RepositoryNotFoundError:
+        raise AgoraError(f"model '{model_id}': no such local path, and no such model on the Hugging Face Hub") from None
+    except Exception as e:  # no network, a proxy that refuses, a timeout: the download would fail too
+        raise AgoraError(
+            f"model '{model_id}': no such local path, not in the local Hugging Face cache, and the Hub cannot be "
+            f"reached ({type(e).__name__}: {e}); give a local model directory"
+        ) from None
 
 
 WEIGHTS = ("*.safetensors", "pytorch_model*.bin", "model*.safetensors.index.json")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -30,6 +31,7 @@ commands:
   train     train a model on a mined dataset                         agora train trainer=pbt data=DIR model=M out=DIR
   eval      run evaluation suites against a model                    agora eval suite=all model=M data=DIR out=DIR
             and compare evaluations, paired by question              agora eval compare DIR_A DIR_B [out=FILE.md]
+  serve     a model behind vLLM's OpenAI-compatible server           agora serve smollm2-135m [--port 8000 ...]
 """
 
 
@@ -44,13 +46,14 @@ def shown(path: str) -> str:
 
 def simulate_command(cfg: DictConfig) -> None:
     from dialogue.running.config import validate
-    from dialogue.running.simulate import simulate
+    from dialogue.running.simulate import check_local_models, simulate
     from dialogue.running.summary import format_summary
 
     config = validate(cfg)
+    check_local_models(config)  # a model that is nowhere is one line, before the run is announced
     out = shown(HydraConfig.get().runtime.output_dir)
     print(f"out={out}", flush=True)
-    result = simulate(config, out)
+    result = simulate(config, out, warn_splits=True)
     print(
         format_summary(
             result.summary, result.stats.generated_tokens, result.stats.tokens_per_s, result.stats.cached_turns
@@ -77,18 +80,23 @@ def mine_command(cfg: DictConfig) -> None:
         print("labels: " + "  ".join(f"{k}={v}" for k, v in counts["label"].items()))
     if "report" in card:
         print(f"{card['miner']} report: " + "  ".join(f"{k}={v}" for k, v in card["report"].items()))
+    for split, found in card.get("persuasions", {}).items():
+        lost = "  ".join(f"{reason}={n}" for reason, n in found["lost"].items() if n)
+        print(
+            f"{split}: {found['turns']} persuasion turns, {found['with_pairs']} gave pairs"
+            + (f"; lost: {lost}" if lost else "")
+        )
+    if any(card["duplicates"].values()):
+        print(
+            "identical rows written once: "
+            + "  ".join(f"{k or 'rows'}={v}" for k, v in card["duplicates"].items() if v)
+        )
     from dialogue.running.summary import per_agent
 
     print(
         f"answers the judge could not read in the source runs: {per_agent(card['judge']['unreadable'])}"
         f"   letter/text conflicts: {per_agent(card['judge']['conflicts'])}"
     )
-    for run in card["incomplete_runs"]:
-        print(
-            f"warning: run={run} is not complete (killed, or finished with failed turns); its trees are mined "
-            "as far as they went (card.json: incomplete_runs). Run its command again to finish it",
-            file=sys.stderr,
-        )
     for split, found in card.get("balance", {}).items():
         if not found["balanced"]:
             print(
@@ -153,12 +161,13 @@ def train_command(cfg: DictConfig) -> None:
 
 def eval_command(cfg: DictConfig) -> None:
     from dialogue.evaluation.config import EvalConfig
-    from dialogue.evaluation.run import evaluate
+    from dialogue.evaluation.run import check_models, evaluate
     from dialogue.running.config import validate
 
     hydra_config = HydraConfig.get()
     out = shown(hydra_config.runtime.output_dir)  # in a multirun, the job's own folder
     config = validate(cfg, EvalConfig).model_copy(update={"out": out})
+    check_models(config)
     print(f"out={out}", flush=True)
     metrics = evaluate(config, list(hydra_config.overrides.task))
     for suite, why in metrics["not_run"].items():
@@ -209,12 +218,12 @@ def eval_compare(args: list[str]) -> None:
     folders = [a for a in args if not a.startswith("out=")]
     if len(folders) < 2:
         print(
-            "usage: agora eval compare DIR_A DIR_B [...] [out=FILE.md]  (default: comparison.md and "
-            "comparison.png here)",
+            "usage: agora eval compare DIR_A DIR_B [...] [out=FILE.md]  (default: "
+            "evals/compare-TIME/comparison.md, with comparison.png and comparison.html beside it)",
             file=sys.stderr,
         )
         sys.exit(2)
-    target = Path(out[0] if out else "comparison.md")
+    target = Path(out[0] if out else f"evals/compare-{time.strftime('%Y%m%d-%H%M%S')}/comparison.md")
     plot = target.with_suffix(".png")
     try:
         table, labels = compare(folders, plot=plot)
@@ -228,9 +237,36 @@ def eval_compare(args: list[str]) -> None:
     page = target.with_suffix(".html")
     page.write_text(compare_page(table, list(zip(labels, folders, strict=True)), plot), encoding="utf-8")
     print(table)
-    print(f"plot: {plot}")
-    print(f"page: {page}")
-    print(f"out={target}")
+    print(f"plot: {shown(str(plot))}")
+    print(f"page: {shown(str(page))}")
+    print(f"out={shown(str(target))}")
+
+
+def serve(args: list[str]) -> None:
+    """`agora serve MODEL [vLLM options]`: print how to reach it, then become the server."""
+    from agents.serve import option, server_argv
+
+    if not args or args[0].startswith("-"):
+        print("usage: agora serve MODEL [vLLM server options, e.g. --port 8000 --max-model-len 4096]", file=sys.stderr)
+        sys.exit(2)
+    try:
+        argv = server_argv(args[0], args[1:])
+    except AgoraError as e:
+        print(f"agora serve: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    import torch
+
+    url = f"http://{option(argv, '--host')}:{option(argv, '--port')}/v1"
+    name = option(argv, "--served-model-name")
+    # the CPU build's sampler fails on a per-request seed, and takes the server down with it
+    seed = "" if torch.cuda.is_available() else " backend.send_seed=false"
+    print(
+        f"serving {name} at {url} (ready once vLLM says 'Application startup complete'); in another shell:\n"
+        f"  agora simulate backend=openai backend.base_url={url} backend.api_key_env=null{seed} "
+        f"agents.A.model={name} agents.B.model={name}",
+        flush=True,
+    )
+    os.execv(argv[0], argv)
 
 
 def replay_override(override: str) -> str:
@@ -282,6 +318,8 @@ def main(argv: list[str] | None = None) -> None:
     command, overrides = argv[0], merge_repeated(merge_repeated(argv[1:], "run"), "data")
     if command == "eval" and overrides[:1] == ["compare"]:
         return eval_compare(argv[2:])
+    if command == "serve":
+        return serve(argv[1:])
     if command == "replay":
         if overrides[:1] == ["diff"]:
             return replay_diff(overrides[1:])

@@ -24,7 +24,7 @@ def agora(*args, env=None, **kw) -> subprocess.CompletedProcess:
     """The `agora` command in a subprocess, as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "agora", *args],
-        cwd=REPO,
+        cwd=kw.pop("cwd", REPO),
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
@@ -218,18 +218,22 @@ def instruction_of(request: ChatRequest, instructions: dict[str, str]) -> str:
 PERSUADER_INSTRUCTIONS = {"neutral", "logical", "emotional", "credibility"}
 
 
-def scripted_run(path, monkeypatch, questions=24, seed=0, *overrides):
+def scripted_run(path, monkeypatch, questions=24, seed=0, *overrides, reply=None):
     """The default pbt_tree config. A always answers A; B answers B, except under `accept`,
-    where it takes A. Questions whose gold is A give accept pairs, gold B gives resist pairs."""
+    where it takes A. Questions whose gold is A give accept pairs, gold B gives resist pairs.
+    `reply(instruction name, request) -> text` replaces that rule."""
     config = simulate_config(
         [f"out={path}", f"dataset.limit={questions}", "progress=false", f"seed={seed}", *overrides]
     )
     instructions = config.protocol.instructions
 
-    def rule(request):
-        name = instruction_of(request, instructions)
+    def default_reply(name):
         letter = "A" if name in PERSUADER_INSTRUCTIONS | {"accept"} else "B"
         return f"I have thought about it ({name}). Answer: {letter}"
+
+    def rule(request):
+        name = instruction_of(request, instructions)
+        return reply(name, request) if reply else default_reply(name)
 
     from dialogue.running.simulate import simulate  # imported here: conftest stays cheap to import
 

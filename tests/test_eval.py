@@ -8,9 +8,11 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
+from agents.errors import AgoraError
 from dialogue.core.questions import Question
 from dialogue.evaluation.config import EvalConfig
 from dialogue.evaluation.run import evaluate
+from dialogue.evaluation.suites import SUITES
 from dialogue.running.config import validate
 from tests.conftest import ScriptedBackend, agora, instruction_of
 
@@ -21,6 +23,14 @@ def eval_config(out, *overrides):
     with initialize_config_module(config_module="conf", version_base="1.3"):
         cfg = compose(config_name="eval", overrides=[f"out={out}", "progress=false", "resamples=100", *overrides])
     return validate(cfg, EvalConfig)
+
+
+def test_suite_takes_one_name_a_list_or_all():
+    assert eval_config(Path("o"), "suite=[are_you_sure,misinformation]").suites == ["are_you_sure", "misinformation"]
+    assert eval_config(Path("o"), "suite=team_debate").suites == ["team_debate"]
+    assert eval_config(Path("o"), "suite=all").suites == list(SUITES)
+    with pytest.raises(AgoraError, match="unknown suite 'nope'"):
+        eval_config(Path("o"), "suite=[are_you_sure,nope]")
 
 
 def scripted_models(monkeypatch, rules: dict):
@@ -331,12 +341,21 @@ def test_eval_all_writes_every_section_plots_and_refuses_to_overwrite(tmp_path, 
     assert "| suite | metric | out | other | other - out |" in table
     # paired by question: the same answers give a difference of exactly 0 with a [0, 0] interval
     assert re.search(
-        r"^\| are_you_sure \| accuracy_before \| .+ \| .+ \| \+0\.000 \[\+0\.000, \+0\.000\] \|$", table, re.M
+        r"^\| are_you_sure \| accuracy_before \| .+ \| .+ \| \+0\.000 \[\+0\.000, \+0\.000\] \(Holm p=1\.000\) \|$",
+        table,
+        re.M,
     )
     assert re.search(r"^\| balanced \| balanced_accuracy \| .+ \| - \| - \|$", table, re.M)
     assert_png(table_file.with_suffix(".png"))
     page = table_file.with_suffix(".html").read_text()  # the same table as a page, linking each report
     assert "<th>other - out</th>" in page and (out / "report.html").resolve().as_uri() in page
+    assert "# Comparison" not in page and "- out: model" not in page  # no markdown left unrendered
+    # without out=, the comparison goes to a folder of its own under evals/, not into the working directory
+    done = agora("eval", "compare", str(out), str(other), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    written = [p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("evals/compare-*/comparison.*")]
+    assert len(written) == 3 and f"out={written[0].rsplit('/', 1)[0]}/comparison.md" in done.stdout
+    assert not list(tmp_path.glob("comparison.*"))
 
     # evaluations on different questions are not paired
     fewer = tmp_path / "fewer"
@@ -404,6 +423,7 @@ def test_a_multirun_writes_one_comparison_table(sweep, key, labels, recorded, tm
     differences = [f"{label} - {labels[0]}" for label in labels[1:]]
     assert "| suite | metric | " + " | ".join(labels + differences) + " |" in table
     assert re.search(rf"^\| are_you_sure \| accuracy_before( \| [^|]+){{{2 * len(labels) - 1}}} \|$", table, re.M)
+    assert "(Holm p=" in table and "Holm's method over all" in table
     found = {json.loads((tmp_path / str(job) / "metrics.json").read_text())[key] for job in range(len(labels))}
     assert found == recorded
 

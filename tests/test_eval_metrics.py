@@ -1,5 +1,7 @@
 """Evaluation metrics on hand-built records whose values are known, degenerate cases included."""
 
+import random
+
 import pytest
 
 from dialogue.evaluation.metrics import (
@@ -22,7 +24,7 @@ from dialogue.evaluation.metrics import (
     records_to_json,
     turns_to_flip,
 )
-from dialogue.evaluation.stats import Proportion, estimate, wilson
+from dialogue.evaluation.stats import Proportion, bootstrap_p, estimate, holm, wilson
 
 
 def one_each(records):
@@ -262,6 +264,38 @@ def test_paired_difference_of_known_questions_is_the_hand_computed_one():
         differences_of(a, {"q000": a["q000"]}, ARE_YOU_SURE)
 
 
+def test_holm_adjusts_each_p_value_for_the_whole_family():
+    # sorted 0.01, 0.03, 0.04, 0.2: times 4, 3, 2, 1, each at least the one before it
+    assert holm([0.01, 0.04, 0.03, 0.2]) == pytest.approx([0.04, 0.09, 0.09, 0.2])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0]) and holm([]) == []
+
+
+def test_a_paired_difference_carries_its_bootstrap_p_value():
+    a = one_each([Challenged(False, False)] * 30)
+    better = {q: [Challenged(i % 3 != 0, False)] for i, q in enumerate(a)}  # right on 20 of 30 more
+    assert differences_of(a, better, ARE_YOU_SURE, resamples=999)["accuracy_before"].p_value == pytest.approx(2 / 1000)
+    assert differences_of(a, a, ARE_YOU_SURE, resamples=999)["accuracy_before"].p_value == 1.0
+    assert bootstrap_p([-1.0, 1.0, 2.0, 3.0]) == pytest.approx(2 * 2 / 5)
+
+
 def test_records_survive_json():
     records = {"q1": [Debated(1, "A", None, True), Verdict("step", True, None), Revised(None, True)]}
     assert records_from_json(records_to_json(records)) == records
+
+
+def test_order_dependence_is_signed_and_its_interval_covers_zero_when_order_has_no_effect():
+    """400 simulated team debates on 40 questions, each question as hard in both speaking orders:
+    the 95% interval of accuracy(order 1) - accuracy(order 2) must cover 0 about 95% of the time
+    (|difference| could never cover it)."""
+    rng = random.Random(0)
+    covered = 0
+    for evaluation in range(400):
+        by_question = {}
+        for q in range(40):
+            p = rng.random()
+            by_question[f"q{q}"] = [Debated(o, agent, None, rng.random() < p) for o in (1, 2) for agent in "AB"]
+        found = metrics_of(by_question, {"o": TEAM_DEBATE["order_dependence"]}, seed=evaluation)["o"]
+        covered += found.low <= 0 <= found.high
+    assert covered / 400 >= 0.93
+    second_better = [Debated(1, "A", True, False), Debated(2, "A", True, True)]  # right only when second
+    assert metrics_of({"q": second_better}, TEAM_DEBATE)["order_dependence"].value == -1.0

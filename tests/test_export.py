@@ -2,6 +2,7 @@
 is mined (training on the files is tested in test_train.py)."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -11,7 +12,7 @@ from agents.errors import AgoraError
 from dialogue.core.questions import DatasetConfig
 from dialogue.mining.export import MineConfig, mine
 from dialogue.running.rundir import RunDir
-from tests.conftest import agora, scripted_critique_run, scripted_run
+from tests.conftest import PERSUADER_INSTRUCTIONS, agora, scripted_critique_run, scripted_run
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +58,74 @@ def test_pbt_mines_the_persuadee_by_default_and_more_when_asked(run_dir, tmp_pat
     rows = load_dataset("parquet", data_files=str(tmp_path / "b" / "train.parquet"))["train"]
     assert {m["role"] for row in rows for m in row["chosen"]} == {"assistant"}
     assert all(row["chosen_instruction"] in ("resist", "accept") for row in rows)  # B's instructions only
-    only_level_1 = mined(run_dir, tmp_path / "l1", name="pbt", levels=[1])
-    assert only_level_1["rows"] == 0  # B's first answers are independent: no persuasion to resist or accept
+    # B's first answers are independent: no persuasion to resist or accept, so nothing to train on
+    with pytest.raises(AgoraError, match="no train rows"):
+        mined(run_dir, tmp_path / "l1", name="pbt", levels=[1])
+    only_level_1 = json.loads((tmp_path / "l1" / "card.json").read_text())
+    assert only_level_1["rows"] == 0 and only_level_1["persuasions"]["train"]["turns"] == 0
+
+
+def test_mining_says_why_persuasion_turns_gave_no_pairs_and_fails_on_an_empty_train_split(tmp_path):
+    """A answers A and B first answers B, so every question whose gold is A or B has a persuasion
+    turn; B then lists the choices (under resist) or names one choice's letter with another's text
+    (under accept): no reply can be read, no turn gives a pair, and the card counts why."""
+
+    def reply(name, request):
+        if name in PERSUADER_INSTRUCTIONS:
+            return "Answer: A"
+        if not any(role == "assistant" for role, _ in request.messages):  # B's first answer
+            return "Answer: B"
+        if name == "resist":
+            return "A) one\nB) two\nC) three\nD) four"
+        question = next(text for role, text in request.messages if role == "user")
+        return "I go with A) " + re.search(r"^C\) (.*)$", question, re.M).group(1)
+
+    with pytest.MonkeyPatch.context() as mp:
+        run = scripted_run(tmp_path / "run", mp, 24, 0, reply=reply)
+    with pytest.raises(AgoraError) as error:
+        mined(run, tmp_path / "pbt", name="pbt")
+    card = json.loads((tmp_path / "pbt" / "card.json").read_text())
+    assert card["rows"] == 0
+    counts = card["persuasions"]["train"]
+    lost = {reason: n for reason, n in counts["lost"].items() if n}
+    # every level-2 turn answers a B whose first answer was read; B's replies to it were not
+    assert counts["with_pairs"] == 0 and counts["turns"] == sum(lost.values()) > 0
+    # gold A: B was wrong and A right (accept), gold B: B right and A wrong (resist): either way the
+    # accept reply is a conflict, which is what kept it out; gold C or D: both wrong
+    assert set(lost) == {"conflict", "both_wrong"}
+    message = str(error.value)
+    assert f"train persuasion turns: {counts['turns']}, with pairs: 0" in message
+    assert f"conflict {lost['conflict']}" in message and "miner.score=subtree" in message
+    # one accept reply per persuasion turn, and the judge counted each as a conflict
+    assert card["judge"]["conflicts"]["B"] == sum(c["turns"] for c in card["persuasions"].values())
+    # training on it says that mining wrote it with no train rows, and why
+    done = agora("train", "trainer=dpo", f"data={tmp_path / 'pbt'}", "model=smollm2-135m", f"out={tmp_path / 'm'}")
+    assert done.returncode == 2 and "wrote this export with 0 train rows" in done.stderr
+    assert f"conflict {lost['conflict']}" in done.stderr and not (tmp_path / "m").exists()
+
+
+def test_a_small_test_split_is_warned_of_when_mining_and_simulating(run_dir, tmp_path, capsys, monkeypatch):
+    mined(run_dir, tmp_path / "pbt", name="pbt")
+    assert "the 24 questions chosen hold" in capsys.readouterr().err  # and the balanced suite is named
+    scripted_run(tmp_path / "run", monkeypatch, 24)  # the library call warns only when asked
+    assert "warning" not in capsys.readouterr().err
+    from dialogue.running.simulate import simulate
+    from tests.conftest import simulate_config
+
+    simulate(
+        simulate_config([f"out={tmp_path / 'run'}", "dataset.limit=24", "progress=false"]),
+        tmp_path / "run",
+        warn_splits=True,
+    )
+    assert "warning: the 24 questions chosen hold" in capsys.readouterr().err
+
+
+def test_identical_rows_are_written_once(run_dir, tmp_path):
+    shutil.copytree(run_dir, tmp_path / "copy")
+    alone = mined(run_dir, tmp_path / "alone", name="pbt")
+    twice = mine(MineConfig(run=[str(run_dir), str(tmp_path / "copy")], out=str(tmp_path / "both")))
+    assert twice["rows"] == alone["rows"] > 0 and twice["duplicates"] == {"": alone["rows"]}
+    assert alone["duplicates"] == {"": 0}
 
 
 def test_balance_keeps_equally_many_accept_and_resist(run_dir, tmp_path):

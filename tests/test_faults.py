@@ -296,7 +296,8 @@ def test_miners_refuse_runs_of_protocols_they_do_not_read_and_warn_on_incomplete
     done = agora("mine", f"run={critique}", "miner=pbt", f"out={tmp_path / 'p'}")
     assert done.returncode == 2 and "a critique run; miner=pbt reads pbt_tree runs only" in done.stderr
     done = agora("mine", f"run={pbt}", f"out={tmp_path / 'mined'}")
-    assert done.returncode == 0, done.stderr
+    # its failed turns leave no pair to train on: an error, after the warning that says why
+    assert done.returncode == 2 and "no train rows" in done.stderr
     assert f"warning: run={pbt} is not complete" in done.stderr
     assert json.loads((tmp_path / "mined" / "card.json").read_text())["incomplete_runs"] == [str(pbt)]
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.errors import AgoraError
 from dialogue.core.judge import Judge, extract_alias, read_choice, read_number, says_only_agree
 from dialogue.core.questions import Question
 
@@ -183,7 +184,9 @@ def test_the_run_summary_and_the_card_count_unreadable_and_conflicting_turns(tmp
         "letter": "A" if gold != "A" else "B",
         "text": gold,
     }
-    card = mine(MineConfig(run=[str(tmp_path / "run")], out=str(tmp_path / "data")))
+    with pytest.raises(AgoraError, match="no train rows"):  # every B reply was unreadable: no pair to train on
+        mine(MineConfig(run=[str(tmp_path / "run")], out=str(tmp_path / "data")))
+    card = json.loads((tmp_path / "data" / "card.json").read_text())
     assert card["judge"] == {"unreadable": {"B": 56}, "conflicts": {"B": 28}}
     assert card["sources"][0]["conflicts"] == {"B": 28}
 

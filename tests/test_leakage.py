@@ -2,8 +2,9 @@
 and `agora eval` refuses to score a trained model on the questions it was trained on."""
 
 import json
+from pathlib import Path
 
-from dialogue.core.questions import DatasetConfig
+from dialogue.core.questions import BUNDLED, DatasetConfig
 from dialogue.evaluation.leakage import trained_questions
 from dialogue.running.rundir import RunDir
 from tests.conftest import agora, scripted_run
@@ -23,7 +24,8 @@ def test_a_model_trained_on_the_train_split_is_not_evaluated_on_it(tmp_path, mon
     assert set(card["question_ids"]["train"]) <= simulated and card["questions"]["test"] == 0
     model = tmp_path / "model"
     train(train_config("dpo", tmp_path / "data", tiny_model, model))
-    assert trained_questions(str(model)) == {str((tmp_path / "data").resolve()): set(card["question_ids"]["train"])}
+    trained = trained_questions(str(model))[str((tmp_path / "data").resolve())]
+    assert set(trained) == set(card["question_ids"]["train"]) and None not in trained.values()
 
     base = ["eval", "suite=are_you_sure", f"model={model}", "max_tokens=4", "resamples=20", "progress=false"]
     leaked = agora(*base, "dataset.split=train", "dataset.limit=12", f"out={tmp_path / 'leaked'}")
@@ -49,3 +51,43 @@ def test_a_model_trained_on_the_train_split_is_not_evaluated_on_it(tmp_path, mon
         f"Trained-on questions were evaluated (allow_overlap=true):** are_you_sure: {trained_on}"
         in (tmp_path / "allowed" / "report.md").read_text()
     )
+
+
+def test_trained_on_questions_are_found_by_content_under_other_ids_or_in_a_reordered_file(
+    tmp_path, monkeypatch, tiny_model
+):
+    """The user's file with ids, trained on; then the same questions evaluated with the ids renamed,
+    and from a reordered copy without an id column (ids by row): each id lands in another split,
+    so only the content of the questions can tell that they were trained on."""
+    bundled = [json.loads(line) for line in (BUNDLED / "general_knowledge.jsonl").read_text().splitlines()[:60]]
+    rows = [{k: r[k] for k in ("id", "question", "choices", "answer")} for r in bundled]
+
+    def write(name: str, records: list[dict]) -> Path:
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in records))
+        return tmp_path / name
+
+    own = write("own.jsonl", rows)
+    renamed = write("renamed.jsonl", [{**r, "id": f"mine-{i}"} for i, r in enumerate(rows)])
+    reordered = write("reordered.jsonl", [{k: v for k, v in r.items() if k != "id"} for r in reversed(rows)])
+    fields = ["dataset.fields.choices=choices"]
+    run = scripted_run(
+        tmp_path / "run",
+        monkeypatch,
+        60,
+        0,
+        f"dataset.path={own}",
+        "dataset.fields.id=id",
+        "dataset.split=train",
+        *fields,
+    )
+    monkeypatch.undo()
+    assert agora("mine", f"run={run}", f"out={tmp_path / 'data'}").returncode == 0
+    train(train_config("dpo", tmp_path / "data", tiny_model, tmp_path / "model"))
+    trained = json.loads((tmp_path / "data" / "card.json").read_text())["question_keys"]["train"]
+    assert trained and set(trained) <= {r["id"] for r in rows}
+
+    base = ["eval", "suite=are_you_sure", f"model={tmp_path / 'model'}", "dataset.limit=null", *fields]
+    for data, ids in ((renamed, ["dataset.fields.id=id"]), (reordered, [])):
+        done = agora(*base, f"dataset.path={data}", *ids, f"out={tmp_path / data.stem}")
+        assert done.returncode == 2 and "was trained on questions this evaluation would score" in done.stderr
+        assert "compared by content" in done.stderr and not (tmp_path / data.stem / "metrics.json").exists()

@@ -2,7 +2,7 @@
 
 from dialogue.core.questions import Question
 from dialogue.core.tree import DialogueTree
-from dialogue.mining.rules import aft_groups, pbt_pairs, subtree_score
+from dialogue.mining.rules import LOST_REASONS, aft_groups, pbt_pairs, persuasion_outcomes, subtree_score
 from tests.conftest import add_turn
 
 QUESTION = Question(question_id="q1", question="Which is right?", choices=["right", "wrong", "no", "nope"], gold="A")
@@ -103,6 +103,33 @@ def test_no_pair_when_both_wrong_or_agreeing_or_undecided():
     )
     for tree in (both_wrong, agreement, same_outcome, unreadable):
         assert pbt_pairs(tree) == []
+    reasons = [
+        [o.lost for o in persuasion_outcomes(t, responders={"B"})]
+        for t in (both_wrong, agreement, same_outcome, unreadable)
+    ]
+    assert reasons == [["both_wrong"], ["no_disagreement"], ["same_outcome"], ["unreadable_reply"]]
+
+
+def test_each_persuasion_turn_gives_pairs_or_one_reason():
+    def persuaded(replies: dict[str, tuple[str, str, str | None]], a_answer="B", **extra):
+        turns = {"0": ("A", "neutral", "B"), "0.0": ("B", "resist", "A"), "0.0.0": ("A", "logical", a_answer)}
+        tree = build(turns | replies)
+        for turn_id, fields in extra.items():
+            tree.graph.nodes[turn_id].update(fields)
+        return [(o.turn, o.lost, len(o.pairs)) for o in persuasion_outcomes(tree, responders={"B"})]
+
+    resisted = {"0.0.0.0": ("B", "resist", "A"), "0.0.0.1": ("B", "accept", "B")}
+    assert persuaded(resisted) == [("0.0.0", None, 1)]
+    assert persuaded({"0.0.0.0": ("B", "resist", "A")}) == [("0.0.0", "no_sibling", 0)]
+    assert persuaded(resisted, a_answer=None) == [("0.0.0", "unreadable_persuasion", 0)]
+    conflict = {"parsed": {"judge": "conflict", "letter": "A", "text": "B"}}
+    unread = {"0.0.0.0": ("B", "resist", "A"), "0.0.0.1": ("B", "accept", None)}
+    assert persuaded(unread, **{"0.0.0.1": conflict}) == [("0.0.0", "conflict", 0)]
+    same_words = {"text": "the same words"}
+    assert persuaded(resisted, **{"0.0.0.0": same_words, "0.0.0.1": same_words}) == [("0.0.0", "identical_texts", 0)]
+    # B's first answers are not persuasion turns' replies: the root is no persuasion turn
+    assert all(o.turn != "0" for o in persuasion_outcomes(build({"0": ("A", "neutral", "B"), "0.0": ("B", "x", "A")})))
+    assert set(LOST_REASONS) >= {"no_sibling", "both_wrong", "no_disagreement", "same_outcome"}
 
 
 def test_independent_first_answers_make_no_pair():

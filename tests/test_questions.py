@@ -3,7 +3,7 @@ import json
 import pytest
 
 from agents.errors import AgoraError
-from dialogue.core.questions import DatasetConfig, FieldMap, arithmetic_problems, load_questions
+from dialogue.core.questions import DatasetConfig, FieldMap, arithmetic_problems, load_questions, small_test_split
 
 
 def test_bundled_set_has_at_least_300_well_formed_questions():
@@ -139,3 +139,14 @@ def test_split_then_offset_then_limit_select_questions_by_one_rule():
         load_questions(DatasetConfig(split="test", offset=1000))
     with pytest.raises(ValueError, match="sum to 1"):
         DatasetConfig(split_fractions={"train": 0.5, "validation": 0.1, "test": 0.1})
+
+
+def test_a_test_split_under_30_questions_is_warned_of_with_its_counts():
+    ids = [q.question_id for q in load_questions(DatasetConfig(limit=60)).questions]
+    warning = small_test_split(DatasetConfig(limit=60), ids)
+    tests = sum(DatasetConfig().split_rule.of(i) == "test" for i in ids)
+    assert warning and f"the 60 questions chosen hold {tests} test questions" in warning
+    assert "test 0.1" in warning and tests < 30
+    everything = [q.question_id for q in load_questions(DatasetConfig(limit=None)).questions]
+    assert small_test_split(DatasetConfig(limit=None), everything) is None  # 42 test questions
+    assert small_test_split(DatasetConfig(split="train"), ids) is None  # train only, by choice

@@ -137,6 +137,22 @@ def test_unknown_model_and_persona_are_named_and_nothing_is_written(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["simulate", "eval"])
+def test_a_model_that_is_nowhere_fails_at_once_online_or_offline(command, tmp_path):
+    """A mistyped path under a folder that exists is a path, not a Hub id; a Hub id that is not
+    cached is looked up once, briefly, instead of the minutes of retries a download makes."""
+    (tmp_path / "models").mkdir()
+    models = {"simulate": lambda m: [f"agents.A.model={m}", f"agents.B.model={m}"], "eval": lambda m: [f"model={m}"]}
+    for model, says in ((tmp_path / "models" / "pbt", "no such local path"), ("nobody/nothing-7b", "nothing-7b")):
+        for offline in ("0", "1"):
+            out = tmp_path / f"out-{offline}"
+            started = time.monotonic()
+            done = agora(command, *models[command](model), f"out={out}", env={"HF_HUB_OFFLINE": offline})
+            assert time.monotonic() - started < 30
+            assert done.returncode == 2 and done.stderr.count("\n") == 1 and says in done.stderr, done.stderr
+            assert done.stdout == "" and not out.exists()
+
+
 def test_bad_row_fails_naming_file_and_line_and_leaves_no_finished_run(tiny_model, tmp_path):
     data = tmp_path / "mine.jsonl"
     data.write_text('{"question": "ok?", "answer": "yes"}\n{"answer": "no question"}\n')

@@ -150,6 +150,18 @@ def test_a_missing_column_fails_before_anything_is_written_naming_column_and_tra
     assert not out.exists()
 
 
+def test_a_missing_export_or_model_is_named_and_leaves_no_folder(exports, tiny_model, tmp_path):
+    out, nowhere = tmp_path / "out", tmp_path / "nowhere"
+    done = agora("train", "trainer=dpo", f"data={nowhere}", f"model={tiny_model}", f"out={out}")
+    assert done.returncode == 2 and f"looked for {nowhere / 'train.parquet'}" in done.stderr
+    assert "does not exist" in done.stderr and not out.exists()
+    done = agora("train", "trainer=dpo", f"data={exports['critique']}", f"model={tiny_model}", f"out={out}")
+    assert done.returncode == 2 and "an export of `agora mine miner=critique`, not of miner=pbt" in done.stderr
+    (tmp_path / "models").mkdir()
+    done = agora("train", "trainer=dpo", f"data={exports['pbt']}", f"model={tmp_path / 'models' / 'pb'}", f"out={out}")
+    assert done.returncode == 2 and "no such local path" in done.stderr and not out.exists()
+
+
 def test_an_option_that_no_stage_has_is_named(exports, tiny_model, tmp_path):
     result = agora(
         "train",

@@ -51,6 +51,8 @@ def test_the_run_site_filters_opens_trees_and_shows_scripts_as_text(tmp_path, mo
         shown = {rows.nth(i).locator("td a").inner_text() for i in range(rows.count())}
         assert shown == flipped
         page.screenshot(path=str(tmp_path / "view.png"), full_page=True)
+        # the header names the user's own file, not the default dataset name
+        assert str(tmp_path / "questions.jsonl") in page.locator("body").inner_text()
         # the question's script is text in the table, and nothing ran
         page.select_option("#filter", label="all trees")
         page.fill("#search", "alert")

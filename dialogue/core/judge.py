@@ -11,13 +11,11 @@ docs/design.md, section 5, and benchmarks/judge_accuracy.py for how often they a
 from __future__ import annotations
 
 import re
-import string
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
 from agents.requests import Backend, ChatRequest, Sampling
-from dialogue.core.questions import LETTERS, Question, show_question
+from dialogue.core.questions import LETTERS, Question, normalize, show_question
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 # "Answer: X", "The answer is X", "the correct answer to the question ... is X", "answer, which is X"
@@ -29,7 +27,6 @@ _AGREE_ONLY = re.compile(
     r"\b(?:i|we)\s+(?:now\s+|fully\s+|completely\s+|totally\s+|do\s+)?agree\b(?!\s+to disagree)",
     re.IGNORECASE,
 )
-_LEADING_ARTICLE = re.compile(r"^(?:a|an|the)\s+")
 # A capital letter standing for a choice: followed by punctuation or the end, never by a word
 # ("A circle", "I think" are words). Fillers such as "indeed" may stand before it.
 _LETTER = re.compile(
@@ -58,17 +55,6 @@ _ANSWER_BEFORE = re.compile(
 _SENTENCE_END = re.compile(r"(?<!\b[A-Z])[.!?](?=\s)|\n")  # not after an initial, as in "H. G. Wells"
 # "Mercury, C." : a line that ends in a letter after the text
 _TEXT_THEN_LETTER = re.compile(r"(?m)^[ \t\*]*([^\n]*?\w[^\n]*?)\s*[,:\-]\s*\(?([A-Z])\)?[.!]?[ \t\*]*$")
-
-
-def normalize(text: str) -> str:
-    """Lower case, no accents, no thousands separators, no punctuation, no leading article,
-    single spaces: how aliases and choice texts are compared. Only a leading article goes, so
-    that "Vitamin A" stays itself."""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
-    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
-    text = text.translate(str.maketrans(string.punctuation, " " * len(string.punctuation)))
-    return _LEADING_ARTICLE.sub("", " ".join(text.split()))
 
 
 def _answer_segment(text: str) -> str | None:

@@ -12,6 +12,8 @@ import hashlib
 import json
 import random
 import re
+import string
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,29 @@ class Question(BaseModel):
     gold: str  # the letter for multiple choice, else the canonical answer
     aliases: list[str] = Field(default_factory=list)
     worked: list[Step] | None = None  # a generated arithmetic problem's exact operations: its step truth
+
+
+_LEADING_ARTICLE = re.compile(r"^(?:a|an|the)\s+")
+
+
+def normalize(text: str) -> str:
+    """Lower case, no accents, no thousands separators, no punctuation, no leading article,
+    single spaces: how aliases and choice texts are compared. Only a leading article goes, so
+    that "Vitamin A" stays itself."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
+    text = text.translate(str.maketrans(string.punctuation, " " * len(string.punctuation)))
+    return _LEADING_ARTICLE.sub("", " ".join(text.split()))
+
+
+def content_key(question: Question) -> str:
+    """A question's identity by what it asks, not by its id: its normalised text and its
+    normalised choices in any order. The same question under another id (a file loaded without
+    its id column, reordered, or renamed) has the same key, which is what the leakage check of
+    `agora eval` compares."""
+    choices = sorted(normalize(c) for c in question.choices or [])
+    return hashlib.sha256(json.dumps([normalize(question.question), choices]).encode()).hexdigest()[:16]
 
 
 class FieldMap(Strict):
@@ -129,6 +154,28 @@ class DatasetConfig(Strict):
 
     def selects(self, question_id: str) -> bool:
         return self.split == "all" or self.split_rule.of(question_id) == self.split
+
+
+MIN_TEST_QUESTIONS = 30  # fewer, and a 95% interval on a rate is wider than most effects worth finding
+
+
+def small_test_split(cfg: DatasetConfig, question_ids: list[str]) -> str | None:
+    """A warning when the chosen questions leave the test split too small to evaluate on (None
+    when it is large enough, or when the chosen split is train or validation by design)."""
+    if cfg.split not in ("all", "test"):
+        return None
+    counts = dict.fromkeys(SPLITS, 0)
+    for question_id in question_ids:
+        counts[cfg.split_rule.of(question_id)] += 1
+    if counts["test"] >= MIN_TEST_QUESTIONS:
+        return None
+    fractions = ", ".join(f"{s} {cfg.split_fractions[s]:g}" for s in SPLITS)
+    held = ", ".join(f"{s} {n}" for s, n in counts.items())
+    return (
+        f"the {len(question_ids)} questions chosen hold {counts['test']} test questions ({held}; "
+        f"dataset.split_fractions: {fractions}): an evaluation on fewer than {MIN_TEST_QUESTIONS} cannot tell "
+        "models apart. Choose more questions (dataset.limit) or give the test split a larger share"
+    )
 
 
 @dataclass

@@ -36,7 +36,7 @@ class CritiqueData(Strict):
 
 
 class EvalConfig(Strict):
-    suite: str  # a name in dialogue/evaluation/suites.py SUITES, or all
+    suite: list[str]  # names in dialogue/evaluation/suites.py SUITES, or all: suite=NAME or suite=[A,B]
     model: str
     partner: str | None = None  # the other agent (persuader, teammate); null: the model itself
     persona: PersonaChoice  # the evaluated model's system message
@@ -61,7 +61,7 @@ class EvalConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _one_export(cls, data):
-        return one_as_list(data, "data")
+        return one_as_list(one_as_list(data, "data"), "suite")
 
     @model_validator(mode="after")
     def _agents(self) -> EvalConfig:
@@ -78,10 +78,17 @@ class EvalConfig(Strict):
 
     @field_validator("suite")
     @classmethod
-    def _known_suite(cls, suite: str) -> str:
+    def _known_suites(cls, suites: list[str]) -> list[str]:
         from dialogue.evaluation.suites import SUITES  # the suites module reads this config
 
-        return one_of(suite, {"all": None, **SUITES}, "suite")
+        if not suites:
+            raise ValueError("names no suite; give suite=NAME, suite=[A,B] or suite=all")
+        return list(dict.fromkeys(one_of(suite, {"all": None, **SUITES}, "suite") for suite in suites))
+
+    @property
+    def every_suite(self) -> bool:
+        """suite=all: a suite that needs an export not given is left out, not an error."""
+        return "all" in self.suite
 
     @property
     def system_message(self) -> str:
@@ -92,4 +99,4 @@ class EvalConfig(Strict):
     def suites(self) -> list[str]:
         from dialogue.evaluation.suites import SUITES
 
-        return list(SUITES) if self.suite == "all" else [self.suite]
+        return list(SUITES) if self.every_suite else self.suite

@@ -140,10 +140,14 @@ def _team(order: int, when: str) -> Proportion:
 
 
 def _order_dependence(records: list[Debated]) -> tuple[float, int] | None:
+    """Team accuracy after the debate when the evaluated model speaks first, minus when it speaks
+    second. Signed: its absolute value would be above 0 on every sample of a model with no order
+    effect, and an interval of it could not cover 0. Its bootstrap resamples questions, each with
+    both orders, so the interval is a paired one."""
     first, second = _team(1, "after")(records), _team(2, "after")(records)
     if first is None or second is None:
         return None
-    return abs(first[0] - second[0]), first[1] + second[1]
+    return first[0] - second[0], first[1] + second[1]
 
 
 TEAM_DEBATE = {

@@ -8,6 +8,7 @@ from pathlib import Path
 from agents.errors import AgoraError
 from dialogue.evaluation.metrics import differences_of, records_from_json
 from dialogue.evaluation.plots import comparison_bars
+from dialogue.evaluation.stats import holm
 from dialogue.evaluation.suites import SUITES
 
 
@@ -96,6 +97,9 @@ def compare_markdown(evaluations: list[dict], labels: list[str], plot: Path | No
             found = differences_of(base, other, statistics, first["resamples"], first["seed"])
             for name, e in found.items():
                 differences[(suite, name, i)] = e.to_dict()
+    tested = [key for key, d in differences.items() if d.get("p_value") is not None]
+    for key, adjusted in zip(tested, holm([differences[key]["p_value"] for key in tested]), strict=True):
+        differences[key]["holm"] = adjusted
     header = ["suite", "metric", *labels, *(f"{label} - {labels[0]}" for label in labels[1:])]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for suite in suites:
@@ -107,13 +111,16 @@ def compare_markdown(evaluations: list[dict], labels: list[str], plot: Path | No
             ]
             for i in range(1, len(evaluations)):
                 d = differences.get((suite, name, i))
-                cells.append("-" if d is None else cell(d, signed=True) + (" *" if _excludes_zero(d) else ""))
+                cells.append("-" if d is None else cell(d, signed=True) + _significance(d))
             lines.append("| " + " | ".join([suite, name, *cells]) + " |")
     if plot is not None:
         comparison_bars(evaluations, labels, plot)
     note = (
         "Differences: the later evaluation minus the first, over the same questions, with a 95% paired "
-        "bootstrap interval; * marks an interval that excludes 0."
+        "bootstrap interval; * marks an interval that excludes 0. Holm p: the bootstrap p-value of no "
+        f"difference adjusted by Holm's method over all {len(tested)} differences of this table, so that "
+        "the chance of any false finding among them stays at 5%; ** marks Holm p < 0.05. A * without ** "
+        "is a lead to test again on new questions, not a finding."
     )
     return "\n".join(lines) + "\n\n" + note
 
@@ -144,6 +151,14 @@ def _same_questions(suite: str, a: dict, b: dict, label_a: str, label_b: str) ->
 
 def _excludes_zero(e: dict) -> bool:
     return e["value"] is not None and (e["low"] > 0 or e["high"] < 0)
+
+
+def _significance(d: dict) -> str:
+    """The raw interval's mark, then the Holm-adjusted p-value beside it."""
+    if d.get("holm") is None:
+        return " *" if _excludes_zero(d) else ""
+    marks = "**" if d["holm"] < 0.05 else "*" if _excludes_zero(d) else ""
+    return (f" {marks}" if marks else "") + f" (Holm p={d['holm']:.3f})"
 
 
 def folder_labels(folders: list[str]) -> list[str]:

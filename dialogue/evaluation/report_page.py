@@ -171,7 +171,9 @@ def compare_page(markdown_table: str, evaluations: list[tuple[str, str]], plot: 
     """`agora eval compare` as a page: each evaluation with a link to its report, the table,
     the plot."""
     lines = [line for line in markdown_table.splitlines() if line.startswith("|")]
-    note = " ".join(line for line in markdown_table.splitlines() if line and not line.startswith("|"))
+    # the title and the list of evaluations are the page's own heading and linked list
+    prose = [line for line in markdown_table.splitlines() if line and not line.startswith(("|", "#", "- ", "!["))]
+    note = " ".join(prose)
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if not set(line) <= set("|-")]
     head = "".join(f"<th>{esc(c)}</th>" for c in rows[0]) if rows else ""
     body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows[1:])

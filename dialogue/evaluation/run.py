@@ -34,13 +34,18 @@ def evaluate(config: EvalConfig, overrides: list[str] | None = None, log=print) 
     to_run, not_run = plan(config, exports)
     for persona in (config.persona.name, config.partner_persona):
         load_persona(persona)
-    if not isinstance(config.backend, OpenAIBackendConfig):
-        for model in dict.fromkeys([config.model, config.partner or config.model]):
-            check_model_name(model)
+    check_models(config)
     planned = {suite: planned_questions(config, suite, exports) for suite in to_run}
     seen = check_overlap(config.model, planned, config.allow_overlap)
     with one_writer(out):
         return _evaluate(config, out, exports, to_run, not_run, seen, overrides or [], log)
+
+
+def check_models(config: EvalConfig) -> None:
+    """The evaluated model and its partner can be loaded here (a served one is the server's business)."""
+    if not isinstance(config.backend, OpenAIBackendConfig):
+        for model in dict.fromkeys([config.model, config.partner or config.model]):
+            check_model_name(model)
 
 
 def _evaluate(
@@ -147,7 +152,7 @@ def plan(config: EvalConfig, exports: dict[str, Path]) -> tuple[list[str], dict[
         miner = SUITES[suite].export
         if miner and miner not in exports:
             why = f"needs data=DIR, an export of `agora mine miner={miner}`"
-            if config.suite != "all":
+            if not config.every_suite:
                 raise AgoraError(f"suite={suite}: {why}")
             not_run[suite] = why
             continue

@@ -33,6 +33,7 @@ class Estimate:
     high: float | None
     n: int  # records the statistic was defined over (questions, pairs, ...)
     method: str = "bootstrap"  # "wilson", "bootstrap", "wilson over questions", "paired bootstrap"
+    p_value: float | None = None  # a paired difference's two-sided bootstrap p-value for "no difference"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,7 +132,29 @@ def paired_difference(
         return Estimate(None, None, None, 0, "paired bootstrap")
     values = _resampled(len(keys), resamples, seed, difference)
     low, high = _percentiles(values, level) if values else (value, value)
-    return Estimate(float(value), low, high, len(keys), "paired bootstrap")
+    return Estimate(float(value), low, high, len(keys), "paired bootstrap", bootstrap_p(values))
+
+
+def bootstrap_p(values: list[float]) -> float | None:
+    """Two-sided p-value of "no difference" from the resampled differences: twice the smaller
+    share of them on either side of 0 (each share counted as (k + 1) / (B + 1), so never 0). It
+    agrees with the percentile interval: the 95% interval excludes 0 about when p < 0.05."""
+    if not values:
+        return None
+    at_most = sum(v <= 0 for v in values)
+    at_least = sum(v >= 0 for v in values)
+    return min(1.0, 2 * (min(at_most, at_least) + 1) / (len(values) + 1))
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment: each p-value made valid for the whole family of tests (the
+    chance of any false finding stays at the level), under any dependence between them."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 def _resampled(groups: int, resamples: int, seed: int, statistic: Callable) -> list[float]:

@@ -20,7 +20,7 @@ from agents.config import AgentConfig, SamplingConfig, TransformersBackendConfig
 from agents.errors import AgoraError
 from agents.requests import Backend, ChatRequest, Sampling
 from dialogue.core.judge import Judge
-from dialogue.core.questions import DatasetConfig, Question, load_questions
+from dialogue.core.questions import DatasetConfig, Question, content_key, load_questions
 from dialogue.core.tree import DialogueTree
 from dialogue.evaluation import metrics as m
 from dialogue.evaluation.config import EVALUATED, PARTNER, EvalConfig
@@ -179,12 +179,15 @@ def export_rows(export: Path, dataset: DatasetConfig) -> list[dict]:
     return rows
 
 
-def planned_questions(config: EvalConfig, suite: str, exports: dict[str, Path]) -> set[str]:
-    """The question ids a suite will score, known before anything runs."""
+def planned_questions(config: EvalConfig, suite: str, exports: dict[str, Path]) -> dict[str, str | None]:
+    """The questions a suite will score, known before anything runs: id -> content key (None for
+    an export written before its card held keys)."""
     if miner := SUITES[suite].export:
-        return {row["question_id"] for row in export_rows(exports[miner], config.dataset)}
+        card = json.loads((exports[miner] / "card.json").read_text())
+        keys = {qid: key for split in card.get("question_keys", {}).values() for qid, key in split.items()}
+        return {row["question_id"]: keys.get(row["question_id"]) for row in export_rows(exports[miner], config.dataset)}
     dataset = critique_dataset(config) if suite == "critique" else config.dataset
-    return {q.question_id for q in load_questions(dataset).questions}
+    return {q.question_id: content_key(q) for q in load_questions(dataset).questions}
 
 
 def source_questions(rows: list[dict], export: Path) -> dict[tuple[str, str], tuple[Question, Judge]]:

@@ -130,7 +130,8 @@ def _run_head(label: str, manifest: dict, path: str) -> str:
         ("status", manifest.get("status")),
         ("protocol", config.get("protocol", {}).get("name")),
         ("agents", agents),
-        ("dataset", config.get("dataset", {}).get("name")),
+        # the file or Hub dataset the questions came from (the bundled name only when it is neither)
+        ("dataset", manifest.get("dataset", {}).get("source") or config.get("dataset", {}).get("name")),
         ("seed", config.get("seed")),
         ("trees", counts.get("trees")),
         ("turns", counts.get("turns")),

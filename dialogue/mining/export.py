@@ -19,6 +19,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable
@@ -33,10 +34,18 @@ from agents.config import Strict, one_of
 from agents.errors import AgoraError
 from agents.files import make_readable
 from dialogue.core.messages import turn_messages
-from dialogue.core.questions import SPLITS, DatasetConfig, SplitRule, show_question
+from dialogue.core.questions import SPLITS, DatasetConfig, SplitRule, content_key, show_question, small_test_split
 from dialogue.core.steps import split_steps, step_truth
 from dialogue.core.tree import DialogueTree, Turn
-from dialogue.mining.rules import AnswerGroup, Messages, aft_groups, critique_examples, pbt_pairs
+from dialogue.mining.rules import (
+    LOST_REASONS,
+    AnswerGroup,
+    Messages,
+    aft_groups,
+    critique_examples,
+    pbt_pairs,
+    persuasion_outcomes,
+)
 from dialogue.mining.values import StepValue, first_pit, solutions, step_pairs, step_values
 from dialogue.protocols import PROTOCOL_CONFIGS, make_protocol
 from dialogue.protocols.reverse import backward_gold
@@ -187,6 +196,9 @@ def mine(config: MineConfig) -> dict:
     miner, spec = config.miner, MINERS[config.miner.name]
     rows: dict[str, list[dict]] = {subset: [] for subset in spec.features}
     sources, bad_lines, rules = [], [], {}
+    outcomes: list[tuple[str, str | None]] = []  # (question id, why it gave no pair) per persuasion turn
+    mined_questions: dict[str, str] = {}  # question id -> its content key
+    datasets: list[DatasetConfig] = []
     for run_path in config.run:
         run = RunDir(run_path)
         manifest = run.manifest()
@@ -198,14 +210,22 @@ def mine(config: MineConfig) -> dict:
                 f"run={run_path}: a {protocol} run; miner={miner.name} reads "
                 f"{' and '.join(sorted(spec.reads))} runs only"
             )
-        rules[run_path] = split_rule_of(manifest)
+        datasets.append(DatasetConfig.model_validate(manifest["config"]["dataset"]))
+        rules[run_path] = datasets[-1].split_rule
         prompt = prompt_builder(manifest, run_path, [miner.instruction] if spec.neutral_prompts else [])
         responders = _responders(miner, manifest)
         before = len(bad_lines)
         trees = list(run.trees(bad_lines=bad_lines))
         for tree in trees:
+            mined_questions[tree.question.question_id] = content_key(tree.question)
             for subset, subset_rows in spec.rows(miner, tree, prompt, str(run_path), responders).items():
                 rows[subset].extend(subset_rows)
+            if spec.persuasions:
+                levels = None if miner.levels is None else set(miner.levels)
+                outcomes += [
+                    (o.question_id, o.lost)
+                    for o in persuasion_outcomes(tree, miner.score, miner.margin, responders, levels)
+                ]
         sources.append(
             {
                 "run": str(run_path),
@@ -220,10 +240,17 @@ def mine(config: MineConfig) -> dict:
             }
         )
     rule = _one_rule(rules)
-    by_subset, balancing = {}, {}
+    # the runs' own choice of split: one that took train questions only means to leave the test split empty
+    chosen = next((d for d in datasets if d.split in ("all", "test")), datasets[0])
+    if small := small_test_split(chosen, sorted(mined_questions)):
+        held_out = " (agora eval's balanced suite scores the test split's pairs)" if spec.persuasions else ""
+        print(f"warning: {small}{held_out}", file=sys.stderr)
+    by_subset, balancing, duplicates = {}, {}, {}
     for subset, subset_rows in rows.items():
         by_split = {split: [] for split in SPLITS}
-        for row in subset_rows:
+        unique = once(subset_rows)
+        duplicates[subset] = len(subset_rows) - len(unique)
+        for row in unique:
             by_split[rule.of(row["question_id"])].append(row)
         if miner.balance and spec.label:
             for split, split_rows in by_split.items():
@@ -231,24 +258,83 @@ def mine(config: MineConfig) -> dict:
         by_subset[subset] = by_split
     judged = {kind: dict(sum((Counter(s[kind]) for s in sources), Counter())) for kind in ("unreadable", "conflicts")}
     card = {
-        **_card(config, by_subset, sources, bad_lines),
+        **_card(config, by_subset, sources, bad_lines, mined_questions),
         "failed_parses": sum(s["failed_parses"] for s in sources),
         "split_rule": rule.to_json(),
         "judge": judged,
+        "duplicates": duplicates,  # identical training rows (a copied run, identical sibling texts) written once
+        "mined_questions": dict.fromkeys(SPLITS, 0) | Counter(map(rule.of, mined_questions)),
     }
+    if spec.persuasions:
+        card["persuasions"] = persuasion_counts(outcomes, rule)
     if balancing:
         card["balance"] = balancing
     if spec.report:
         card["report"] = {key: sum(s["report"][key] for s in sources) for key in sources[0]["report"]}
     # a run that was killed, or finished with failed turns, is mined as far as it went
     card["incomplete_runs"] = [s["run"] for s in sources if s["status"] != "complete"]
+    for run in card["incomplete_runs"]:
+        print(
+            f"warning: run={run} is not complete (killed, or finished with failed turns); its trees are mined "
+            "as far as they went (card.json: incomplete_runs). Run its command again to finish it",
+            file=sys.stderr,
+        )
     _write(out, spec.features, by_subset, card, config.overwrite)
+    if card["mined_questions"].get("train") and not any(by_split["train"] for by_split in by_subset.values()):
+        raise AgoraError(empty_train_message(card, out))
     return card
 
 
-def split_rule_of(manifest: dict) -> SplitRule:
-    """The split rule of the run that `manifest` describes (its dataset config's)."""
-    return DatasetConfig.model_validate(manifest["config"]["dataset"]).split_rule
+def once(rows: list[dict]) -> list[dict]:
+    """The rows without repeats: two rows that would teach the same thing (the same prompt and
+    replies, or prompt and completion) are one, whichever trees or runs they came from."""
+    seen, kept = set(), []
+    for row in rows:
+        key = json.dumps([row[c] for c in TRAINING_COLUMNS if c in row], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            kept.append(row)
+    return kept
+
+
+# the columns a trainer learns from; the others (tree, run, level, instruction) only say where a row came from
+TRAINING_COLUMNS = (
+    *("prompt", "chosen", "rejected", "completion", "completions", "label", "labels"),
+    *("positives", "negatives", "ranked", "task", "weight"),
+)
+
+
+def persuasion_counts(outcomes: list[tuple[str, str | None]], rule: SplitRule) -> dict[str, dict]:
+    """Per split: the persuasion turns, how many gave pairs, and why the others gave none."""
+    counts = {split: {"turns": 0, "with_pairs": 0, "lost": dict.fromkeys(LOST_REASONS, 0)} for split in SPLITS}
+    for question_id, lost in outcomes:
+        split = counts[rule.of(question_id)]
+        split["turns"] += 1
+        if lost is None:
+            split["with_pairs"] += 1
+        else:
+            split["lost"][lost] += 1
+    return counts
+
+
+def empty_train_message(card: dict, out: Path) -> str:
+    """What an export with train questions but no train rows lost, and what to change."""
+    mined = card["mined_questions"]
+    lines = [
+        f"out={out}: no train rows from {mined.get('train', 0)} train questions "
+        f"({', '.join(f'{split} {n}' for split, n in mined.items())} questions mined); "
+        "the export was written with its counts (card.json) but there is nothing to train on"
+    ]
+    if "persuasions" in card:
+        train = card["persuasions"]["train"]
+        lost = ", ".join(f"{reason} {n}" for reason, n in train["lost"].items() if n) or "none"
+        lines.append(f"train persuasion turns: {train['turns']}, with pairs: {train['with_pairs']}; lost: {lost}")
+    lines.append(
+        "to get rows: simulate more questions; mine more replies (miner.responders=all, miner.levels=null); "
+        "score replies by their subtree (miner.score=subtree); or use a larger model, whose answers the "
+        "judge can read and which changes its answer less at random. Rerun with overwrite=true"
+    )
+    return "\n".join(lines)
 
 
 def _one_rule(rules: dict[str, SplitRule]) -> SplitRule:
@@ -606,14 +692,15 @@ class Miner:
     label: str | None = None  # the accept/resist column that balance and data.labels read
     neutral_prompts: bool = True  # prompts under miner.instruction; else each turn's own instruction
     report: Callable | None = None  # (miner config, a run's trees) -> counts for the card, summed over runs
+    persuasions: bool = False  # mines PBT pairs: the card counts the persuasion turns that gave none, and why
 
 
 PBT_TREES = frozenset({"pbt_tree"})
 ROLLOUTS = frozenset({"rollouts"})
 MINERS = {
-    "pbt": Miner(PBT_TREES, {"": PBT_FEATURES}, _pbt_rows, label="label"),
-    "kto": Miner(PBT_TREES, {"": KTO_FEATURES}, _reply_rows(kto=True), label="pbt_label"),
-    "sft": Miner(PBT_TREES, {"": SFT_FEATURES}, _reply_rows(kto=False), label="label"),
+    "pbt": Miner(PBT_TREES, {"": PBT_FEATURES}, _pbt_rows, label="label", persuasions=True),
+    "kto": Miner(PBT_TREES, {"": KTO_FEATURES}, _reply_rows(kto=True), label="pbt_label", persuasions=True),
+    "sft": Miner(PBT_TREES, {"": SFT_FEATURES}, _reply_rows(kto=False), label="label", persuasions=True),
     "aft": Miner(PBT_TREES, {"": AFT_FEATURES}, _aft_rows),
     "critique": Miner(frozenset({"critique"}), CRITIQUE_FEATURES, _critique_rows, neutral_prompts=False),
     "steps": Miner(ROLLOUTS, STEPS_FEATURES, _steps_rows, neutral_prompts=False, report=_steps_report),
@@ -666,7 +753,11 @@ def balance(rows: list[dict], key: str, seed: int) -> tuple[list[dict], dict]:
 
 
 def _card(
-    config: MineConfig, by_subset: dict[str, dict[str, list[dict]]], sources: list[dict], bad_lines: list[str]
+    config: MineConfig,
+    by_subset: dict[str, dict[str, list[dict]]],
+    sources: list[dict],
+    bad_lines: list[str],
+    keys: dict[str, str],
 ) -> dict:
     miner = config.miner.name
     label = MINERS[miner].label or "label"
@@ -694,6 +785,8 @@ def _card(
         "counts": {k: dict(sorted(v.items())) for k, v in counts.items()},
         "questions": {s: len(q) for s, q in questions.items()},
         "question_ids": {s: sorted(q) for s, q in questions.items()},
+        # the questions' content keys, which `agora eval` compares to find trained-on questions under any id
+        "question_keys": {s: {qid: keys[qid] for qid in sorted(q)} for s, q in questions.items()},
         "sources": sources,
         "bad_lines": bad_lines,
         "config": config.model_dump(mode="json"),

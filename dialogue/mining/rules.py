@@ -37,6 +37,31 @@ class Pair:
     rejected: Turn
 
 
+# Why a persuasion turn gave no pair, in the order they are tested: the first that holds is
+# its reason. Counted per split in the card of `agora mine` (docs/design.md, section 6).
+LOST_REASONS = (
+    "no_sibling",  # fewer than two replies to it
+    "unreadable_persuasion",  # the persuader's answer, or the answer it disputes, could not be read
+    "no_disagreement",  # the persuader argued for the answer the responder already held
+    "both_wrong",  # they disagreed, but neither answer was correct
+    "conflict",  # a reply that might have made a pair named one choice's letter with another's text
+    "unreadable_reply",  # a reply that might have made a pair gave no answer the judge could read
+    "same_outcome",  # every reply was right, or every reply wrong (or their subtree scores too close)
+    "identical_texts",  # the replies that differ in correctness have the same words
+)
+
+
+@dataclass(frozen=True)
+class PersuasionOutcome:
+    """A turn answered by several replies of one responder, and the pairs it gave or why none."""
+
+    tree_id: str
+    question_id: str
+    turn: str  # the persuasion turn's id
+    pairs: tuple[Pair, ...]
+    lost: str | None  # one of LOST_REASONS when `pairs` is empty
+
+
 def pbt_pairs(
     tree: DialogueTree,
     score: Literal["immediate", "subtree"] = "immediate",
@@ -46,10 +71,24 @@ def pbt_pairs(
 ) -> list[Pair]:
     """The pairs of a tree whose responses are by one of `responders` (None: any agent) at one of
     `levels` (depths; None: any)."""
-    pairs = []
+    pairs = [p for outcome in persuasion_outcomes(tree, score, margin, responders, levels) for p in outcome.pairs]
+    return sorted(pairs, key=lambda p: (p.level, p.persuasion, p.chosen.id, p.rejected.id))
+
+
+def persuasion_outcomes(
+    tree: DialogueTree,
+    score: Literal["immediate", "subtree"] = "immediate",
+    margin: float = 0.5,
+    responders: set[str] | None = None,
+    levels: set[int] | None = None,
+) -> list[PersuasionOutcome]:
+    """Every persuasion turn of the tree that could give pairs: a turn by X answered by another
+    agent Y (one of `responders`, at one of `levels`) who had answered before it. Each comes with
+    its pairs, or the first of LOST_REASONS that kept it from giving one."""
+    outcomes = []
     for p_id in tree.graph.nodes:
         children = [tree.turn(c) for c in tree.children(p_id)]
-        if len(children) < 2:
+        if not children:
             continue
         persuasion = tree.turn(p_id)
         responder = children[0].speaker
@@ -60,19 +99,45 @@ def pbt_pairs(
         ):
             continue
         before = last_turn_of(tree, responder, persuasion.parent)
-        label = _situation(persuasion, before)
-        if label is None:
+        if before is None:  # an independent first answer: nothing was disputed
             continue
-        if score == "immediate":
-            scored = [(c, 1.0 if c.correct else 0.0) for c in children if c.correct is not None]
-            needed = 1.0
-        else:
-            scored = [(c, s) for c in children if (s := subtree_score(tree, c.id, responder)) is not None]
-            needed = margin
-        for (a, score_a), (b, score_b) in product(scored, scored):
-            if score_a - score_b >= needed and a.text.strip() != b.text.strip():
-                pairs.append(Pair(tree.tree_id, tree.question.question_id, label, a.depth, p_id, a, b))
-    return sorted(pairs, key=lambda p: (p.level, p.persuasion, p.chosen.id, p.rejected.id))
+        pairs, lost = _pairs_of(tree, persuasion, before, children, score, margin)
+        outcomes.append(PersuasionOutcome(tree.tree_id, tree.question.question_id, p_id, tuple(pairs), lost))
+    return outcomes
+
+
+def _pairs_of(
+    tree: DialogueTree, persuasion: Turn, before: Turn, children: list[Turn], score: str, margin: float
+) -> tuple[list[Pair], str | None]:
+    if len(children) < 2:
+        return [], "no_sibling"
+    if persuasion.answer is None or before.answer is None or persuasion.correct is None or before.correct is None:
+        return [], "unreadable_persuasion"
+    if persuasion.answer == before.answer:
+        return [], "no_disagreement"
+    label = _situation(persuasion, before)
+    if label is None:
+        return [], "both_wrong"
+    if score == "immediate":
+        scored = [(c, 1.0 if c.correct else 0.0) for c in children if c.correct is not None]
+        needed = 1.0
+    else:
+        scored = [(c, s) for c in children if (s := subtree_score(tree, c.id, before.speaker)) is not None]
+        needed = margin
+    contrasts = [(a, b) for (a, score_a), (b, score_b) in product(scored, scored) if score_a - score_b >= needed]
+    pairs = [
+        Pair(tree.tree_id, tree.question.question_id, label, a.depth, persuasion.id, a, b)
+        for a, b in contrasts
+        if a.text.strip() != b.text.strip()
+    ]
+    if pairs:
+        return pairs, None
+    if contrasts:
+        return [], "identical_texts"
+    unscored = [c for c in children if all(c is not s for s, _ in scored)]
+    if any((c.parsed or {}).get("judge") == "conflict" for c in unscored):
+        return [], "conflict"
+    return [], "unreadable_reply" if unscored else "same_outcome"
 
 
 def last_turn_of(tree: DialogueTree, speaker: str, turn_id: str | None) -> Turn | None:
@@ -93,11 +158,8 @@ def subtree_score(tree: DialogueTree, turn_id: str, speaker: str) -> float | Non
     return sum(verdicts) / len(verdicts) if verdicts else None
 
 
-def _situation(persuasion: Turn, before: Turn | None) -> Literal["accept", "resist"] | None:
-    if before is None or persuasion.answer is None or before.answer is None:
-        return None
-    if persuasion.answer == before.answer or persuasion.correct is None or before.correct is None:
-        return None
+def _situation(persuasion: Turn, before: Turn) -> Literal["accept", "resist"] | None:
+    """Misleading (resist) or correct (accept) persuasion of an answer read on both sides."""
     if not persuasion.correct and before.correct:
         return "resist"
     if persuasion.correct and not before.correct:

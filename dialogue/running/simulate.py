@@ -16,7 +16,7 @@ from agents.errors import AgoraError
 from agents.models import check_model_name, load_tokenizer
 from agents.requests import Backend
 from dialogue.core.judge import Judge
-from dialogue.core.questions import Loaded, Question, judge_kind, load_questions, show_question
+from dialogue.core.questions import Loaded, Question, judge_kind, load_questions, show_question, small_test_split
 from dialogue.core.tree import DialogueTree
 from dialogue.protocols import make_protocol
 from dialogue.protocols.base import Protocol
@@ -36,12 +36,17 @@ class Result:
 
 
 def simulate(
-    config: SimulateConfig, out: str | Path, protocol: Protocol | None = None, pool: dict[str, Backend] | None = None
+    config: SimulateConfig,
+    out: str | Path,
+    protocol: Protocol | None = None,
+    pool: dict[str, Backend] | None = None,
+    warn_splits: bool = False,
 ) -> Result:
     """`protocol`: an object that stands in for the configured protocol (the evaluation suites'
     given solutions); by default the one `config.protocol` names. `pool`: backends by
     `backend_key`, shared with the caller, who closes them (the evaluation suites load a
-    model once for all their runs); the backends this run needs are added to it."""
+    model once for all their runs); the backends this run needs are added to it. `warn_splits`:
+    say on stderr, before anything runs, when the questions leave the test split too small."""
     # Everything a user can get wrong is checked before anything is written.
     loaded = load_questions(config.dataset)
     kind = judge_kind(config.dataset, loaded.questions)
@@ -52,6 +57,8 @@ def simulate(
         drop_long_questions(loaded, config)
     protocol = protocol or make_protocol(config.protocol)
     protocol.check_questions(loaded.questions)
+    if warn_splits and (small := small_test_split(config.dataset, [q.question_id for q in loaded.questions])):
+        print(f"warning: {small}", file=sys.stderr)
 
     run = RunDir(out)
     with run.writing():
