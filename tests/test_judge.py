@@ -126,6 +126,22 @@ def test_agreement_only():
     assert not says_only_agree("I disagree.")
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I agree that your answer is wrong.",
+        "I agree with part of that, but the capital is elsewhere.",
+        "I agree it is a hard question; however, my answer stands.",
+        "I agree with some of your points.",
+        "I agree, though I still have my doubts.",
+    ],
+)
+def test_an_agreement_with_a_reservation_adopts_nothing(text):
+    assert not says_only_agree(text)
+    reading = Judge("choice").read(text, Question(question_id="x", question="?", choices=CHOICES, gold="D"))
+    assert reading.answer is None and not reading.only_agrees
+
+
 def test_judge_reads_and_marks_correctness():
     q = Question(question_id="x", question="?", choices=CHOICES, gold="D", aliases=["Mercury"])
     judge = Judge("choice")
@@ -213,13 +229,164 @@ def test_real_replies_whose_letter_and_text_disagree_get_no_answer_and_are_count
     assert len(recorded) >= 0.95 * len(conflicts)
 
 
-def test_the_judge_accuracy_benchmark_meets_its_precision_on_the_labelled_replies():
+def test_the_judge_accuracy_benchmark_meets_its_targets_on_the_labelled_replies():
+    """Precision 0.98 and recall 0.92 overall, recall 0.85 on every origin of the labelled replies
+    (several datasets, personas and protocols): a change that loses what a reader reads fails here."""
     done = subprocess.run(
-        [sys.executable, "benchmarks/judge_accuracy.py", "--min-precision", "0.98"],
+        [
+            sys.executable,
+            "benchmarks/judge_accuracy.py",
+            *("--min-precision", "0.98", "--min-recall", "0.92", "--min-origin-recall", "0.85"),
+        ],
         cwd=Path(__file__).parents[1],
         capture_output=True,
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     precision = float(re.search(r"^precision (\d\.\d+), recall", done.stdout, re.M).group(1))
-    assert precision >= 0.98 and "470 labelled replies" in done.stdout
+    assert precision >= 0.98 and f"{len(LABELLED)} labelled replies" in done.stdout and len(LABELLED) >= 800
+    assert len({row["origin"] for row in LABELLED}) >= 6
+
+
+# Rules for what a careful reader reads (issue: recall on replies from several sources,
+# tests/data/README.md), with the cases that keep them precise (expected None).
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # a choice made in the first person, or a letter called right
+        ("I pick B.", "B"),
+        ("I'll go with option C because it is the closest one.", "C"),
+        ("My choice is (D).", "D"),
+        ("Option B is correct.", "B"),
+        ("I think choice C is the right answer here.", "C"),
+        ("D is the correct answer.", "D"),
+        ("The correct option is B.", "B"),
+        # a list of the choices, then one answer stated after it
+        ("A) Mars\nB) Earth\nC) Venus\nD) Mercury\n\nThe correct answer is D.", "D"),
+        ("A) Mars\nB) Earth\nC) Venus\nD) Mercury\n\nI choose B.", "B"),
+        ("The answer is D.\n\nA) Mars\nB) Earth\nC) Venus\nD) Mercury", None),  # the list comes after: unclear
+        ("A) Mars\nB) Earth\nC) Venus\nD) Mercury\n\nAnswer: D, or maybe the answer is B.", None),
+        # "not X" rules X out; only a statement that there is no answer disowns the reply
+        ("The answer is not A; the answer is C.", "C"),
+        ("Answer: B.\nMy answer is not the same as yours.", "B"),
+        ("Answer: B\n\nOn second thought, the answer is not B.", None),
+        ("The answer is not possible to tell from the choices.", None),
+    ],
+)
+def test_choices_read_as_a_careful_reader_reads_them(text, expected):
+    assert read_choice(text, CHOICES).letter == expected
+
+
+def test_a_letter_followed_by_a_paraphrase_of_its_choice_is_read_and_of_another_is_a_conflict():
+    choices = ["Three large baskets", "Two small boxes", "One paper bag", "Four wooden crates"]
+    assert read_choice("A) the large baskets of apples", choices).letter == "A"
+    assert read_choice("Answer: D) wooden crates, stacked", choices).letter == "D"
+    assert read_choice("A) two small boxes", choices).problem == {"judge": "conflict", "letter": "A", "text": "B"}
+    assert read_choice("A) some containers", choices).letter is None  # no choice's words: not read
+    # one word of two in common is no paraphrase: "North America" is not "South America"
+    assert read_choice("A) North America", ["South America", "Asia", "Africa", "Australia"]).letter is None
+
+
+def test_an_answer_taken_back_after_it_is_given_is_no_answer():
+    assert read_number("The answer is 5.\n\nI made a mistake. You're right.") is None
+    assert read_choice("Answer: B\n\nSorry, I was wrong about that.", CHOICES).letter is None
+    assert read_number("I made a mistake before. The answer is 5.") == "5"  # taken back before: it stands
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The answer is not 12. The answer is 15.", "15"),
+        ("5 + 7 = 12, so the answer is not 12.", None),
+        ("Answer: 9.\nMy answer is not the same as yours.", "9"),
+    ],
+)
+def test_a_number_that_is_ruled_out_is_not_the_answer(text, expected):
+    assert read_number(text) == expected
+
+
+def test_a_bare_letter_inside_prose_shows_a_choice_but_does_not_answer():
+    prose = "You can ask another question.\n\nA:\n\nThe other participant is wrong. Persuade them."
+    assert read_choice(prose, CHOICES).letter is None
+    assert read_choice("A)\n\nMore words follow here.", CHOICES).letter == "A"  # the first line: an answer
+    listed = "A.\n\nB)\n\nC)\n\nD)\n\nYou can answer any other question."
+    assert read_choice(listed, CHOICES).letter is None  # a list of bare letters
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("8 + 32 = 40. So 40 + 16 = 56 is the answer.", "56"),
+        ("So 24 + 32 = 56 is the answer. Then more steps. So, the answer is 2.", None),  # two answers
+        ("The answer is 12. Then I added 29 and 2 to get 321. This is the final answer.", None),
+        ("Dara has 39 + 2 = 43, which is not the answer they were expecting.", None),
+        ("Finally, she splits them and then it is not possible for her to have 2 equal piles.", None),
+        ("Dara has 39 + 2 = 41 coins. I made an incorrect assumption earlier.", None),
+    ],
+)
+def test_numbers_named_ruled_out_or_denied_outside_answer_statements(text, expected):
+    assert read_number(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # in a debate of agents A, B and C, a model writes a speaker's name before its reply
+        ("C: D) Mercury", "D"),
+        ("A: Answer: B", "B"),
+        ("A: C) Venus\n\nA: The answer is: Mars", None),  # two choices once the names are gone
+        # "not A, but B": A is dismissed
+        ("A: A\nThe answer is B.\n\nThe answer is not A, but instead, B.", "B"),
+        # a choice's text in a sentence that denies it is no answer
+        ("Mercury, which is small, is no longer the answer to your question.", None),
+        ("Mercury, a small planet, is the answer of the B.", None),  # text and letter disagree
+        # an answer statement's text is read from its own sentence, not the reasons after it
+        ("A) Which planet is closest?\n\nThe correct answer is Mercury. It is closer than Venus or Earth.", "D"),
+        # letters its statements give with words that are no choice still disagree with the others
+        ("Premise: the correct answer is C: a guess, and the answer is D: Mercury.", None),
+    ],
+)
+def test_debate_replies_and_denials(text, expected):
+    assert read_choice(text, CHOICES).letter == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Bruno has 39 - 28 = 11, which is the answer of 4.", None),  # 11 and 4 both named
+        ("1. 2. -", None),  # list numbers, not an answer
+        ("The correct answer is 10*N + 10*N = 20. The answer is 10*N.", None),  # answers in unknowns
+        ("So, Dara has 11*N = 11*11 + 21 = 22 N.", None),
+        ("Here you use a formula for the total shell area, which is 1.", None),  # "total" in passing concludes nothing
+        ("She had 5 and found 3 more. She has 8 in total.", "8"),
+        ("Dara's answer is 252.", None),  # someone else's answer
+        ("First, you found 104 books, which is the correct answer.", None),  # what the other participant did
+        ("Finish with the answer of 57, which is the total.", None),  # an echo of the answer format
+    ],
+)
+def test_numbers_a_careful_reader_does_not_take_as_the_answer(text, expected):
+    assert read_number(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('Sakura said: "Finish with a final line of the form: Answer: Answer: 100', None),  # an echo, filled in
+        ("So the answer is N times 20, which is 20.", None),  # an answer in an unknown
+        ("It is not 12. So he has 5 + 7 = 12 apples.", None),  # ruled out, then concluded on
+        ("It is not 12, the answer is 15.", "15"),
+        ("The answer is 4. On reflection my answer is wrong.", None),
+    ],
+)
+def test_debate_workings_that_echo_deny_or_doubt(text, expected):
+    fmt = "Finish with a final line of the form 'Answer: N', where N is a number."
+    assert read_number(text, echoes=[fmt]) == expected
+
+
+def test_not_x_but_y_a_numeral_choice_and_an_answer_said_to_be_no_final_one():
+    assert read_choice("The correct answer is not 'C' but 'A'.", CHOICES).letter == "A"
+    assert read_number("The answer is not 12, but rather 15.") == "15"
+    numerals = ["X", "C", "D", "L"]  # the Roman numerals for 10, 100, 500, 50
+    assert read_choice("Answer: B", numerals).letter == "B"  # a letter of a choice stays a letter
+    assert read_choice("The answer is: X.", numerals).letter == "A"  # X is no letter of a choice, but A's text
+    assert read_number("So Dara has 60.\n\nThis is not a final answer, but a step.") is None

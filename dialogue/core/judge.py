@@ -19,13 +19,21 @@ from dialogue.core.questions import LETTERS, Question, normalize, show_question
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 # "Answer: X", "The answer is X", "the correct answer to the question ... is X", "answer, which is X"
+_STATES = r"(?i:\b(?:(?:final\s+|correct\s+)?answer|(?:correct|right|best)\s+(?:option|choice))\b)"
+# what follows runs to the end of the line or to the next statement on it ("not A; the answer is C")
 _ANSWER_STATEMENT = re.compile(
-    r"(?i:\b(?:final\s+|correct\s+)?answer\b)(?:\s*[:=]|[^\n\d=]{0,80}?\b(?i:is|was|would be|will be|should be)\b)"
-    r"[ \t]*[:=\-]?[ \t]*(.*)"
+    _STATES + r"(?:\s*[:=]|[^\n\d=]{0,80}?\b(?i:is|was|would be|will be|should be)\b)"
+    r"[ \t]*[:=\-]?[ \t]*((?:(?!" + _STATES + r").)*)"
 )
 _AGREE_ONLY = re.compile(
     r"\b(?:i|we)\s+(?:now\s+|fully\s+|completely\s+|totally\s+|do\s+)?agree\b(?!\s+to disagree)",
     re.IGNORECASE,
+)
+# what keeps an "I agree" from taking the other's answer: a reservation, or a verdict against it
+# ("I agree that your answer is wrong", "I agree with part of that, but ...")
+_RESERVATION = re.compile(
+    r"(?i)\b(?:but|however|although|though|yet|except|partly|partially|part of|some of|to some extent|"
+    r"disagree|wrong|incorrect|not correct|not right|mistaken?|doubt|not sure|unsure)\b"
 )
 # A capital letter standing for a choice: followed by punctuation or the end, never by a word
 # ("A circle", "I think" are words). Fillers such as "indeed" may stand before it.
@@ -39,15 +47,81 @@ _SHAPED = re.compile(
     r"(?:(?<![A-Za-z0-9])([A-Z])\)|(?m:^)[ \t\*]*\(?([A-Z])[:.\)](?!\w)|(?m:^[ \t\*]*([A-Z])[ \t\*]*$))"
     r"[ \t]*((?:(?!(?<![A-Za-z0-9])[A-Z]\))[^\n])*)"
 )  # its text ends where the next "X)" begins
+# a letter after it stands for a choice when punctuation, the end, or a reason follows
+_LETTER_THEN_REASON = r"""(?=[\s\)\]\*'"”’]*(?:[.,:;!]|$|\s(?:because|since|as|for|based|which|with)\b))"""
+# "I pick B", "I'll go with option (B)", "my choice is B": a choice made in the first person
+_CHOSEN = re.compile(
+    r"(?i:\bI(?:'ll|'d|\s+will|\s+would|'m\s+going\s+to|\s+am\s+going\s+to)?\s+"
+    r"(?:pick|choose|select|go\s+with|go\s+for|stick\s+with|stay\s+with|opt\s+for)"
+    r"|\bmy\s+(?:choice|pick|selection)\s+(?:is|would\s+be|will\s+be|remains|stays))\s+"
+    r"(?i:(?:option|choice|letter|answer)\s+)?[\(\[\*'\"“‘]*([A-Z])(?![A-Za-z0-9])" + _LETTER_THEN_REASON,
+    re.M,
+)
+# "option B is correct", "choice (C) is the right one", "B is the correct answer"
+_CALLED_RIGHT = re.compile(
+    r"(?:(?i:\b(?:option|choice|letter)\s+)|(?<![A-Za-z0-9'’]))[\(\[\*'\"“‘]*([A-Z])[\)\]\*'\"”’]*,?\s+"
+    r"(?i:is|would be|seems to be)\s+(?i:the\s+)?(?i:correct|right|best|true)(?i:\s+(?:answer|one|choice|option))?\b"
+)
+# "is the answer of the D", "the answer for (B)": a letter named as the answer after the word
+_ANSWER_OF = re.compile(
+    r"(?i:\banswer\s+(?:of|for)\s+(?:the\s+)?(?:letter\s+|option\s+|choice\s+)?)[\(\[]?([A-Z])[\)\]]?(?![A-Za-z0-9])"
+)
+# a speaker's name before a reply in a debate of agents A, B, C ("C: D) 1939", "A: Answer: B"): a
+# name followed by a choice mark or an answer statement is no choice
+_SPEAKER_NAME = re.compile(r"(?m)^([ \t\*]*)[A-Z]:[ \t]+(?=[A-Z][\)\]:]|\([A-Z]\)|(?i:answer|the\s+answer)\b)")
 # where a working states a result: "= 62", "has 62", "is 62", "now 62", "left with 62"
 _RESULT = re.compile(
     r"(?:=|\b(?:has|have|had|is|are|was|equals?|makes?|gets?|totals?|with|now)\b)\s*"
     r"(?:about\s+|only\s+)?(-?\d[\d,]*(?:\.\d+)?)"
 )
-_DISOWNED = re.compile(r"(?i)not\s+(?!(?:quite\s+|entirely\s+)?(?:correct|incorrect|right|wrong|true|false)\b)")
-_ABOUT_OTHERS = re.compile(r"(?i)\b(?:your|their|his|her|participant's|other's)\s+answer\b")
+# "the answer is not possible / not a single option / not among the choices / not known": there is none
+_DISOWNED = re.compile(
+    r"(?i)not\s+(?:(?:a\s+)?possible|a\s+single|one\s+of|any\s+of|among|listed|given|provided|available|in\s+the|"
+    r"clear|known|certain|sure|determin|there|enough|defined|found|here|part\s+of|"
+    r"(?:an?\s+|the\s+)?(?:answer|solution|valid|real|number|option|choice)\b)"
+)
+# "... not 'C' but 'A'", "not 12, but rather 15": what it names instead
+_BUT_INSTEAD = re.compile(
+    r"(?i:\bbut\s+(?:rather\s+|instead\s+)?(?:option\s+|choice\s+)?)[\(\[\*'\"“‘]*([A-Z](?![A-Za-z0-9])|-?\d[\d,]*(?:\.\d+)?)"
+)
+# "I made a mistake", "I was wrong": said after its answer, it takes the answer back
+_RETRACTED = re.compile(
+    r"(?i)\bI\s+(?:have\s+)?made\s+(?:an?\s+)?(?:incorrect\s+|wrong\s+)?(?:mistake|error|assumption)|"
+    r"\bI\s+was\s+wrong\b|\bmy\s+(?:mistake|bad)\b|\b(?:this|that|it)\s+is\s+not\s+(?:a|the|my)\s+final\s+answer\b|"
+    r"\bI\s+(?:take|took)\s+(?:it|that)\s+back\b"
+)
+# "the answer is not B": B is ruled out, and the statement gives nothing
+_RULED_OUT = re.compile(
+    r"^[Nn]ot\s+(?:(?i:option|choice|letter)\s+)?[\(\[\*'\"“‘]*([A-Z](?![A-Za-z0-9])|-?\d[\d,]*(?:\.\d+)?)"
+)
+_FILLER = frozenset(  # words that say nothing about which choice is meant
+    "a an the of in on at to and or is are was it its by for with from that this as be".split()  # noqa: SIM905
+)
+_ABOUT_OTHERS = re.compile(r"(?i)\b(?:your|their|his|her|participant's|other's)\s+answer\b|\b[A-Z][a-z]+'s\s+answer\b")
+# an answer in unknowns ("10*N", "22 N", "2*N + 10"), which gives no number
+_SYMBOLIC = re.compile(
+    r"\d\s*\*?\s*[A-WYZ]\b|\b[A-WYZ]\s*[*×/+]\s*\d|\b[A-WYZ]\s+(?:times|plus|minus)\b|\b(?:times|plus)\s+[A-WYZ]\b"
+)
+# it calls its own answer wrong ("this answer is not correct" may judge the other's)
+_SELF_DOUBT = re.compile(
+    r"(?i)\bmy\s+(?:own\s+)?answer\s+(?:is|was)\s+(?:\w+\s+)?(?:incorrect|wrong|not\s+(?:correct|right))"
+)
+# "not 2" anywhere in a working: 2 is ruled out ("it is not 12, it is 15")
+_NOT_NUMBER = re.compile(r"\bnot\s+(-?\d[\d,]*(?:\.\d+)?)\b(?!\s*(?:more|less|times|[-+*/x×]))")
+# about the other participant: "you found 104, which is the correct answer"
+_OTHERS_DOING = re.compile(r"(?i)\b(?:you|your|they|their|the other)\b")
 _OPERATOR = re.compile(r"(?i)\s*(?:[-+*/x×=]|more\b|less\b|plus\b|minus\b|times\b|divided\b|multiplied\b)")
-_CONCLUDES = re.compile(r"(?i)=|\b(?:so|now|total|left|finally|therefore|thus)\b")
+_DENIES = re.compile(r"(?i)\b(?:not|no|cannot|can't|impossible)\b")
+# "43, which is not the answer": that number is ruled out
+_NOT_THE_ANSWER = re.compile(
+    r"(-?\d[\d,]*(?:\.\d+)?)\s*,?\s*(?:which\s+)?(?i:is|was)\s+not\s+the\s+(?i:correct\s+|right\s+|final\s+)?answer"
+)
+# "the answer of 4"; not "Finish with the answer of 57", an echo of the answer-format instruction
+_NUMBER_ANSWER_OF = re.compile(
+    r"(?i)(?<!finish with the )(?<!finish with an )\banswer\s+(?:of|for)\s+(-?\d[\d,]*(?:\.\d+)?)(?![\d*])"
+)
+_NOT_THE_ANSWER_AFTER = re.compile(r"(?i)\b(?:is|was)\s+(?:no\s+longer|not)\s+the\s+(?:correct\s+|right\s+)?answer\b")
+_CONCLUDES = re.compile(r"(?i)=|\b(?:so|now|in\s+total|total\s+(?:is|of)|left|finally|therefore|thus)\b")
 # "60, which is the answer": a statement that names its answer before the word
 _ANSWER_BEFORE = re.compile(
     r"(?i)([^\n.!?:]{1,60}?)\s*(?:,\s*which)?\s+(?:is|was)\s+the\s+(?:correct\s+|right\s+|final\s+)?answer\b"
@@ -89,7 +163,12 @@ def _echo_patterns(template: str) -> tuple[re.Pattern, ...]:
     head = r"\W+".join(map(re.escape, words))
     tail = r"(?:\W+" + r"\W+".join(map(re.escape, rest)) + r")?" if rest else ""
     example = r"""\s*(?:['"“‘][^'"”’\n]{0,40}['"”’])?"""
-    patterns = [re.compile(rf"(?i)\b{head}\b{example}{tail}[.,]?")]
+    # the words, then an unquoted example on the same line ("... of the form: Answer: 100"): the
+    # rest of that line is the echo; otherwise the quoted example and the remaining words
+    patterns = [
+        re.compile(rf"(?i)\b{head}\b[ \t]*[:\-]?(?!\s*['\"“‘][^'\"”’\n]{{0,40}}['\"”’])[^\n]*"),
+        re.compile(rf"(?i)\b{head}\b{example}{tail}[.,]?"),
+    ]
     # its example on its own ("Answer: N"): a placeholder, not an answer
     shown = re.match(r"""['"“‘]([^'"”’]{6,40})['"”’]""", template[quoted.start() :]) if quoted else None
     if shown:
@@ -109,51 +188,87 @@ def read_choice(text: str, choices: list[str], echoes: list[str] = (), cut_off: 
     """The choice a reply gives as its answer.
 
     Every place where the reply gives a choice counts: a letter in an answer statement
-    ("Answer: B", "the answer is (B)"), in a choice-shaped line ("B) Mercury", "B: Mercury", a
-    letter alone on a line, "Mercury, B."), or in brackets ("(B)"); and a choice's text where an
-    answer stands: in an answer statement, before "is the answer", or at the edge of the first or
-    the last sentence ("The closest planet is Mercury."). The reply gives no answer when those
-    places disagree (it names two choices, or lists them), when a letter and the text beside it
-    are different choices (a conflict), when it answers with a letter that is no choice, when it
-    answers with letters of which none can be read ("A) Rome" where Rome is no choice), or when
-    it says the answer is not something ("the answer is not a single option").
-    Whatever repeats the answer-format instruction it was given (`echoes`) is left out first. A
-    reply cut off by the length limit (`cut_off`) is read by what it stated, not by its sentences."""
+    ("Answer: B", "the answer is (B)", "the correct option is B"), in a choice made in the first
+    person ("I pick B", "my choice is B"), called right ("option B is correct", "B is the correct
+    answer"), in a choice-shaped line ("B) Mercury", "B: Mercury", a letter alone on a line,
+    "Mercury, B."), or in brackets ("(B)"); and a choice's text where an answer stands: in an
+    answer statement, before "is the answer", or at the edge of the first or the last sentence
+    ("The closest planet is Mercury."). A letter followed by words may be followed by its
+    choice's text, or by a paraphrase of it ("B) the three baskets" for "3 baskets": most of the
+    choice's words, more than any other choice's). The reply gives no answer when those places
+    disagree (it names two choices), when it lists the choices, unless what it states after the
+    list names one of them and nothing else it states names another ("A) ... B) ... C) ... The
+    correct answer is C"), when a letter and the text beside it are different choices (a
+    conflict), when it answers with a letter that is no choice, when it answers with letters of
+    which none can be read ("A) Rome" where Rome is no choice), when it says there is no answer
+    ("the answer is not a single option"), or when the answer it gives is one it also rules out
+    ("the answer is not B"). Whatever repeats the answer-format instruction it was given
+    (`echoes`) is left out first. A reply cut off by the length limit (`cut_off`) is read by what
+    it stated, not by its sentences."""
     found = _Choices(choices)
-    text = strip_echoes(text, list(echoes))
-    by_letter: list[str] = []  # the letters it gives
-    by_text: list[str] = []  # the choices whose text it gives as an answer
+    text = _SPEAKER_NAME.sub(r"\1", strip_echoes(text, list(echoes)))
+    stated: list[tuple[int, str]] = []  # (where, letter): what the reply states as its answer
+    elsewhere: list[str] = []  # letters given in other places: choice-shaped lines, brackets, sentences
+    listed: list[int] = []  # where each choice-shaped line starts
     shown: set[str] = set()  # every letter a choice-shaped line shows, read or not
     answered_with_letters = False
-    for letter, after, kind in _letter_places(text, found.letters):
-        answered_with_letters = True
-        if kind == "shaped":
+    unread: set[str] = set()  # letters its answer statements give with words that are no choice
+    for where, letter, after, kind in _letter_places(text, found.letters):
+        if kind in ("shaped", "bare"):
             shown.add(letter)
-        reading = _mention(
-            letter,
-            found.starting(after),
-            bool(after.strip()) and after.strip() != letter,
-            found.letters,
-            reasons=kind == "statement",
-        )
+            listed.append(where)
+        if kind == "bare":
+            continue
+        answered_with_letters = True
+        if letter not in found.letters and "statement" in kind and (named := found.starting(letter)):
+            stated.append((where, named))  # "The answer is: X" where the numeral X is a choice's text
+            continue
+        has_text = bool(after.strip()) and after.strip() != letter
+        text_choice = found.starting(after) or (found.paraphrased(after) if has_text else None)
+        reading = _mention(letter, text_choice, has_text, found.letters, reasons=kind == "statement")
         if reading is not None and reading.problem is not None:
             return reading
-        if reading is not None:
-            by_letter.append(reading.letter)
+        if reading is None and "statement" in kind:
+            unread.add(letter)
+        elif reading is not None:
+            (stated.append((where, reading.letter)) if "statement" in kind else elsewhere.append(reading.letter))
     for match in _ANSWER_STATEMENT.finditer(text):
-        if not _LETTER.match(match.group(1)):
-            by_text += found.one_named_in(match.group(1))
+        if not _LETTER.match(match.group(1)) and not _RULED_OUT.match(match.group(1).strip()):
+            own_sentence = re.split(r"[.!?](?=\s)", match.group(1))[0]  # not the reasons after it
+            stated += [(match.start(), c) for c in found.one_named_in(own_sentence)]
     for match in _ANSWER_BEFORE.finditer(text):
-        by_text += found.one_named_in(match.group(1))
+        stated += [(match.start(), c) for c in found.one_named_in(match.group(1))]
     sentences = [] if cut_off else [s for s in _SENTENCE_END.split(text) if s.strip()]
     for sentence in dict.fromkeys(sentences[:1] + sentences[-1:]):
-        by_text += found.stated_in(sentence)
-    given = list(dict.fromkeys(by_letter + by_text))
-    if len(given) > 1 or len(shown) > 1:
-        return ChoiceReading(None, {"judge": "several", "letters": sorted(set(given) | shown)})
-    if (answered_with_letters and not by_letter) or _disowns(_own_statements(text)):
+        elsewhere += found.stated_in(sentence)
+    statements = _own_statements(text)
+    if _disowns(statements) or _retracts(text) or _SELF_DOUBT.search(text):
+        return ChoiceReading(None)
+    ruled_out = {m.group(1) for rest in statements if (m := _RULED_OUT.match(rest))}
+    for rest in statements:  # "the correct answer is not 'C' but 'A'": A is stated
+        if _RULED_OUT.match(rest) and (instead := _BUT_INSTEAD.search(rest)) and instead.group(1) in found.letters:
+            stated.append((0, instead.group(1)))
+    for sentence in sentences:  # "The Santa Maria ... is no longer the answer"
+        if denial := _NOT_THE_ANSWER_AFTER.search(sentence):
+            ruled_out.update(found.one_named_in(sentence[: denial.start()]))
+    if len(shown) > 1:  # a list of choices: only a single answer stated after it can stand
+        after_list = {letter for where, letter in stated if where > max(listed)}
+        if len(after_list) == 1 and {letter for _, letter in stated} == after_list:
+            return _unless_ruled_out(after_list.pop(), ruled_out)
+        given = {letter for _, letter in stated} | set(elsewhere)
+        return ChoiceReading(None, {"judge": "several", "letters": sorted(given | shown)})
+    # "the answer is not A, but B": A is dismissed, not given
+    given = [g for g in dict.fromkeys([letter for _, letter in stated] + elsewhere) if g not in ruled_out]
+    if len(set(given) | unread) > 1:
+        return ChoiceReading(None, {"judge": "several", "letters": sorted(set(given) | unread)})
+    if answered_with_letters and not (stated or [g for g in elsewhere if g in found.letters]):
         return ChoiceReading(None)
     return ChoiceReading(given[0] if given else None)
+
+
+def _unless_ruled_out(letter: str, ruled_out: set[str]) -> ChoiceReading:
+    """The letter, unless the reply also says the answer is not that letter."""
+    return ChoiceReading(None) if letter in ruled_out else ChoiceReading(letter)
 
 
 class _Choices:
@@ -179,29 +294,58 @@ class _Choices:
         hits = [self.letters[i] for i, c in enumerate(self.texts) if _contains(norm, c)]
         return hits if len(hits) == 1 else []
 
+    def paraphrased(self, fragment: str) -> str | None:
+        """The choice whose words the fragment's first clause mostly repeats ("large baskets of
+        apples" for "Three large baskets"): at least half of the choice's content words, and more
+        of them than of any other choice's."""
+        clause = normalize(re.split(r"[,;:.!?()\n]", fragment, maxsplit=1)[0])
+        words = set(clause.split()[:12]) - _FILLER
+        shares = []
+        for i, c in enumerate(self.texts):
+            own = set(c.split()) - _FILLER
+            shares.append((len(own & words) / len(own) if own else 0.0, self.letters[i]))
+        shares.sort(reverse=True)
+        best = shares[0] if shares else (0.0, None)
+        # "North America" is no paraphrase of "South America": more than half of the choice's
+        # words, and at least half of the clause's own
+        if best[0] > 0.5 and (len(shares) == 1 or shares[1][0] < best[0]):
+            own = set(self.texts[self.letters.index(best[1])].split()) - _FILLER
+            if words and len(own & words) / len(words) >= 0.5:
+                return best[1]
+        return None
+
     def stated_in(self, sentence: str) -> list[str]:
         """The choice a sentence is about: it names one choice only, and is its text, or begins
         or ends with it ("The capital of Japan is Tokyo."); a choice named in passing is not."""
         norm = normalize(sentence)
-        named = self.one_named_in(sentence)
+        named = [] if _DENIES.search(sentence) else self.one_named_in(sentence)  # "X is no longer the answer"
         c = self.texts[self.letters.index(named[0])] if named else ""
         return named if c and (norm == c or norm.startswith(c + " ") or norm.endswith(" " + c)) else []
 
 
 def _letter_places(text: str, letters: str):
-    """(letter, the text after it, kind) for every place the reply gives a letter."""
+    """(where, letter, the text after it, kind) for every place the reply gives a letter."""
     for match in _ANSWER_STATEMENT.finditer(text):
         letter = _LETTER.match(match.group(1))
         if letter:
             # "Answer: C) Carbon" puts a choice's text after the letter; "Answer: C, since ..." reasons
             shaped = any(mark in letter.group(2) for mark in ")]:")
-            yield letter.group(1), letter.group(3), "shaped statement" if shaped else "statement"
+            yield match.start(), letter.group(1), letter.group(3), "shaped statement" if shaped else "statement"
+    for pattern in (_CHOSEN, _CALLED_RIGHT, _ANSWER_OF):
+        for match in pattern.finditer(text):
+            yield match.start(), match.group(1), "", "statement"
+    content = [m.start() for m in re.finditer(r"(?m)^[ \t]*\S", text)]  # where each non-empty line starts
+    edges = {content[0], content[-1]} if content else set()
     for match in _SHAPED.finditer(text):
-        yield match.group(1) or match.group(2) or match.group(3), match.group(4), "shaped"
+        letter = match.group(1) or match.group(2) or match.group(3)
+        bare = not match.group(4).strip()
+        # a bare "A)" answers as the first or last line; inside prose it only shows a choice
+        inside = bare and text.rfind("\n", 0, match.start()) + 1 not in edges and match.start() not in edges
+        yield match.start(), letter, match.group(4), "bare" if inside else "shaped"
     for match in _TEXT_THEN_LETTER.finditer(text):
-        yield match.group(2), match.group(1), "trailing"
-    for letter in re.findall(rf"\(([{letters}])\)", text):
-        yield letter, "", "bracket"
+        yield match.start(), match.group(2), match.group(1), "trailing"
+    for match in re.finditer(rf"\(([{letters}])\)", text):
+        yield match.start(), match.group(1), "", "bracket"
 
 
 def _mention(letter: str, text_choice: str | None, has_text: bool, letters: str, reasons: bool) -> ChoiceReading | None:
@@ -220,6 +364,13 @@ def _mention(letter: str, text_choice: str | None, has_text: bool, letters: str,
     return ChoiceReading(letter)
 
 
+def _retracts(text: str) -> bool:
+    """It takes its answer back: a retraction after its last answer statement (or anywhere, when
+    it states none)."""
+    statements = list(_ANSWER_STATEMENT.finditer(text))
+    return _RETRACTED.search(text, statements[-1].end() if statements else 0) is not None
+
+
 def _own_statements(text: str) -> list[str]:
     """What follows each of the reply's own answer statements (not those about the other
     participant's answer), empty ones left out."""
@@ -233,7 +384,7 @@ def _own_statements(text: str) -> list[str]:
 
 def _disowns(statements: list[str]) -> bool:
     """ "The answer is not possible", "... is not a single option": it says there is none ("this
-    answer is not correct" judges an answer instead)."""
+    answer is not correct" judges an answer, and "the answer is not B" rules one out, instead)."""
     return any(_DISOWNED.match(rest) for rest in statements)
 
 
@@ -251,11 +402,19 @@ def read_number(text: str, echoes: list[str] = (), cut_off: bool = False) -> str
     length limit (`cut_off`): an unfinished working has no result."""
     text = strip_echoes(text, list(echoes))
     statements = _own_statements(text)
-    if _disowns(statements):
+    if _disowns(statements) or _retracts(text) or _SELF_DOUBT.search(text):
         return None
-    stated, unanswered = [], False
+    stated, unanswered, ruled_out = [], False, {canonical_number(n) for n in _NOT_NUMBER.findall(text)}
     for rest in statements:
+        if ruled := _RULED_OUT.match(rest):  # "the answer is not 12": 12 is ruled out, nothing is given
+            if ruled.group(1)[-1].isdigit():
+                ruled_out.add(canonical_number(ruled.group(1)))
+            if (instead := _BUT_INSTEAD.search(rest)) and instead.group(1)[-1].isdigit():  # "... but 15"
+                stated.append(canonical_number(instead.group(1)))
+            continue
         sentence = re.split(r"[.!?](?=\s)", rest)[0]  # the statement's own sentence
+        if _SYMBOLIC.search(sentence):  # "the answer is 10*N": no number is its answer
+            return None
         number = _NUMBER.search(sentence)
         if number is not None and _OPERATOR.match(sentence[number.end() :]):  # "10 more than 20", "3 + 4 = 7"
             results = re.findall(rf"=\s*({_NUMBER.pattern})", sentence)
@@ -264,19 +423,61 @@ def read_number(text: str, echoes: list[str] = (), cut_off: bool = False) -> str
             unanswered = True  # "the answer is no", "the answer is correct"
         else:
             stated.append(canonical_number(number.group()))
+    stated += _named_as_answer(text, ruled_out)
     if stated:
-        return stated[0] if len(set(stated)) == 1 else None
-    if unanswered or cut_off:
+        answer = stated[0] if len(set(stated)) == 1 else None
+    elif unanswered or cut_off:
         return None
+    else:
+        answer = _concluded(text)
+    return None if answer in ruled_out else answer
+
+
+def _named_as_answer(text: str, ruled_out: set[str]) -> list[str]:
+    """Numbers named as the answer outside answer statements: "24 + 32 = 56 is the answer", and
+    "I added them to get 321. This is the final answer." (the result of the sentence before).
+    "43, which is not the answer" rules 43 out instead."""
+    found = []
+    for match in _ANSWER_BEFORE.finditer(text):
+        before = match.group(1)
+        if _OTHERS_DOING.search(before):
+            continue
+        if re.fullmatch(r"(?i)\s*(?:this|that|it)", before):
+            sentences = [s for s in _SENTENCE_END.split(text[: match.start()]) if _NUMBER.search(s)]
+            result = _result_of(sentences[-1]) if sentences else None
+        else:
+            numbers = [m for m in _NUMBER.finditer(before) if not _OPERATOR.match(before[m.end() :])]
+            result = canonical_number(numbers[-1].group()) if numbers else None
+        if result is not None:
+            found.append(result)
+    for match in _NUMBER_ANSWER_OF.finditer(text):  # "= 12, which is the answer of 4": 4 is named too
+        found.append(canonical_number(match.group(1)))
+    for match in _NOT_THE_ANSWER.finditer(text):
+        ruled_out.add(canonical_number(match.group(1)))
+    return [n for n in found if n not in ruled_out]
+
+
+def _concluded(text: str) -> str | None:
+    """The result a working concludes on: a number alone, or the last result of its last
+    sentence with numbers when that sentence concludes and does not deny ("... and then it is
+    not possible for Elif to have 2 equal piles" concludes nothing)."""
     sentences = [s.strip() for s in _SENTENCE_END.split(text) if _NUMBER.search(s)]
     if not sentences or text.rstrip().endswith("?"):  # a reply that ends on a question has not concluded
         return None
     last = sentences[-1].rstrip(".")
-    if _NUMBER.fullmatch(last):
-        return canonical_number(last)
-    # the last result that is not the start of an expression: "= 534, which is 4 times the size" is 534
-    results = [m.group(1) for m in _RESULT.finditer(last) if not _OPERATOR.match(last[m.end() :])]
-    return canonical_number(results[-1]) if results and _CONCLUDES.search(last) else None
+    if _NUMBER.fullmatch(last):  # a number alone, unless it numbers a list ("1. 2. -")
+        after = text[text.rfind(last) + len(last) :][:1]
+        return canonical_number(last) if after not in (".", ")") else None
+    if not _CONCLUDES.search(last) or _DENIES.search(last) or _SYMBOLIC.search(last):
+        return None
+    return _result_of(last)
+
+
+def _result_of(sentence: str) -> str | None:
+    """The last result a sentence states that is not the start of an expression: "= 534, which
+    is 4 times the size" is 534."""
+    results = [m.group(1) for m in _RESULT.finditer(sentence) if not _OPERATOR.match(sentence[m.end() :])]
+    return canonical_number(results[-1]) if results else None
 
 
 def canonical_number(token: str) -> str:
@@ -295,7 +496,8 @@ def extract_alias(text: str, question: Question) -> str | None:
 
 
 def says_only_agree(text: str) -> bool:
-    return _AGREE_ONLY.search(text) is not None
+    """The reply agrees with the other participant and says nothing against it."""
+    return _AGREE_ONLY.search(text) is not None and _RESERVATION.search(text) is None
 
 
 @dataclass
