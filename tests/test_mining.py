@@ -122,6 +122,8 @@ def test_each_persuasion_turn_gives_pairs_or_one_reason():
     assert persuaded(resisted) == [("0.0.0", None, 1)]
     assert persuaded({"0.0.0.0": ("B", "resist", "A")}) == [("0.0.0", "no_sibling", 0)]
     assert persuaded(resisted, a_answer=None) == [("0.0.0", "unreadable_persuasion", 0)]
+    unread_before = {"answer": None, "correct": None}
+    assert persuaded(resisted, **{"0.0": unread_before}) == [("0.0.0", "unreadable_before", 0)]
     conflict = {"parsed": {"judge": "conflict", "letter": "A", "text": "B"}}
     unread = {"0.0.0.0": ("B", "resist", "A"), "0.0.0.1": ("B", "accept", None)}
     assert persuaded(unread, **{"0.0.0.1": conflict}) == [("0.0.0", "conflict", 0)]
@@ -271,3 +273,22 @@ def test_persuader_replies_are_mined_only_when_their_speaker_is_a_responder():
     assert len(pbt_pairs(tree, responders={"A", "B"})) == 1
     assert pbt_pairs(tree, levels={3}) == [] and len(pbt_pairs(tree, levels={2})) == 1
     assert aft_groups(tree, responders={"B"}) == [] and len(aft_groups(tree, responders={"A"})) == 1
+
+
+def test_a_persuasion_turn_that_states_no_answer_argues_for_the_persuaders_held_one_when_asked():
+    # A answered B (wrong) at the root; its persuasion turn says nothing the judge can read
+    tree = build(
+        {
+            "0": ("A", "neutral", "B"),
+            "0.0": ("B", "resist", "A"),
+            "0.0.0": ("A", "logical", None),
+            "0.0.0.0": ("B", "resist", "A"),
+            "0.0.0.1": ("B", "accept", "B"),
+        }
+    )
+    assert [o.lost for o in persuasion_outcomes(tree, responders={"B"})] == ["unreadable_persuasion"]
+    assert summary(pbt_pairs(tree, held=True)) == [("resist", 3, "0.0.0", "0.0.0.0", "0.0.0.1")]
+    # a persuader that never gave a readable answer argues for nothing, held or not
+    never = build({"0": ("A", "neutral", None), "0.0": ("B", "resist", "A"), "0.0.0": ("A", "logical", None),
+                   "0.0.0.0": ("B", "resist", "A"), "0.0.0.1": ("B", "accept", "B")})  # fmt: skip
+    assert [o.lost for o in persuasion_outcomes(never, responders={"B"}, held=True)] == ["unreadable_persuasion"]

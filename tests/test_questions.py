@@ -148,5 +148,5 @@ def test_a_test_split_under_30_questions_is_warned_of_with_its_counts():
     assert warning and f"the 60 questions chosen hold {tests} test questions" in warning
     assert "test 0.1" in warning and tests < 30
     everything = [q.question_id for q in load_questions(DatasetConfig(limit=None)).questions]
-    assert small_test_split(DatasetConfig(limit=None), everything) is None  # 42 test questions
+    assert small_test_split(DatasetConfig(limit=None), everything) is None  # 45 test questions
     assert small_test_split(DatasetConfig(split="train"), ids) is None  # train only, by choice

@@ -65,6 +65,9 @@ class MinerConfig(Strict):
     # a list of agent names; or all
     responders: list[str] | Literal["all"] | None = None
     levels: list[int] | None = None  # only replies at these depths; null: every depth
+    # a persuasion turn whose answer the judge could not read: gives no pair (stated), or argues for
+    # the answer its speaker last gave that could be read (held; pbt_tree tells it to argue for that)
+    persuader_answer: Literal["stated", "held"] = "stated"
     # steps and stepwise (rollouts runs): a step is a pit when its value falls to `pit_value` or
     # below; a stepwise label is true when the step's value is above `threshold` (0: some
     # continuation from it reached the answer), or, with labels=truth, when an arithmetic step
@@ -224,7 +227,9 @@ def mine(config: MineConfig) -> dict:
                 levels = None if miner.levels is None else set(miner.levels)
                 outcomes += [
                     (o.question_id, o.lost)
-                    for o in persuasion_outcomes(tree, miner.score, miner.margin, responders, levels)
+                    for o in persuasion_outcomes(
+                        tree, miner.score, miner.margin, responders, levels, miner.persuader_answer == "held"
+                    )
                 ]
         sources.append(
             {
@@ -463,7 +468,7 @@ def _aft_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responde
 def _pairs(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders):
     """Each PBT pair of the tree with its training prompt and the keys every row carries."""
     levels = None if miner.levels is None else set(miner.levels)
-    for pair in pbt_pairs(tree, miner.score, miner.margin, responders, levels):
+    for pair in pbt_pairs(tree, miner.score, miner.margin, responders, levels, miner.persuader_answer == "held"):
         messages = _chat(prompt(tree, pair.persuasion, pair.chosen.speaker, miner.instruction))
         yield (
             pair,

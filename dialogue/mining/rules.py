@@ -41,7 +41,8 @@ class Pair:
 # its reason. Counted per split in the card of `agora mine` (docs/design.md, section 6).
 LOST_REASONS = (
     "no_sibling",  # fewer than two replies to it
-    "unreadable_persuasion",  # the persuader's answer, or the answer it disputes, could not be read
+    "unreadable_persuasion",  # the persuader's answer could not be read
+    "unreadable_before",  # the responder's earlier answer, the one the persuasion disputes, could not be read
     "no_disagreement",  # the persuader argued for the answer the responder already held
     "both_wrong",  # they disagreed, but neither answer was correct
     "conflict",  # a reply that might have made a pair named one choice's letter with another's text
@@ -68,10 +69,12 @@ def pbt_pairs(
     margin: float = 0.5,
     responders: set[str] | None = None,
     levels: set[int] | None = None,
+    held: bool = False,
 ) -> list[Pair]:
     """The pairs of a tree whose responses are by one of `responders` (None: any agent) at one of
-    `levels` (depths; None: any)."""
-    pairs = [p for outcome in persuasion_outcomes(tree, score, margin, responders, levels) for p in outcome.pairs]
+    `levels` (depths; None: any); `held`: see `persuasion_outcomes`."""
+    found = persuasion_outcomes(tree, score, margin, responders, levels, held)
+    pairs = [p for outcome in found for p in outcome.pairs]
     return sorted(pairs, key=lambda p: (p.level, p.persuasion, p.chosen.id, p.rejected.id))
 
 
@@ -81,10 +84,13 @@ def persuasion_outcomes(
     margin: float = 0.5,
     responders: set[str] | None = None,
     levels: set[int] | None = None,
+    held: bool = False,
 ) -> list[PersuasionOutcome]:
     """Every persuasion turn of the tree that could give pairs: a turn by X answered by another
     agent Y (one of `responders`, at one of `levels`) who had answered before it. Each comes with
-    its pairs, or the first of LOST_REASONS that kept it from giving one."""
+    its pairs, or the first of LOST_REASONS that kept it from giving one. With `held`, a
+    persuasion turn whose answer cannot be read argues for the answer its speaker last gave that
+    could be (pbt_tree tells the persuader to argue for its own answer); by default it gives none."""
     outcomes = []
     for p_id in tree.graph.nodes:
         children = [tree.turn(c) for c in tree.children(p_id)]
@@ -101,21 +107,31 @@ def persuasion_outcomes(
         before = last_turn_of(tree, responder, persuasion.parent)
         if before is None:  # an independent first answer: nothing was disputed
             continue
-        pairs, lost = _pairs_of(tree, persuasion, before, children, score, margin)
+        argued = last_read_turn(tree, persuasion.speaker, p_id) if held and persuasion.answer is None else persuasion
+        pairs, lost = _pairs_of(tree, persuasion, argued or persuasion, before, children, score, margin)
         outcomes.append(PersuasionOutcome(tree.tree_id, tree.question.question_id, p_id, tuple(pairs), lost))
     return outcomes
 
 
 def _pairs_of(
-    tree: DialogueTree, persuasion: Turn, before: Turn, children: list[Turn], score: str, margin: float
+    tree: DialogueTree,
+    persuasion: Turn,
+    argued: Turn,
+    before: Turn,
+    children: list[Turn],
+    score: str,
+    margin: float,
 ) -> tuple[list[Pair], str | None]:
+    """The pairs of one persuasion turn, whose answer is `argued`'s, or why it has none."""
     if len(children) < 2:
         return [], "no_sibling"
-    if persuasion.answer is None or before.answer is None or persuasion.correct is None or before.correct is None:
+    if argued.answer is None or argued.correct is None:
         return [], "unreadable_persuasion"
-    if persuasion.answer == before.answer:
+    if before.answer is None or before.correct is None:
+        return [], "unreadable_before"
+    if argued.answer == before.answer:
         return [], "no_disagreement"
-    label = _situation(persuasion, before)
+    label = _situation(argued, before)
     if label is None:
         return [], "both_wrong"
     if score == "immediate":
@@ -138,6 +154,11 @@ def _pairs_of(
     if any((c.parsed or {}).get("judge") == "conflict" for c in unscored):
         return [], "conflict"
     return [], "unreadable_reply" if unscored else "same_outcome"
+
+
+def last_read_turn(tree: DialogueTree, speaker: str, turn_id: str) -> Turn | None:
+    """The latest turn by `speaker` on the path to `turn_id`, inclusive, whose answer was read."""
+    return next((t for t in reversed(tree.path(turn_id)) if t.speaker == speaker and t.answer is not None), None)
 
 
 def last_turn_of(tree: DialogueTree, speaker: str, turn_id: str | None) -> Turn | None:
