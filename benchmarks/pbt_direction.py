@@ -84,7 +84,7 @@ def finished_run(path: Path) -> bool:
     return manifest.is_file() and json.loads(manifest.read_text()).get("status") == "complete"
 
 
-def study(out: Path, train_gk: int, train_arith: int, test_limit: str) -> Path:
+def study(out: Path, train_gk: int, train_arith: int, test_limit: str, evaluated: list[str]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "commands.log"
     limits = {"gk": train_gk, "arith": train_arith}
@@ -121,7 +121,8 @@ def study(out: Path, train_gk: int, train_arith: int, test_limit: str) -> Path:
         trained[name] = str(out / "models" / name)
     # 4-5: held-out pairs per dataset, then every model on every dataset's test split
     models = {"base": MODEL, **trained}
-    for name, dataset in DATASETS.items():
+    for name in evaluated:
+        dataset = DATASETS[name]
         run, pairs = out / f"sim-{name}-test", out / f"data-test-{name}"
         if not finished_run(run):
             agora(
@@ -162,10 +163,10 @@ def study(out: Path, train_gk: int, train_arith: int, test_limit: str) -> Path:
             f"out={out / f'comparison-{name}.md'}",
             log=log,
         )
-    return write_direction(out, list(models))
+    return write_direction(out, list(models), evaluated)
 
 
-def write_direction(out: Path, labels: list[str]) -> Path:
+def write_direction(out: Path, labels: list[str], evaluated: list[str]) -> Path:
     """The metrics that carry the paper's claim: each model's value, its paired difference from
     the base model with the Holm-adjusted p of its comparison table, and whether it moved the
     way the paper says (an interval that excludes 0 in that direction)."""
@@ -173,7 +174,7 @@ def write_direction(out: Path, labels: list[str]) -> Path:
         "| dataset | suite | metric | expected | base | " + " | ".join(f"{m} - base" for m in labels[1:]) + " |",
         "|" + "---|" * (5 + len(labels) - 1),
     ]
-    for name in DATASETS:
+    for name in evaluated:
         table = _rows(out / f"comparison-{name}.md")
         for suite, metric, expected in CLAIMS:
             row = table.get((suite, metric))
@@ -226,9 +227,12 @@ def main() -> int:
     parser.add_argument("--train-gk", type=int, default=338, help="train-split general-knowledge questions (all 338)")
     parser.add_argument("--train-arith", type=int, default=0, help="train-split arithmetic problems")
     parser.add_argument("--test-limit", default="null", help="test questions per dataset (null: all of them)")
+    parser.add_argument(
+        "--evaluate", nargs="+", choices=list(DATASETS), default=list(DATASETS), help="the test splits evaluated"
+    )
     args = parser.parse_args()
     started = time.monotonic()
-    study(args.out, args.train_gk, args.train_arith, args.test_limit)
+    study(args.out, args.train_gk, args.train_arith, args.test_limit, args.evaluate)
     print(f"study took {(time.monotonic() - started) / 60:.0f} min; its commands' output: {args.out / 'commands.log'}")
     return 0
 
