@@ -43,7 +43,7 @@ from dialogue.mining.rules import (
     Messages,
     aft_groups,
     critique_examples,
-    pbt_pairs,
+    pairs_in,
     persuasion_outcomes,
 )
 from dialogue.mining.values import StepValue, first_pit, solutions, step_pairs, step_values
@@ -224,13 +224,7 @@ def mine(config: MineConfig) -> dict:
             for subset, subset_rows in spec.rows(miner, tree, prompt, str(run_path), responders).items():
                 rows[subset].extend(subset_rows)
             if spec.persuasions:
-                levels = None if miner.levels is None else set(miner.levels)
-                outcomes += [
-                    (o.question_id, o.lost)
-                    for o in persuasion_outcomes(
-                        tree, miner.score, miner.margin, responders, levels, miner.persuader_answer == "held"
-                    )
-                ]
+                outcomes += [(o.question_id, o.lost) for o in _persuasions(miner, tree, responders)]
         sources.append(
             {
                 "run": str(run_path),
@@ -465,10 +459,16 @@ def _aft_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responde
     }
 
 
+def _persuasions(miner: MinerConfig, tree: DialogueTree, responders):
+    """The tree's persuasion turns, each with its pairs or why it has none, as the miner's options say."""
+    levels = None if miner.levels is None else set(miner.levels)
+    held = miner.persuader_answer == "held"
+    return persuasion_outcomes(tree, miner.score, miner.margin, responders, levels, held)
+
+
 def _pairs(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders):
     """Each PBT pair of the tree with its training prompt and the keys every row carries."""
-    levels = None if miner.levels is None else set(miner.levels)
-    for pair in pbt_pairs(tree, miner.score, miner.margin, responders, levels, miner.persuader_answer == "held"):
+    for pair in pairs_in(_persuasions(miner, tree, responders)):
         messages = _chat(prompt(tree, pair.persuasion, pair.chosen.speaker, miner.instruction))
         yield (
             pair,

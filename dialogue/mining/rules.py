@@ -73,8 +73,12 @@ def pbt_pairs(
 ) -> list[Pair]:
     """The pairs of a tree whose responses are by one of `responders` (None: any agent) at one of
     `levels` (depths; None: any); `held`: see `persuasion_outcomes`."""
-    found = persuasion_outcomes(tree, score, margin, responders, levels, held)
-    pairs = [p for outcome in found for p in outcome.pairs]
+    return pairs_in(persuasion_outcomes(tree, score, margin, responders, levels, held))
+
+
+def pairs_in(outcomes: list[PersuasionOutcome]) -> list[Pair]:
+    """The pairs of persuasion outcomes, by level, persuasion turn, chosen and rejected turn."""
+    pairs = [p for outcome in outcomes for p in outcome.pairs]
     return sorted(pairs, key=lambda p: (p.level, p.persuasion, p.chosen.id, p.rejected.id))
 
 
