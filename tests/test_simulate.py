@@ -235,3 +235,36 @@ def test_a_mistyped_name_leaves_no_folder_behind(tmp_path):
     done = agora("simulate", "agents.A.model=/no/such/model", f"out={out}")
     assert done.returncode == 2 and "unknown model '/no/such/model'" in done.stderr
     assert out.is_dir() and not any(out.iterdir())  # a folder the user made stays, empty
+
+
+def test_the_same_seed_and_config_write_the_same_bytes_as_earlier_versions(tmp_path, monkeypatch):
+    """Runs made by an earlier version stay comparable line for line: the engine's speed-ups
+    (plain-data turns, batched syncs, the summary added up as trees are written) changed no
+    byte of trees.jsonl. The hash was recorded before them, at commit 6738576; a change that
+    alters it on purpose is a new schema_version."""
+    import hashlib
+
+    from tests.conftest import scripted_run
+
+    run = scripted_run(tmp_path / "run", monkeypatch, 24)
+    written = hashlib.sha256((run / "trees.jsonl").read_bytes()).hexdigest()
+    assert written == "67e602b9bff123298e08126334ef0dc10087e25032e2b40f1e21e858a99e3e47"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [("depth", "deep", "depth"), ("surprise", 1, "surprise"), ("gen", {"model": "m"}, "gen.temperature")],
+)
+def test_a_tree_line_whose_turn_is_malformed_is_an_error_naming_the_line(tmp_path, monkeypatch, field, value, why):
+    """Turns are plain data inside the engine; a tree read from disk is validated once, so a
+    line edited by hand stops the resume at its line, naming what is wrong."""
+    from tests.conftest import scripted_run
+
+    run = scripted_run(tmp_path / "run", monkeypatch, 4)
+    lines = (run / "trees.jsonl").read_text().splitlines(keepends=True)
+    tree = json.loads(lines[1])
+    tree["nodes"][0][field] = value
+    lines[1] = json.dumps(tree) + "\n"
+    (run / "trees.jsonl").write_text("".join(lines))
+    with pytest.raises(AgoraError, match=rf"trees.jsonl:2: not a dialogue tree \(.*{why}"):
+        scripted_run(run, monkeypatch, 4)

@@ -13,9 +13,16 @@ from dialogue.mining.export import MineConfig, MinerConfig, mine
 from dialogue.mining.values import first_pit, prefix_value, solutions, step_pairs, step_values
 from tests.conftest import add_turn, scripted_rollouts_run
 
-GEN = GenInfo.model_validate(
-    dict(model="m", temperature=0.7, top_p=1.0, max_tokens=64, seed=0, prompt_tokens=1, completion_tokens=1)
-    | {"finish_reason": "stop", "latency_s": 0.0}
+GEN = GenInfo(
+    model="m",
+    temperature=0.7,
+    top_p=1.0,
+    max_tokens=64,
+    seed=0,
+    prompt_tokens=1,
+    completion_tokens=1,
+    finish_reason="stop",
+    latency_s=0.0,
 )
 
 

@@ -126,14 +126,28 @@ _CONCLUDES = re.compile(r"(?i)=|\b(?:so|now|in\s+total|total\s+(?:is|of)|left|fi
 _ANSWER_BEFORE = re.compile(
     r"(?i)([^\n.!?:]{1,60}?)\s*(?:,\s*which)?\s+(?:is|was)\s+the\s+(?:correct\s+|right\s+|final\s+)?answer\b"
 )
+# what every match of _ANSWER_BEFORE contains
+_IS_THE_ANSWER = re.compile(r"(?i)\s(?:is|was)\s+the\s+(?:correct\s+|right\s+|final\s+)?answer\b")
 _SENTENCE_END = re.compile(r"(?<!\b[A-Z])[.!?](?=\s)|\n")  # not after an initial, as in "H. G. Wells"
 # "Mercury, C." : a line that ends in a letter after the text
 _TEXT_THEN_LETTER = re.compile(r"(?m)^[ \t\*]*([^\n]*?\w[^\n]*?)\s*[,:\-]\s*\(?([A-Z])\)?[.!]?[ \t\*]*$")
 
 
+@lru_cache(maxsize=16)
+def _statements(text: str) -> tuple[re.Match, ...]:
+    """Every answer statement of a reply: each reader looks at them several times."""
+    return tuple(_ANSWER_STATEMENT.finditer(text))
+
+
+def _answers_before(text: str) -> list[re.Match]:
+    """Every "60, which is the answer"; searched for its fixed part first, since the whole
+    pattern tries 60 lengths at every character."""
+    return list(_ANSWER_BEFORE.finditer(text)) if _IS_THE_ANSWER.search(text) else []
+
+
 def _answer_segment(text: str) -> str | None:
     """What follows the last "answer is" / "Answer:" on its line, if the text states one."""
-    matches = list(_ANSWER_STATEMENT.finditer(text))
+    matches = _statements(text)
     return matches[-1].group(1).strip() if matches else None
 
 
@@ -144,16 +158,24 @@ def _contains(haystack: str, needle: str) -> bool:
 def strip_echoes(text: str, templates: list[str]) -> str:
     """The text without the places where it repeats an answer-format instruction it was given
     ("Finish with a final line of the form 'Answer: X'"): an echoed template is no answer."""
+    lowered = text.lower() if text.isascii() else None  # (?i) matches more than str.lower() outside ASCII
     for template in templates:
-        for pattern in _echo_patterns(template):
-            text = pattern.sub(" ", text)
+        for pattern, needle in _echo_patterns(template):
+            # a pattern runs only where the word it starts with is in the text: most replies echo nothing
+            if lowered is not None and needle not in lowered:
+                continue
+            stripped = pattern.sub(" ", text)
+            if stripped != text:
+                text = stripped
+                lowered = text.lower() if text.isascii() else None
     return text
 
 
 @lru_cache(maxsize=64)
-def _echo_patterns(template: str) -> tuple[re.Pattern, ...]:
+def _echo_patterns(template: str) -> tuple[tuple[re.Pattern, str], ...]:
     """The template's words before its quoted example (their last four, any spacing and case),
-    then an example in quotes of at most 40 characters, then its remaining words if they follow."""
+    then an example in quotes of at most 40 characters, then its remaining words if they follow.
+    Each pattern comes with a lower-case piece of text that every match contains."""
     quoted = re.search(r"""['"“‘]""", template)
     lead = template[: quoted.start()] if quoted else template
     words = re.findall(r"\w+", lead)[-4:]
@@ -165,14 +187,15 @@ def _echo_patterns(template: str) -> tuple[re.Pattern, ...]:
     example = r"""\s*(?:['"“‘][^'"”’\n]{0,40}['"”’])?"""
     # the words, then an unquoted example on the same line ("... of the form: Answer: 100"): the
     # rest of that line is the echo; otherwise the quoted example and the remaining words
+    first = words[0].lower()
     patterns = [
-        re.compile(rf"(?i)\b{head}\b[ \t]*[:\-]?(?!\s*['\"“‘][^'\"”’\n]{{0,40}}['\"”’])[^\n]*"),
-        re.compile(rf"(?i)\b{head}\b{example}{tail}[.,]?"),
+        (re.compile(rf"(?i)\b{head}\b[ \t]*[:\-]?(?!\s*['\"“‘][^'\"”’\n]{{0,40}}['\"”’])[^\n]*"), first),
+        (re.compile(rf"(?i)\b{head}\b{example}{tail}[.,]?"), first),
     ]
     # its example on its own ("Answer: N"): a placeholder, not an answer
     shown = re.match(r"""['"“‘]([^'"”’]{6,40})['"”’]""", template[quoted.start() :]) if quoted else None
     if shown:
-        patterns.append(re.compile(rf"(?<!\w){re.escape(shown.group(1))}(?!\w)"))
+        patterns.append((re.compile(rf"(?<!\w){re.escape(shown.group(1))}(?!\w)"), shown.group(1).lower()))
     return tuple(patterns)
 
 
@@ -232,11 +255,11 @@ def read_choice(text: str, choices: list[str], echoes: list[str] = (), cut_off: 
             unread.add(letter)
         elif reading is not None:
             (stated.append((where, reading.letter)) if "statement" in kind else elsewhere.append(reading.letter))
-    for match in _ANSWER_STATEMENT.finditer(text):
+    for match in _statements(text):
         if not _LETTER.match(match.group(1)) and not _RULED_OUT.match(match.group(1).strip()):
             own_sentence = re.split(r"[.!?](?=\s)", match.group(1))[0]  # not the reasons after it
             stated += [(match.start(), c) for c in found.one_named_in(own_sentence)]
-    for match in _ANSWER_BEFORE.finditer(text):
+    for match in _answers_before(text):
         stated += [(match.start(), c) for c in found.one_named_in(match.group(1))]
     sentences = [] if cut_off else [s for s in _SENTENCE_END.split(text) if s.strip()]
     for sentence in dict.fromkeys(sentences[:1] + sentences[-1:]):
@@ -325,7 +348,7 @@ class _Choices:
 
 def _letter_places(text: str, letters: str):
     """(where, letter, the text after it, kind) for every place the reply gives a letter."""
-    for match in _ANSWER_STATEMENT.finditer(text):
+    for match in _statements(text):
         letter = _LETTER.match(match.group(1))
         if letter:
             # "Answer: C) Carbon" puts a choice's text after the letter; "Answer: C, since ..." reasons
@@ -367,7 +390,7 @@ def _mention(letter: str, text_choice: str | None, has_text: bool, letters: str,
 def _retracts(text: str) -> bool:
     """It takes its answer back: a retraction after its last answer statement (or anywhere, when
     it states none)."""
-    statements = list(_ANSWER_STATEMENT.finditer(text))
+    statements = _statements(text)
     return _RETRACTED.search(text, statements[-1].end() if statements else 0) is not None
 
 
@@ -375,7 +398,7 @@ def _own_statements(text: str) -> list[str]:
     """What follows each of the reply's own answer statements (not those about the other
     participant's answer), empty ones left out."""
     found = []
-    for match in _ANSWER_STATEMENT.finditer(text):
+    for match in _statements(text):
         rest = match.group(1).strip()
         if rest and not _ABOUT_OTHERS.search(text[max(0, match.start() - 30) : match.start() + 8]):
             found.append(rest)
@@ -438,7 +461,7 @@ def _named_as_answer(text: str, ruled_out: set[str]) -> list[str]:
     "I added them to get 321. This is the final answer." (the result of the sentence before).
     "43, which is not the answer" rules 43 out instead."""
     found = []
-    for match in _ANSWER_BEFORE.finditer(text):
+    for match in _answers_before(text):
         before = match.group(1)
         if _OTHERS_DOING.search(before):
             continue

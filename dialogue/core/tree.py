@@ -3,19 +3,28 @@
 Nodes are turns; their attributes are the fields of `Turn` as plain JSON types. The graph
 attributes hold the tree id, the question, the protocol, the agents and the schema version.
 Turn ids are paths ("0", "0.1", "0.1.2"), so they are stable however a run was batched.
+
+`Turn` and `GenInfo` are plain dataclasses: the engine reads turns many times per turn it adds,
+so reading one must cost no validation. They are validated where trees come from disk
+(`check_tree`, called by the run directory for every line it reads).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import networkx as nx
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from dialogue.core.questions import Question
 
 SCHEMA_VERSION = 1
 
 
-class GenInfo(BaseModel):
+@dataclass(slots=True)
+class GenInfo:
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
     model: str
     temperature: float
     top_p: float
@@ -28,8 +37,9 @@ class GenInfo(BaseModel):
     error: str | None = None
 
 
-class Turn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+@dataclass(slots=True)
+class Turn:
+    __pydantic_config__ = ConfigDict(extra="forbid")
 
     id: str
     parent: str | None
@@ -43,12 +53,36 @@ class Turn(BaseModel):
     parsed: dict | None = None  # structured content a protocol reads from the text (a critic's verdicts)
     gen: GenInfo | None = None
 
+    @property
+    def failed(self) -> bool:
+        """Its request errored (the same command again regrows it)."""
+        return self.gen is not None and self.gen.error is not None
+
+
+_GEN_FIELDS = tuple(f.name for f in fields(GenInfo))
+_TURN_FIELDS = tuple(f.name for f in fields(Turn) if f.name != "id")
+_VALID_TURN = TypeAdapter(Turn)
+
+
+def check_tree(tree: DialogueTree) -> None:
+    """A tree read from disk has a valid question, and every node is a whole, well-typed turn
+    (a ValueError or KeyError if not)."""
+    tree._question = Question.model_validate(tree.graph.graph["question"])
+    for turn_id, attrs in tree.graph.nodes(data=True):
+        try:
+            _VALID_TURN.validate_python({"id": turn_id, **attrs})
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"turn {turn_id}: {where}: {first['msg']}") from None
+
 
 class DialogueTree:
     """Typed access over the graph; `tree.graph` stays a plain DiGraph for networkx algorithms."""
 
     def __init__(self, graph: nx.DiGraph):
         self.graph = graph
+        self._question: Question | None = None
 
     @classmethod
     def new(
@@ -62,7 +96,9 @@ class DialogueTree:
             schema_version=SCHEMA_VERSION,
             config_hash=config_hash,  # of the config that grows it (dialogue/running/rundir.py)
         )
-        return cls(graph)
+        tree = cls(graph)
+        tree._question = question
+        return tree
 
     @property
     def tree_id(self) -> str:
@@ -70,16 +106,24 @@ class DialogueTree:
 
     @property
     def question(self) -> Question:
-        return Question.model_validate(self.graph.graph["question"])
+        if self._question is None:  # validated once: the engine asks for it on every turn
+            self._question = Question.model_validate(self.graph.graph["question"])
+        return self._question
 
     def add_turn(self, turn: Turn) -> None:
-        data = turn.model_dump()
-        self.graph.add_node(turn.id, **{k: v for k, v in data.items() if k != "id"})
+        data = {name: getattr(turn, name) for name in _TURN_FIELDS}
+        if isinstance(turn.gen, GenInfo):
+            data["gen"] = {name: getattr(turn.gen, name) for name in _GEN_FIELDS}
+        self.graph.add_node(turn.id, **data)
         if turn.parent is not None:
             self.graph.add_edge(turn.parent, turn.id)
 
     def turn(self, turn_id: str) -> Turn:
-        return Turn(id=turn_id, **self.graph.nodes[turn_id])
+        attrs = self.graph.nodes[turn_id]
+        turn = Turn(turn_id, **attrs)
+        if turn.gen is not None:
+            turn.gen = GenInfo(**turn.gen)
+        return turn
 
     def root(self) -> str:
         return next(n for n, d in self.graph.in_degree() if d == 0)
@@ -89,8 +133,10 @@ class DialogueTree:
 
     def path(self, turn_id: str) -> list[Turn]:
         """The turns from the root down to `turn_id`, inclusive."""
-        ids = nx.shortest_path(self.graph, self.root(), turn_id)
-        return [self.turn(i) for i in ids]
+        ids = [turn_id]
+        while parents := self.graph.pred[ids[-1]]:
+            ids.append(next(iter(parents)))
+        return [self.turn(i) for i in reversed(ids)]
 
     def leaves(self) -> list[str]:
         return sorted((n for n, d in self.graph.out_degree() if d == 0), key=_id_key)

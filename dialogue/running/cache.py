@@ -30,6 +30,9 @@ class GenerationCache:
         self.db = sqlite3.connect(str(path))
         try:
             self.db.execute("PRAGMA journal_mode=WAL")
+            # no disk flush per commit: a power loss can lose the last completions, never corrupt
+            # the file, and a lost completion is generated again
+            self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
             self.db.commit()
             make_readable(Path(path))  # SQLite creates its files 0644 whatever the umask allows
@@ -58,7 +61,7 @@ class GenerationCache:
             return
         self.db.executemany(
             "INSERT OR REPLACE INTO completions VALUES (?, ?)",
-            [(key, json.dumps(c.to_dict())) for key, c in items.items()],
+            [(key, json.dumps(vars(c))) for key, c in items.items()],  # vars: asdict copies deeply
         )
         self.db.commit()
 

@@ -27,7 +27,7 @@ from dialogue.protocols.base import ChildSpec, Delegating, Protocol
 from dialogue.running.config import SimulateConfig, system_messages, validate
 from dialogue.running.rundir import RunDir, now
 from dialogue.running.simulate import Result, check_local_models, config_of, grow
-from dialogue.running.summary import summarize
+from dialogue.running.summary import Summarizer
 
 
 class Replay(Delegating):
@@ -127,8 +127,9 @@ def replay(
         if fresh and source.cache_path.exists():
             _copy_cache(source.cache_path, run.cache_path)
         protocol = Replay(make_protocol(config.protocol), sources, agent)
-        stats = grow(config, protocol, personas, run, questions, kind, base_kind)
-        summary = summarize(run.trees(), {config.protocol.responder}, protocol.free_form)
+        summarizer = Summarizer({config.protocol.responder}, protocol.free_form)
+        stats = grow(config, protocol, personas, run, questions, kind, base_kind, on_tree=summarizer.add)
+        summary = summarizer.result()
         run.finish(summary.to_dict())
     return Result(run, stats, summary, 0)
 

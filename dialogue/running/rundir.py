@@ -5,8 +5,13 @@ command writes there; a second `agora simulate`, `replay` or evaluation started 
 directory stops at once, naming the process that holds it. The kernel releases the lock when its
 holder exits or is killed, so a killed run leaves no stale lock.
 
-A tree is appended to trees.jsonl as one whole line, flushed and synced, as soon as it stops
-growing. A tree with a failed turn (a request that errored) is written too, with the failed turn
+A tree is appended to trees.jsonl as one whole line, flushed to the kernel, as soon as it stops
+growing: a killed process loses no tree it appended. The file is synced to disk every
+`SYNC_EVERY` trees or `SYNC_SECONDS`, and always before the manifest is written, so a power loss
+can lose only the trees of the last unsynced group, which the same command grows again: syncing
+each tree would cost a disk flush per tree.
+
+A tree with a failed turn (a request that errored) is written too, with the failed turn
 recorded on it; running the same command again removes the failed turns and regrows exactly
 those branches, appending the tree again: a later line of a tree supersedes an earlier one, and
 `finish` compacts the file to one line per tree once nothing failed. The manifest says
@@ -24,6 +29,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -33,7 +39,7 @@ import networkx as nx
 
 from agents.errors import AgoraError
 from agents.files import write_atomic
-from dialogue.core.tree import DialogueTree
+from dialogue.core.tree import DialogueTree, check_tree
 
 
 def now() -> str:
@@ -46,7 +52,11 @@ def config_hash(config: dict) -> str:
 
 def failed_turns(tree: DialogueTree) -> list[str]:
     """The ids of the turns whose request failed."""
-    return [t.id for t in tree.turns() if t.gen is not None and t.gen.error is not None]
+    return [t.id for t in tree.turns() if t.failed]
+
+
+SYNC_EVERY = 64  # trees appended between two syncs of trees.jsonl
+SYNC_SECONDS = 2.0
 
 
 class RunDir:
@@ -55,10 +65,20 @@ class RunDir:
         self.manifest_path = self.path / "manifest.json"
         self.trees_path = self.path / "trees.jsonl"
         self.cache_path = self.path / "gen_cache.sqlite"
+        self._out = None  # trees.jsonl, open for appending while this process writes
+        self._unsynced, self._synced_at = 0, 0.0
+        # how many lines hold each tree, when every line of trees.jsonl passed through this object
+        self._lines: dict[str, int] | None = None
 
-    def writing(self):
-        """Hold the directory's lock while writing it; fail at once if another process holds it."""
-        return one_writer(self.path)
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the directory's lock while writing it; fail at once if another process holds it.
+        What was appended is synced to disk when the writing ends, however it ends."""
+        with one_writer(self.path):
+            try:
+                yield
+            finally:
+                self._close()
 
     def manifest(self) -> dict | None:
         if not self.manifest_path.exists():
@@ -91,6 +111,7 @@ class RunDir:
     def finish(self, counts: dict) -> str:
         """Record the counts; the run is complete only when no turn failed (`counts["failed_turns"]`)."""
         status = "complete" if not counts.get("failed_turns") else "incomplete"
+        self._close()  # every tree on disk before the manifest says so
         if status == "complete":
             self._compact()
         manifest = self.manifest() or {}
@@ -102,26 +123,53 @@ class RunDir:
         write_atomic(self.manifest_path, json.dumps(manifest, indent=2, default=str))
 
     def append(self, tree: DialogueTree) -> None:
-        line = json.dumps(tree.to_json(), ensure_ascii=False) + "\n"
-        self._drop_torn_tail()
-        with self.trees_path.open("a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        if self._out is None:
+            self._open()
+        self._out.write((json.dumps(tree.to_json(), ensure_ascii=False) + "\n").encode())
+        self._out.flush()
+        if self._lines is not None:
+            self._lines[tree.tree_id] = self._lines.get(tree.tree_id, 0) + 1
+        self._unsynced += 1
+        if self._unsynced >= SYNC_EVERY or time.monotonic() - self._synced_at >= SYNC_SECONDS:
+            self._sync()
 
-    def _drop_torn_tail(self) -> None:
-        """A kill in the middle of an append leaves a last line without its newline: drop it."""
+    def _open(self) -> None:
+        """Open trees.jsonl for appending, first dropping a torn last line: a kill in the middle
+        of an append leaves a line without its newline."""
         if not self.trees_path.exists():
-            return
-        with self.trees_path.open("rb+") as f:
-            data = f.read()
-            if data and not data.endswith(b"\n"):
-                f.truncate(data.rfind(b"\n") + 1)
+            self._lines = {}
+        self._out = self.trees_path.open("ab+")
+        end = self._out.seek(0, os.SEEK_END)
+        kept = end
+        while kept > 0:  # back to the last newline, a block at a time
+            start = max(0, kept - 65536)
+            self._out.seek(start)
+            block = self._out.read(kept - start)
+            if b"\n" in block:
+                kept = start + block.rindex(b"\n") + 1
+                break
+            kept = start
+        if kept != end:
+            self._out.truncate(kept)
+        self._synced_at = time.monotonic()
+
+    def _sync(self) -> None:
+        if self._out is not None and self._unsynced:
+            os.fsync(self._out.fileno())
+        self._unsynced, self._synced_at = 0, time.monotonic()
+
+    def _close(self) -> None:
+        if self._out is not None:
+            self._sync()
+            self._out.close()
+            self._out = None
 
     def _compact(self) -> None:
         """One line per tree, its last version: rewritten beside and renamed, never torn."""
         if not self.trees_path.exists():
             return
+        if self._lines is not None and all(n == 1 for n in self._lines.values()):
+            return  # every line went through this object, and no tree was written twice
         index, lines = self._index()
         if lines != len(index):
             with self.trees_path.open(encoding="utf-8") as f:
@@ -149,7 +197,8 @@ class RunDir:
         last: dict[str, int] = {}  # tree id -> line number of its latest version
         where: dict[int, tuple[int, int]] = {}
         first: dict[str, int] = {}
-        lines = 0
+        count: dict[str, int] = {}  # tree id -> lines that hold it
+        lines, every_line_read = 0, True
         with self.trees_path.open("rb") as f:
             line_no, offset = 0, 0
             for raw in f:
@@ -159,8 +208,9 @@ class RunDir:
                     continue
                 try:
                     tree = DialogueTree.from_json(json.loads(raw))
-                    tree.question, tree.turns()  # every node must be a valid turn
+                    check_tree(tree)
                 except (UnicodeDecodeError, KeyError, TypeError, ValueError, nx.NetworkXError) as e:
+                    every_line_read = False
                     if not raw.endswith(b"\n"):
                         continue  # a torn last line: the next append drops it
                     problem = f"{self.trees_path}:{line_no}: not a dialogue tree ({_first_line(e)})"
@@ -173,7 +223,11 @@ class RunDir:
                     del where[last[tree.tree_id]]
                 first.setdefault(tree.tree_id, line_no)
                 last[tree.tree_id] = line_no
+                count[tree.tree_id] = count.get(tree.tree_id, 0) + 1
                 where[line_no] = (start, first[tree.tree_id])
+        # kept, and counted on as trees are appended, so that finishing knows whether trees.jsonl
+        # needs compacting without reading it again
+        self._lines = count if every_line_read else None
         return where, lines
 
 

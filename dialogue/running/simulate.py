@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -24,7 +25,7 @@ from dialogue.running.cache import CachedBackend, GenerationCache
 from dialogue.running.config import SimulateConfig, system_messages
 from dialogue.running.engine import Engine, Stats
 from dialogue.running.rundir import RunDir, config_hash, failed_turns
-from dialogue.running.summary import Summary, summarize
+from dialogue.running.summary import Summarizer, Summary
 
 
 @dataclass
@@ -63,8 +64,9 @@ def simulate(
     run = RunDir(out)
     with run.writing():
         run.begin(_manifest(config, loaded.source, len(loaded.questions), loaded.skipped, base_kind))
-        stats = grow(config, protocol, personas, run, loaded.questions, kind, base_kind, pool)
-        summary = summarize(run.trees(), {config.protocol.responder}, protocol.free_form)
+        summarizer = Summarizer({config.protocol.responder}, protocol.free_form)
+        stats = grow(config, protocol, personas, run, loaded.questions, kind, base_kind, pool, summarizer.add)
+        summary = summarizer.result()
         run.finish({**summary.to_dict(), "skipped_rows": loaded.skipped})
     return Result(run, stats, summary, loaded.skipped)
 
@@ -107,16 +109,22 @@ def grow(
     kind: str,
     base_kind: str,
     pool: dict[str, Backend] | None = None,
+    on_tree: Callable[[DialogueTree], None] = lambda tree: None,
 ) -> Stats:
     """Load the agents' models (or take them from `pool`) and grow one tree per question into
     `run`, each appended whole. A question whose tree `run` holds already is skipped, unless the
-    tree has failed turns: those are removed and regrown, and every other turn is kept."""
+    tree has failed turns: those are removed and regrown, and every other turn is kept.
+    `on_tree` is given every tree the run holds when this returns, each once: those it held
+    already as they are read, the others as they are written."""
+    wanted = {q.question_id for q in questions}
     grown, partial = set(), {}
     for tree in run.trees():  # one at a time: only the trees to regrow are kept
         grown.add(tree.tree_id)
-        if failed := failed_turns(tree):
+        if tree.tree_id in wanted and (failed := failed_turns(tree)):
             tree.graph.remove_nodes_from(failed)  # failed turns are leaves: nothing grew from them
             partial[tree.tree_id] = tree
+        else:
+            on_tree(tree)
     questions = [q for q in questions if q.question_id not in grown or q.question_id in partial]
     if not questions:
         return Stats()
@@ -141,7 +149,12 @@ def grow(
             partial.get(q.question_id) or DialogueTree.new(q.question_id, q, protocol.name, agents_info, grown_by)
             for q in questions
         )
-        return engine.run(trees, run.append, total=len(questions))
+
+        def written(tree: DialogueTree) -> None:
+            run.append(tree)
+            on_tree(tree)
+
+        return engine.run(trees, written, total=len(questions))
     finally:
         if owned:
             for backend in pool.values():

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-from dialogue.core.tree import DialogueTree
-from dialogue.running.rundir import failed_turns
+from dialogue.core.tree import DialogueTree, Turn
 
 
 @dataclass
@@ -42,14 +41,18 @@ class Persuasion:
 def persuasion(tree: DialogueTree, responders: set[str] | None = None) -> Persuasion:
     """The persuasion attempts in one tree: turns of a responder (None: any agent) answering
     another agent who argued for a different answer than the responder held before."""
+    return _persuasion({turn.id: turn for turn in tree.turns()}, responders)
+
+
+def _persuasion(turns: dict[str, Turn], responders: set[str] | None) -> Persuasion:
     found = Persuasion()
-    for turn in tree.turns():
+    for turn in turns.values():
         if turn.parent is None or (responders is not None and turn.speaker not in responders):
             continue
-        persuader = tree.turn(turn.parent)
+        persuader = turns[turn.parent]
         if persuader.parent is None or persuader.speaker == turn.speaker:
             continue
-        before = tree.turn(persuader.parent)
+        before = turns[persuader.parent]
         if before.speaker != turn.speaker or persuader.answer == before.answer:
             continue
         found.attempts += 1
@@ -64,48 +67,69 @@ def judge_counts(trees: Iterable[DialogueTree], free_form: set[str] = frozenset(
     letter/text conflicts, among turns whose instruction asked for an answer (not `free_form`)."""
     counts: dict[str, dict[str, int]] = {"unreadable": {}, "conflicts": {}}
     for tree in trees:
-        for turn in tree.turns():
-            if turn.gen is None or turn.gen.error is not None or turn.instruction in free_form:
-                continue
-            if turn.answer is None and not turn.agrees_with_parent:
-                counts["unreadable"][turn.speaker] = counts["unreadable"].get(turn.speaker, 0) + 1
-            if (turn.parsed or {}).get("judge") == "conflict":
-                counts["conflicts"][turn.speaker] = counts["conflicts"].get(turn.speaker, 0) + 1
+        _count_unread(tree.turns(), free_form, counts)
     return {kind: dict(sorted(found.items())) for kind, found in counts.items()}
+
+
+def _count_unread(turns: list[Turn], free_form: set[str], counts: dict[str, dict[str, int]]) -> None:
+    for turn in turns:
+        if turn.gen is None or turn.gen.error is not None or turn.instruction in free_form:
+            continue
+        if turn.answer is None and not turn.agrees_with_parent:
+            counts["unreadable"][turn.speaker] = counts["unreadable"].get(turn.speaker, 0) + 1
+        if (turn.parsed or {}).get("judge") == "conflict":
+            counts["conflicts"][turn.speaker] = counts["conflicts"].get(turn.speaker, 0) + 1
+
+
+class Summarizer:
+    """A run's summary, its trees added one at a time as they are written (a run's trees may not
+    fit in memory, and reading them back would cost a pass over trees.jsonl)."""
+
+    def __init__(self, responders: set[str] | None = None, free_form: set[str] = frozenset()):
+        self.responders, self.free_form = responders, free_form
+        self.summary = Summary()
+        self.first_correct: dict[str, list[bool]] = {}
+
+    def add(self, tree: DialogueTree) -> None:
+        summary = self.summary
+        turns = tree.turns()  # read once: the summary looks at each turn several times
+        summary.trees += 1
+        summary.turns += len(turns)
+        summary.failed_turns += sum(turn.failed for turn in turns)
+        _count_unread(turns, self.free_form, {"unreadable": summary.unreadable, "conflicts": summary.conflicts})
+        first_depth: dict[str, int] = {}
+        for turn in turns:
+            if turn.gen is not None:  # words given by the protocol are nobody's answer
+                first_depth.setdefault(turn.speaker, turn.depth)
+        for turn in turns:
+            if turn.depth == first_depth.get(turn.speaker):
+                self.first_correct.setdefault(turn.speaker, []).append(turn.correct is True)
+        found = _persuasion({turn.id: turn for turn in turns}, self.responders)
+        summary.attempts += found.attempts
+        summary.changed += found.changed
+        summary.correct_to_wrong += found.correct_to_wrong
+        summary.wrong_to_correct += found.wrong_to_correct
+
+    def result(self) -> Summary:
+        summary = self.summary
+        summary.first_answer_accuracy = {
+            name: sum(flags) / len(flags) for name, flags in sorted(self.first_correct.items())
+        }
+        summary.unreadable, summary.conflicts = (
+            dict(sorted(summary.unreadable.items())),
+            dict(sorted(summary.conflicts.items())),
+        )
+        return summary
 
 
 def summarize(
     trees: Iterable[DialogueTree], responders: set[str] | None = None, free_form: set[str] = frozenset()
 ) -> Summary:
-    """One pass over `trees`, holding one at a time (a run's trees may not fit in memory)."""
-    summary = Summary()
-    first_correct: dict[str, list[bool]] = {}
+    """One pass over `trees`, holding one at a time."""
+    summarizer = Summarizer(responders, free_form)
     for tree in trees:
-        summary.trees += 1
-        summary.turns += len(tree)
-        summary.failed_turns += len(failed_turns(tree))
-        for kind, found in judge_counts([tree], free_form).items():
-            counts = getattr(summary, kind)
-            for name, n in found.items():
-                counts[name] = counts.get(name, 0) + n
-        first_depth: dict[str, int] = {}
-        for turn in tree.turns():
-            if turn.gen is not None:  # words given by the protocol are nobody's answer
-                first_depth.setdefault(turn.speaker, turn.depth)
-        for turn in tree.turns():
-            if turn.depth == first_depth.get(turn.speaker):
-                first_correct.setdefault(turn.speaker, []).append(turn.correct is True)
-        found = persuasion(tree, responders)
-        summary.attempts += found.attempts
-        summary.changed += found.changed
-        summary.correct_to_wrong += found.correct_to_wrong
-        summary.wrong_to_correct += found.wrong_to_correct
-    summary.first_answer_accuracy = {name: sum(flags) / len(flags) for name, flags in sorted(first_correct.items())}
-    summary.unreadable, summary.conflicts = (
-        dict(sorted(summary.unreadable.items())),
-        dict(sorted(summary.conflicts.items())),
-    )
-    return summary
+        summarizer.add(tree)
+    return summarizer.result()
 
 
 def format_summary(summary: Summary, generated_tokens: int, tokens_per_s: float, cached_turns: int) -> str:
