@@ -39,6 +39,9 @@ class Completion:
     latency_s: float
     error: str | None = None
     cached: bool = False  # served from the generation cache, not generated now
+    # prompt tokens the backend read from KV it had computed already (its prefix cache, or the
+    # shared prompt of siblings admitted together) instead of computing them again
+    prefix_hit_tokens: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)

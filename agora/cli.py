@@ -54,11 +54,7 @@ def simulate_command(cfg: DictConfig) -> None:
     out = shown(HydraConfig.get().runtime.output_dir)
     print(f"out={out}", flush=True)
     result = simulate(config, out, warn_splits=True)
-    print(
-        format_summary(
-            result.summary, result.stats.generated_tokens, result.stats.tokens_per_s, result.stats.cached_turns
-        )
-    )
+    print(format_summary(result.summary, result.stats))
     if result.skipped_rows:
         print(f"skipped dataset rows: {result.skipped_rows}")
     print(f"out={out}")
@@ -115,8 +111,7 @@ def replay_command(cfg: DictConfig) -> None:
     config = validate(cfg, ReplayConfig)
     print(f"out={config.out}", flush=True)
     result = replay_command_config(config)
-    stats = result.stats
-    print(format_summary(result.summary, stats.generated_tokens, stats.tokens_per_s, stats.cached_turns))
+    print(format_summary(result.summary, result.stats))
     print(f"out={config.out}")
     if result.summary.failed_turns:
         sys.exit(INCOMPLETE)

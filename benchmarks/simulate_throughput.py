@@ -9,6 +9,13 @@ questions and config.
     generate call, the way the PBT reference code walks its trees.
 The benchmark prints the tokens/s of each, engine/limit and engine/sequential, and how many
 trees (a) and (c) grew identically.
+
+Prefix reuse: the share of (a)'s prompt tokens that the backend read from KV it had already
+computed (vLLM's prefix cache; the transformers backend's sibling groups, whose shared prompt
+runs once), beside the ideal: the share that is a prefix of what was computed before it, the
+prompts and replies of earlier requests and the prompts of siblings sent before it in the same
+call, counted in tokens and in the backend's cache blocks (vLLM reuses whole blocks only;
+`backend.engine_kwargs.block_size=32` makes them smaller on CPU, where the default is 128).
 In float32 (`backend.dtype=float32`) a completion depends only on its seed and prompt, so both
 sides generate the same turns. In bfloat16, the default on CPUs that compute in it natively, a
 batched matmul rounds differently from a single row's, so the two sides' trees drift apart: they
@@ -19,7 +26,7 @@ answer the same questions under the same config, with token counts within a few 
 closer to the usual research script, but its sampling differs, so its trees (and lengths) do too.
 
     python benchmarks/simulate_throughput.py [--trees 16] [--backend transformers|vllm]
-        [--baseline same-loop|hf-generate] [--sequential-trees N] [key=value ...]
+        [--baseline same-loop|hf-generate] [--sequential-trees N] [--no-sequential] [key=value ...]
 """
 
 from __future__ import annotations
@@ -47,19 +54,28 @@ from dialogue.running.simulate import build_agents
 
 
 class Recorder:
-    """The engine's backend, passed through, keeping every request the engine submits."""
+    """The engine's backend, passed through, keeping every request the engine submits (in the
+    calls it made) and every completion."""
 
     def __init__(self, backend):
         self.backend = backend
         self.model_id = backend.model_id
         self.requests = []
+        self.calls = []  # the tickets of each submit call
+        self.tickets = {}  # ticket -> ChatRequest
+        self.completions = {}  # ticket -> Completion
 
     def submit(self, requests):
         self.requests += requests
-        return self.backend.submit(requests)
+        tickets = self.backend.submit(requests)
+        self.calls.append(tickets)
+        self.tickets.update(zip(tickets, requests, strict=True))
+        return tickets
 
     def step(self, wait=True):
-        return self.backend.step(wait)
+        done = self.backend.step(wait)
+        self.completions.update(done)
+        return done
 
     def busy(self):
         return self.backend.busy()
@@ -143,6 +159,61 @@ def flat_batch(recorders):
     return tokens / seconds
 
 
+def ideal_prefix_reuse(recorder, prompt_ids, tokenize, block: int) -> tuple[float, float]:
+    """(in tokens, in whole blocks of `block`) the share of the recorded prompts' tokens that a
+    backend with an unbounded prefix cache could have read instead of computing: for each
+    request in the order sent, the longest prefix of its prompt that was computed before it
+    (the prompt and reply of an earlier request, or the prompt of a sibling sent earlier in the
+    same call). Prefixes are kept as a set of rolling hashes, one per token."""
+    computed: set[int] = set()
+
+    def prefix_hashes(ids):
+        h, out = 0, []
+        for token in ids:
+            h = hash((h, token))
+            out.append(h)
+        return out
+
+    hit = hit_blocks = total = 0
+    for tickets in recorder.calls:
+        prompts = [prompt_ids(recorder.tickets[t]) for t in tickets]
+        for prompt in prompts:
+            hashes = prefix_hashes(prompt)
+            shared = 0
+            while shared < len(hashes) and hashes[shared] in computed:
+                shared += 1
+            shared = min(shared, len(prompt) - 1)  # the last prompt token always runs, for the first logits
+            hit, hit_blocks, total = hit + shared, hit_blocks + shared // block * block, total + len(prompt)
+            computed.update(hashes)
+        for t, prompt in zip(tickets, prompts, strict=True):  # the replies, once generated
+            if t in recorder.completions:
+                computed.update(prefix_hashes(prompt + tokenize(recorder.completions[t].text)))
+    return hit / total, hit_blocks / total
+
+
+def report_prefix_reuse(stats, recorders, backends):
+    for key, recorder in recorders.items():
+        backend = backends[key]
+        if hasattr(backend, "prompt_ids"):
+            prompt_ids, tokenizer = backend.prompt_ids, backend.tokenizer
+        else:  # Ray workers: the model's tokenizer, here
+            from agents.backends.chat import chat_prompt_ids, template_takes_system
+            from agents.models import load_tokenizer
+
+            tokenizer = load_tokenizer(recorder.model_id)
+            fold = not template_takes_system(tokenizer)
+            prompt_ids = lambda r, tokenizer=tokenizer, fold=fold: chat_prompt_ids(tokenizer, r, fold)  # noqa: E731
+        block = getattr(backend, "block_size", 1)  # vLLM reuses whole blocks; the transformers backend, tokens
+        tokenize = lambda text, tokenizer=tokenizer: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+        ideal, ideal_blocks = ideal_prefix_reuse(recorder, prompt_ids, tokenize, block)
+        achieved = stats.prefix_hit_rate
+        print(
+            f"prefix reuse: achieved {achieved:.3f} of {stats.prompt_tokens} prompt tokens; ideal {ideal:.3f} "
+            f"in tokens, {ideal_blocks:.3f} in blocks of {block}; achieved/ideal {achieved / ideal:.2f} "
+            f"(in blocks {achieved / ideal_blocks if ideal_blocks else float('nan'):.2f})"
+        )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trees", type=int, default=16)
@@ -154,6 +225,7 @@ def main():
         default=None,
         help="grow only the first N trees one call per turn (its tokens/s does not depend on how many trees)",
     )
+    parser.add_argument("--no-sequential", action="store_true", help="leave out (c), one call per turn")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/simulate.yaml")
     args = parser.parse_args()
     with initialize_config_module(config_module="conf", version_base="1.3"):
@@ -169,7 +241,16 @@ def main():
         print(f"{backend.model_id}: {getattr(getattr(backend, 'model', None), 'dtype', 'served elsewhere')}")
     recorders = {key: Recorder(b) for key, b in backends.items()}
     engine_stats, engine_trees = run(config, agents, recorders, "engine")
+    report_prefix_reuse(engine_stats, recorders, backends)
+    for backend in backends.values():  # the limit starts from a cold cache, as the engine did
+        if reset := getattr(getattr(backend, "llm", None), "reset_prefix_cache", None):
+            reset()
     limit = flat_batch(recorders)
+    print(f"ratio engine/limit tokens/s: {engine_stats.tokens_per_s / limit:.2f}")
+    if args.no_sequential:
+        for backend in backends.values():
+            backend.close()
+        return
     wrapper = GeneratePerTurn if args.baseline == "hf-generate" else OneCallPerTurn
     sequential = {key: wrapper(b) for key, b in backends.items()}
     seq_stats, seq_trees = run(config, agents, sequential, "sequential", args.sequential_trees)
@@ -180,7 +261,6 @@ def main():
     engine_texts, seq_texts = texts(engine_trees), texts(seq_trees)
     same = sum(engine_texts[k] == seq_texts[k] for k in seq_texts)
     print(f"identical trees: {same}/{len(seq_trees)}")
-    print(f"ratio engine/limit tokens/s: {engine_stats.tokens_per_s / limit:.2f}")
     print(f"ratio engine/sequential tokens/s: {engine_stats.tokens_per_s / seq_stats.tokens_per_s:.2f}")
     for backend in backends.values():
         backend.close()

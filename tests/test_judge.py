@@ -188,7 +188,7 @@ def test_the_run_summary_and_the_card_count_unreadable_and_conflicting_turns(tmp
     # per tree, B speaks 1 + 6 times under each of resist and accept; A's 7 turns are all read
     assert result.summary.conflicts == {"B": 4 * 7} and result.summary.unreadable == {"B": 4 * 14}
     assert "answers the judge could not read: B 56   letter/text conflicts: B 28" in format_summary(
-        result.summary, 0, 0.0, 0
+        result.summary, result.stats
     )
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["counts"]["conflicts"] == {"B": 28} and manifest["counts"]["unreadable"] == {"B": 56}

@@ -50,14 +50,22 @@ def served(server, out, *extra):
 
 
 def test_two_workers_grow_the_trees_one_process_grows_in_float32(tiny_model, tmp_path):
-    runs = {}
+    """...and read as much of their prompts from shared prefixes: a tree's requests all go to
+    one actor, so its siblings are still admitted together there. (Not to the token: one
+    process admits more rows at once, and rows of two calls whose contexts happen to be the
+    same, as a tiny model's repeated texts make them, then share a prefill too.)"""
+    runs, prefix_reads = {}, {}
     for name, workers in [("here", 1), ("ray", 2)]:
         out = tmp_path / name
         extra = ("backend.dtype=float32", "dataset.limit=4", f"scale.workers={workers}")
         result = simulate(simulate_config(tiny_overrides(tiny_model, out, *extra)), out)
         assert result.run.manifest()["status"] == "complete"
         runs[name] = trees(out)
+        prefix_reads[name] = (result.stats.prefix_hit_tokens, result.stats.prompt_tokens)
     assert runs["ray"] == runs["here"] and len(runs["ray"]) == 4
+    (ray_hits, ray_prompt), (hits, prompt) = prefix_reads["ray"], prefix_reads["here"]
+    assert ray_prompt == prompt and hits > 0.2 * prompt
+    assert abs(ray_hits - hits) <= 0.03 * hits
 
 
 def test_a_killed_worker_loses_no_tree(tmp_path):

@@ -1,6 +1,7 @@
 """`agora simulate` on a tiny random model: shape, reproducibility, resume, and bad input."""
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -268,3 +269,32 @@ def test_a_tree_line_whose_turn_is_malformed_is_an_error_naming_the_line(tmp_pat
     (run / "trees.jsonl").write_text("".join(lines))
     with pytest.raises(AgoraError, match=rf"trees.jsonl:2: not a dialogue tree \(.*{why}"):
         scripted_run(run, monkeypatch, 4)
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        ("second_root", "2 turns without a parent"),
+        ("missing_parent", "its parent is '0.9', but the tree's edges reach it from no turn"),
+        ("wrong_parent", "its parent is '0.1', but the tree's edges reach it from '0'"),
+    ],
+)
+def test_a_tree_line_that_is_not_one_tree_is_an_error_naming_the_line(tmp_path, monkeypatch, damage, why):
+    """A damaged line is named where it is read, not later by a graph algorithm deep in mining."""
+    from tests.conftest import scripted_run
+
+    run = scripted_run(tmp_path / "run", monkeypatch, 3)
+    lines = (run / "trees.jsonl").read_text().splitlines(keepends=True)
+    tree = json.loads(lines[2])
+    node = next(n for n in tree["nodes"] if n["id"] == "0.0")
+    if damage == "second_root":
+        tree["nodes"].append({**node, "id": "9", "parent": None, "depth": 0})
+    elif damage == "missing_parent":
+        node["parent"] = "0.9"
+        tree["edges"] = [e for e in tree["edges"] if e["target"] != "0.0"]
+    else:
+        node["parent"] = "0.1"
+    lines[2] = json.dumps(tree) + "\n"
+    (run / "trees.jsonl").write_text("".join(lines))
+    with pytest.raises(AgoraError, match=rf"trees.jsonl:3: not a dialogue tree \(.*{re.escape(why)}"):
+        scripted_run(run, monkeypatch, 3)

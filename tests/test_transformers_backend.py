@@ -97,6 +97,22 @@ def test_siblings_are_admitted_together(backend):
     assert sorted(map(sorted, groups)) == [[0, 1, 2], [3], [4], [5]]
 
 
+def test_siblings_admitted_together_read_their_shared_prompt_once(backend):
+    """What the backend reports as prefix reads is what its prefill skipped: every sibling but
+    the first reads the group's shared prompt, and a request alone reads nothing."""
+    siblings = [
+        ChatRequest(CONTEXT + (("user", f"instruction {k}"),), Sampling(max_tokens=3), seed=k) for k in range(3)
+    ]
+    alone = ChatRequest((("user", "alone"),), Sampling(max_tokens=3), seed=9)
+    done = backend.generate([*siblings, alone])
+    prompts = [backend.prompt_ids(r) for r in siblings]
+    shared = next(i for i, column in enumerate(zip(*prompts, strict=False)) if len(set(column)) > 1)
+    assert shared > 10  # the system message, the question and the first answer
+    assert sorted(c.prefix_hit_tokens for c in done[:3]) == [0, shared, shared]
+    assert done[3].prefix_hit_tokens == 0
+    assert [c.prompt_tokens for c in done[:3]] == [len(p) for p in prompts]
+
+
 def register(backend, requests):
     """Tickets for `requests`, known to the backend but not queued (for its private parts)."""
     tickets = list(range(10_000, 10_000 + len(requests)))

@@ -54,10 +54,14 @@ def reference(tiny_model, tmp_path_factory):
 
 def test_vllm_backend_gives_trees_of_the_same_shape(tiny_model, reference, tmp_path):
     out = tmp_path / "run"
-    agora_simulate(tiny_overrides(tiny_model, out, "dataset.limit=2", "backend=vllm", "backend.max_model_len=2048"))
+    vllm = ["backend=vllm", "backend.max_model_len=2048", "+backend.engine_kwargs.block_size=32"]
+    proc = agora_simulate(tiny_overrides(tiny_model, out, "dataset.limit=2", *vllm))
     assert shapes(out) == reference
     turns = [n for line in (out / "trees.jsonl").read_text().splitlines() for n in json.loads(line)["nodes"]]
     assert all(t["gen"]["completion_tokens"] > 0 for t in turns)
+    # later turns repeat the question and the turns before them: vLLM's prefix cache reads them
+    hit_rate = int(proc.stdout.split("read from the backend's prefix cache: ")[1].split("%")[0])
+    assert hit_rate > 20, proc.stdout
 
 
 def free_port() -> int:

@@ -155,4 +155,6 @@ def _completion(data: dict, latency: float) -> Completion:
         completion_tokens=usage.get("completion_tokens", 0),
         finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
         latency_s=latency,
+        # servers that report it (vLLM with --enable-prompt-tokens-details, OpenAI itself)
+        prefix_hit_tokens=(usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0,
     )

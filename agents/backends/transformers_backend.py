@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from agents.backends.chat import merge_system, template_takes_system
+from agents.backends.chat import chat_prompt_ids, template_takes_system
 from agents.backends.grouped_attention import use_grouped_attention
 from agents.config import TransformersBackendConfig
 from agents.models import load_causal_lm
@@ -114,6 +114,7 @@ class _Request:
     prompt: list[int]
     generator: torch.Generator
     started: float
+    prefix_hit: int = 0  # prompt tokens it took from its sibling group's shared prefix
 
 
 class TransformersBackend(Streaming):
@@ -140,9 +141,7 @@ class TransformersBackend(Streaming):
         self._running: Running | None = None  # rows are tickets
 
     def prompt_ids(self, request: ChatRequest) -> list[int]:
-        chat = merge_system(request.chat()) if self.merge_system else request.chat()
-        text = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return chat_prompt_ids(self.tokenizer, request, self.merge_system)
 
     def _start(self, tickets: list[int], requests: list[ChatRequest]) -> None:
         started = time.perf_counter()
@@ -186,7 +185,7 @@ class TransformersBackend(Streaming):
             if not stopped:
                 tokens.append(token)
             if stopped or len(tokens) >= row.request.sampling.max_tokens:
-                finished.append((ticket, self._completion(tokens, stopped, len(row.prompt), row.started)))
+                finished.append((ticket, self._completion(tokens, stopped, row)))
                 del self._requests[ticket]
             else:
                 keep.append(slot)
@@ -233,6 +232,8 @@ class TransformersBackend(Streaming):
             prefixes.append(group[0][: min(_common_prefix(group), min(map(len, group)) - 1)])
             for s in slots:
                 group_of[s] = g
+            for s in slots[1:]:  # the first row of a group computes the prefix; the others read it
+                self._requests[rows[s]].prefix_hit = len(prefixes[-1])
         cache = DynamicCache()
         prefix_ids, prefix_mask = self._left_pad(prefixes)
         if prefix_ids.shape[1] > 0:
@@ -273,13 +274,14 @@ class TransformersBackend(Streaming):
                 mask[i, width - len(row) :] = 1
         return ids.to(self.device), mask.to(self.device)
 
-    def _completion(self, tokens: list[int], stopped: bool, prompt_tokens: int, started: float) -> Completion:
+    def _completion(self, tokens: list[int], stopped: bool, row: _Request) -> Completion:
         return Completion(
             text=self.tokenizer.decode(tokens, skip_special_tokens=True).strip(),
-            prompt_tokens=prompt_tokens,
+            prompt_tokens=len(row.prompt),
             completion_tokens=len(tokens) + stopped,
             finish_reason="stop" if stopped else "length",
-            latency_s=time.perf_counter() - started,
+            latency_s=time.perf_counter() - row.started,
+            prefix_hit_tokens=row.prefix_hit,
         )
 
     def close(self) -> None:

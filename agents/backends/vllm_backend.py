@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from agents.backends.chat import merge_system, template_takes_system
+from agents.backends.chat import chat_prompt_ids, template_takes_system
 from agents.config import VllmBackendConfig
 from agents.models import adapter_base, resolve_model
 from agents.requests import ChatRequest, Completion, Streaming, too_long
@@ -56,19 +56,21 @@ class VllmBackend(Streaming):
         if self.on_gpu:
             kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
         self.llm = LLM(**{**kwargs, **config.engine_kwargs})
-        self.merge_system = not template_takes_system(self.llm.get_tokenizer())
+        self.tokenizer = self.llm.get_tokenizer()
+        self.merge_system = not template_takes_system(self.tokenizer)
+        self.block_size = self.llm.llm_engine.vllm_config.cache_config.block_size  # prefix caching's unit
         self.context_length = self.llm.llm_engine.model_config.max_model_len
         self._started: dict[str, tuple[int, float]] = {}  # vLLM request id -> (ticket, when added)
+
+    def prompt_ids(self, request: ChatRequest) -> list[int]:
+        return chat_prompt_ids(self.tokenizer, request, self.merge_system)
 
     def _start(self, tickets: list[int], requests: list[ChatRequest]) -> None:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        tokenizer = self.llm.get_tokenizer()
         for ticket, request in zip(tickets, requests, strict=True):
-            chat = merge_system(request.chat()) if self.merge_system else request.chat()
-            text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
-            prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+            prompt = self.prompt_ids(request)
             # vLLM refuses a prompt longer than its context: such a request fails alone, on its turn
             if failed := too_long(len(prompt), request.sampling.max_tokens, self.context_length):
                 self._ready.append((ticket, failed))
@@ -104,6 +106,7 @@ class VllmBackend(Streaming):
                         completion_tokens=len(sample.token_ids),
                         finish_reason="length" if sample.finish_reason == "length" else "stop",
                         latency_s=time.perf_counter() - started,
+                        prefix_hit_tokens=out.num_cached_tokens or 0,
                     ),
                 )
             )

@@ -65,16 +65,29 @@ _VALID_TURN = TypeAdapter(Turn)
 
 
 def check_tree(tree: DialogueTree) -> None:
-    """A tree read from disk has a valid question, and every node is a whole, well-typed turn
-    (a ValueError or KeyError if not)."""
-    tree._question = Question.model_validate(tree.graph.graph["question"])
-    for turn_id, attrs in tree.graph.nodes(data=True):
+    """A tree read from disk has a valid question, every node is a whole, well-typed turn, and
+    the turns make one tree: one root, each other turn reached by one edge from the turn its
+    `parent` names (a ValueError or KeyError naming what is wrong, if not)."""
+    graph = tree.graph
+    tree._question = Question.model_validate(graph.graph["question"])
+    for turn_id, attrs in graph.nodes(data=True):
         try:
             _VALID_TURN.validate_python({"id": turn_id, **attrs})
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
             raise ValueError(f"turn {turn_id}: {where}: {first['msg']}") from None
+        edges_from = list(graph.pred[turn_id])
+        if edges_from != ([] if attrs["parent"] is None else [attrs["parent"]]):
+            raise ValueError(
+                f"turn {turn_id}: its parent is {attrs['parent']!r}, but the tree's edges reach it from "
+                f"{', '.join(map(repr, edges_from)) or 'no turn'}"
+            )
+    roots = [turn_id for turn_id, attrs in graph.nodes(data=True) if attrs["parent"] is None]
+    if len(roots) != 1:
+        raise ValueError(f"{len(roots)} turns without a parent ({', '.join(sorted(roots)[:3])}); a tree has one root")
+    if len(nx.descendants(graph, roots[0])) != len(graph) - 1:
+        raise ValueError(f"some turns cannot be reached from the root {roots[0]!r} (a cycle of parents)")
 
 
 class DialogueTree:

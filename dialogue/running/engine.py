@@ -41,6 +41,12 @@ class Stats:
     generated_tokens: int = 0  # by a backend in this invocation, cached completions excluded
     cached_turns: int = 0
     seconds: float = 0.0
+    prompt_tokens: int = 0  # of the requests a backend served in this invocation
+    prefix_hit_tokens: int = 0  # of those, the tokens it read from KV it had already computed
+
+    @property
+    def prefix_hit_rate(self) -> float:
+        return self.prefix_hit_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
     @property
     def tokens_per_s(self) -> float:
@@ -231,6 +237,8 @@ class Engine:
                 self.stats.cached_turns += 1
             else:
                 self.stats.generated_tokens += done.completion_tokens
+                self.stats.prompt_tokens += done.prompt_tokens
+                self.stats.prefix_hit_tokens += done.prefix_hit_tokens
 
 
 def agreement(reading: Reading, parent: Turn | None) -> tuple[str | None, bool | None]:

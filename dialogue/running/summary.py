@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 from dialogue.core.tree import DialogueTree, Turn
+from dialogue.running.engine import Stats
 
 
 @dataclass
@@ -132,13 +133,21 @@ def summarize(
     return summarizer.result()
 
 
-def format_summary(summary: Summary, generated_tokens: int, tokens_per_s: float, cached_turns: int) -> str:
+def format_summary(summary: Summary, stats: Stats) -> str:
     accuracy = ", ".join(f"{name} {acc:.0%}" for name, acc in summary.first_answer_accuracy.items())
     return "\n".join(
         [
             f"trees: {summary.trees}   turns: {summary.turns}",
-            f"generated tokens: {generated_tokens}   tokens/s: {tokens_per_s:.1f}"
-            + (f"   (cached turns: {cached_turns})" if cached_turns else ""),
+            f"generated tokens: {stats.generated_tokens}   tokens/s: {stats.tokens_per_s:.1f}"
+            + (f"   (cached turns: {stats.cached_turns})" if stats.cached_turns else ""),
+            *(
+                [
+                    f"prompt tokens: {stats.prompt_tokens}   read from the backend's prefix cache: "
+                    f"{stats.prefix_hit_rate:.0%}"
+                ]
+                if stats.prompt_tokens
+                else []
+            ),
             f"first-answer accuracy: {accuracy}",
             f"persuasion attempts: {summary.attempts}   changed the answer: {summary.changed}"
             f"   correct->wrong: {summary.correct_to_wrong}   wrong->correct: {summary.wrong_to_correct}",
