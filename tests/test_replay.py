@@ -71,3 +71,25 @@ def test_only_some_trees_and_bad_requests(source, tmp_path):
     assert wrong_agent.returncode == 2 and "replay.agent: 'C'" in wrong_agent.stderr
     other_agent = agora("replay", f"run={source}", "replay.agent=B", "agents.A.model=x", f"out={tmp_path / 'y'}")
     assert other_agent.returncode == 2 and "only replay.agent=B" in other_agent.stderr
+
+
+def test_a_wrapped_protocol_answers_every_hook_itself():
+    """Replays and the critique suite wrap a protocol (`Delegating`); every hook `Protocol`
+    declares, today's and any added later, must reach the wrapped protocol, or a replayed
+    `reverse` run would, say, judge its turns against the wrong question."""
+    import inspect
+
+    from dialogue.protocols.base import Delegating, Protocol
+
+    hooks = [name for name, _ in inspect.getmembers(Protocol, inspect.isfunction) if not name.startswith("_")]
+    assert {"first", "children", "context", "judged_against", "parse"} <= set(hooks)
+
+    class Inner(Protocol):
+        name, instructions = "inner", {}
+
+    for name in hooks:
+        setattr(Inner, name, lambda self, *args, name=name: f"inner.{name}")
+    wrapped = Delegating(Inner())
+    for name in hooks:
+        arguments = [None] * (len(inspect.signature(getattr(Protocol, name)).parameters) - 1)
+        assert getattr(wrapped, name)(*arguments) == f"inner.{name}", name

@@ -64,39 +64,27 @@ class Protocol:
 
 class Delegating(Protocol):
     """A protocol that is `inner` except where a subclass overrides a hook (a replay regrows
-    recorded trees; the critique suite starts from given solutions): the one place that
-    forwards every hook."""
+    recorded trees; the critique suite starts from given solutions). Every hook of `Protocol`
+    is forwarded to `inner` by construction (`HOOKS`, below), so a hook added to `Protocol` is
+    never silently answered by the default instead of by the protocol being wrapped."""
 
     def __init__(self, inner: Protocol):
         self.inner = inner
         self.name, self.instructions, self.free_form = inner.name, inner.instructions, inner.free_form
 
-    def first(self, tree: DialogueTree) -> ChildSpec:
-        return self.inner.first(tree)
 
-    def children(self, tree: DialogueTree, turn: Turn) -> list[ChildSpec]:
-        return self.inner.children(tree, turn)
+def _forward(name: str):
+    def hook(self, *args, **kwargs):
+        return getattr(self.inner, name)(*args, **kwargs)
 
-    def context(self, tree: DialogueTree, parent: str | None, speaker: str) -> list[Turn]:
-        return self.inner.context(tree, parent, speaker)
+    hook.__name__ = hook.__qualname__ = name
+    hook.__doc__ = f"`inner.{name}`, unless a subclass overrides it."
+    return hook
 
-    def wording(self, tree: DialogueTree, instruction: str) -> str:
-        return self.inner.wording(tree, instruction)
 
-    def asks_answer(self, instruction: str) -> bool:
-        return self.inner.asks_answer(instruction)
-
-    def shown_question(self, tree: DialogueTree, parent: str | None) -> str:
-        return self.inner.shown_question(tree, parent)
-
-    def judged_against(self, tree: DialogueTree, instruction: str) -> Question | None:
-        return self.inner.judged_against(tree, instruction)
-
-    def parse(self, spec: ChildSpec, text: str) -> dict | None:
-        return self.inner.parse(spec, text)
-
-    def check_questions(self, questions: list[Question]) -> None:
-        return self.inner.check_questions(questions)
+HOOKS = tuple(name for name, value in vars(Protocol).items() if callable(value) and not name.startswith("_"))
+for _name in HOOKS:
+    setattr(Delegating, _name, _forward(_name))
 
 
 class OneAgentConfig(Strict):
