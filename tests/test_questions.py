@@ -150,3 +150,34 @@ def test_a_test_split_under_30_questions_is_warned_of_with_its_counts():
     everything = [q.question_id for q in load_questions(DatasetConfig(limit=None)).questions]
     assert small_test_split(DatasetConfig(limit=None), everything) is None  # 45 test questions
     assert small_test_split(DatasetConfig(split="train"), ids) is None  # train only, by choice
+
+
+def test_the_split_rule_is_pinned_so_no_update_reshuffles_a_users_splits():
+    """A question's split is a seeded hash of its id, and users' held-out results depend on it
+    staying put across versions: these assignments were recorded once and must never change."""
+    rule = DatasetConfig().split_rule
+    bundled = [q.question_id for q in load_questions(DatasetConfig(limit=None)).questions]
+    test = [i for i in bundled if rule.of(i) == "test"]
+    assert test[:12] == ["gk-012", "gk-018", "gk-019", "gk-023", "gk-026", "gk-034"] + [
+        "gk-050",
+        "gk-056",
+        "gk-085",
+        "gk-087",
+        "gk-097",
+        "gk-123",
+    ]
+    assert [sum(rule.of(i) == s for i in bundled) for s in ("train", "validation", "test")] == [338, 34, 45]
+    seven = DatasetConfig(split_seed=7).split_rule
+    assert {i: seven.of(i) for i in (f"row-{k}" for k in range(40)) if seven.of(i) != "train"} == PINNED_SEED_7
+
+
+PINNED_SEED_7 = {
+    "row-17": "validation",
+    "row-19": "validation",
+    "row-21": "validation",
+    "row-23": "test",
+    "row-29": "test",
+    "row-31": "validation",
+    "row-36": "validation",
+    "row-39": "test",
+}

@@ -298,3 +298,25 @@ def test_a_tree_line_that_is_not_one_tree_is_an_error_naming_the_line(tmp_path, 
     (run / "trees.jsonl").write_text("".join(lines))
     with pytest.raises(AgoraError, match=rf"trees.jsonl:3: not a dialogue tree \(.*{re.escape(why)}"):
         scripted_run(run, monkeypatch, 3)
+
+
+def test_a_regrown_tree_keeps_its_place_and_the_finished_file_holds_each_tree_once(tmp_path, monkeypatch):
+    """A resumed run appends a regrown tree again; readers see every tree once, in the order
+    the trees first appeared (the question order), the regrown one in its last version, and
+    finishing compacts the file to that."""
+    from dialogue.running.rundir import RunDir
+    from tests.conftest import scripted_run
+
+    run = RunDir(scripted_run(tmp_path / "run", monkeypatch, 4))
+    first = list(run.trees())
+    order = [t.tree_id for t in first]
+    regrown = first[1]
+    regrown.graph.nodes["0"]["text"] = "grown again"
+    with run.writing():
+        run.append(regrown)
+        assert [t.tree_id for t in run.trees()] == order
+        assert next(t for t in run.trees() if t.tree_id == order[1]).turn("0").text == "grown again"
+        run.finish({"failed_turns": 0})
+    lines = [json.loads(line)["graph"]["tree_id"] for line in run.trees_path.read_text().splitlines()]
+    assert lines == order
+    assert json.loads(run.trees_path.read_text().splitlines()[1])["nodes"][0]["text"] == "grown again"

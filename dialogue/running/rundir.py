@@ -173,8 +173,10 @@ class RunDir:
         index, lines = self._index()
         if lines != len(index):
             with self.trees_path.open(encoding="utf-8") as f:
-                kept = [line for line_no, line in enumerate(f, start=1) if line_no in index]
-            write_atomic(self.trees_path, "".join(kept))
+                kept = {line_no: line for line_no, line in enumerate(f, start=1) if line_no in index}
+            # each tree where it first appeared, as `trees()` reads them: a regrown tree keeps its place
+            order = sorted(index, key=lambda line_no: index[line_no][1])
+            write_atomic(self.trees_path, "".join(kept[line_no] for line_no in order))
 
     def trees(self, bad_lines: list[str] | None = None) -> Iterator[DialogueTree]:
         """Every tree's last version, read one at a time, in the order the trees first appear. A
