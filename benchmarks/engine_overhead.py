@@ -13,9 +13,10 @@ replies are made from each request's seed, and prints:
 3. the top of a profile, by own time.
 
     python benchmarks/engine_overhead.py [--questions 2000] [--profile-rows 15] [key=value ...]
+    python benchmarks/engine_overhead.py --dataset general_knowledge   # the multiple-choice judge
 
-The key=value arguments are Hydra overrides of conf/simulate.yaml (`dataset=general_knowledge
-dataset.limit=null` for the multiple-choice judge on the bundled questions).
+The key=value arguments are Hydra overrides of conf/simulate.yaml. `--dataset general_knowledge`
+grows every bundled question (417; `--questions` is for generated arithmetic problems).
 """
 
 from __future__ import annotations
@@ -136,10 +137,13 @@ def one_run(config, answers: list[str]) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", type=int, default=2000)
+    parser.add_argument("--dataset", choices=["arithmetic", "general_knowledge"], default="arithmetic")
     parser.add_argument("--profile-rows", type=int, default=15)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/simulate.yaml")
     args = parser.parse_args()
-    base = ["dataset=arithmetic", f"dataset.count={args.questions}", "dataset.limit=null"]
+    base = [f"dataset={args.dataset}", "dataset.limit=null"]
+    if args.dataset == "arithmetic":
+        base.append(f"dataset.count={args.questions}")
     with initialize_config_module(config_module="conf", version_base="1.3"):
         cfg = compose(config_name="simulate", overrides=[*base, "progress=false", "out=unused", *args.overrides])
     config = validate(cfg)

@@ -53,16 +53,19 @@ class Question(BaseModel):
 
 
 _LEADING_ARTICLE = re.compile(r"^(?:a|an|the)\s+")
+_THOUSANDS_SEPARATOR = re.compile(r"(?<=\d),(?=\d{3}\b)")
+_PUNCTUATION_TO_SPACE = str.maketrans(string.punctuation, " " * len(string.punctuation))
 
 
 def normalize(text: str) -> str:
     """Lower case, no accents, no thousands separators, no punctuation, no leading article,
     single spaces: how aliases and choice texts are compared. Only a leading article goes, so
     that "Vitamin A" stays itself."""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
-    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
-    text = text.translate(str.maketrans(string.punctuation, " " * len(string.punctuation)))
+    if not text.isascii():  # ASCII has nothing to decompose, and this is most of the cost
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in text if not unicodedata.combining(c))
+    text = text.lower()
+    text = _THOUSANDS_SEPARATOR.sub("", text).translate(_PUNCTUATION_TO_SPACE)
     return _LEADING_ARTICLE.sub("", " ".join(text.split()))
 
 
