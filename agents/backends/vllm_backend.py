@@ -113,4 +113,6 @@ class VllmBackend(Streaming):
         return finished
 
     def close(self) -> None:
+        # stop the engine's worker processes now, not when the interpreter exits
+        self.llm.llm_engine.engine_core.shutdown()
         del self.llm

@@ -118,7 +118,7 @@ _NOT_THE_ANSWER = re.compile(
 )
 # "the answer of 4"; not "Finish with the answer of 57", an echo of the answer-format instruction
 _NUMBER_ANSWER_OF = re.compile(
-    r"(?i)(?<!finish with the )(?<!finish with an )\banswer\s+(?:of|for)\s+(-?\d[\d,]*(?:\.\d+)?)(?![\d*])"
+    r"(?i)\b(?<!finish with the )(?<!finish with an )answer\s+(?:of|for)\s+(-?\d[\d,]*(?:\.\d+)?)(?![\d*])"
 )
 _NOT_THE_ANSWER_AFTER = re.compile(r"(?i)\b(?:is|was)\s+(?:no\s+longer|not)\s+the\s+(?:correct\s+|right\s+)?answer\b")
 _CONCLUDES = re.compile(r"(?i)=|\b(?:so|now|in\s+total|total\s+(?:is|of)|left|finally|therefore|thus)\b")

@@ -146,10 +146,10 @@ class DialogueTree:
 
     def path(self, turn_id: str) -> list[Turn]:
         """The turns from the root down to `turn_id`, inclusive."""
-        ids = [turn_id]
-        while parents := self.graph.pred[ids[-1]]:
-            ids.append(next(iter(parents)))
-        return [self.turn(i) for i in reversed(ids)]
+        turns = [self.turn(turn_id)]
+        while turns[-1].parent is not None:
+            turns.append(self.turn(turns[-1].parent))
+        return turns[::-1]
 
     def leaves(self) -> list[str]:
         return sorted((n for n, d in self.graph.out_degree() if d == 0), key=_id_key)
