@@ -7,7 +7,7 @@ STAMP := $(VENV)/.agora-setup
 export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup browser lint extras format test demo bench bench-train clean
+.PHONY: setup browser lint extras format test test-fast demo bench bench-train clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ browser:
 
 test: setup browser lint extras
 	$(PY) -m pytest -q
+
+# while working: lint and the tests not marked slow (no real-model, vLLM or Ray runs); CI runs `make test`
+test-fast: setup browser lint
+	$(PY) -m pytest -q -m "not slow"
 
 # The GPU extra resolves for Linux x86_64 (metadata only, no wheel is downloaded) to the vLLM
 # release whose CPU build the tests run; a new vLLM or a dependency that excludes it fails here.
