@@ -60,13 +60,11 @@ class Recorder:
     def __init__(self, backend):
         self.backend = backend
         self.model_id = backend.model_id
-        self.requests = []
         self.calls = []  # the tickets of each submit call
-        self.tickets = {}  # ticket -> ChatRequest
+        self.tickets = {}  # ticket -> ChatRequest, in the order submitted
         self.completions = {}  # ticket -> Completion
 
     def submit(self, requests):
-        self.requests += requests
         tickets = self.backend.submit(requests)
         self.calls.append(tickets)
         self.tickets.update(zip(tickets, requests, strict=True))
@@ -153,9 +151,9 @@ def flat_batch(recorders):
     """The limit: every request the engine made, given to its backend at once as one batch."""
     tokens, started = 0, time.perf_counter()
     for recorder in recorders.values():
-        tokens += sum(c.completion_tokens for c in recorder.backend.generate(recorder.requests))
+        tokens += sum(c.completion_tokens for c in recorder.backend.generate(list(recorder.tickets.values())))
     seconds = time.perf_counter() - started
-    report("limit", tokens, seconds, f"{sum(len(r.requests) for r in recorders.values())} requests, ")
+    report("limit", tokens, seconds, f"{sum(len(r.tickets) for r in recorders.values())} requests, ")
     return tokens / seconds
 
 

@@ -203,7 +203,7 @@ def _echo_patterns(template: str) -> tuple[tuple[re.Pattern, str], ...]:
     # its example on its own ("Answer: N"): a placeholder, not an answer
     shown = re.match(r"""['"“‘]([^'"”’]{6,40})['"”’]""", template[quoted.start() :]) if quoted else None
     if shown:
-        patterns.append((re.compile(rf"(?<!\w){re.escape(shown.group(1))}(?!\w)"), shown.group(1).lower()))
+        patterns.append((_whole_words(shown.group(1)), shown.group(1).lower()))
     return tuple(patterns)
 
 
