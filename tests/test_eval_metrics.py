@@ -299,3 +299,12 @@ def test_order_dependence_is_signed_and_its_interval_covers_zero_when_order_has_
     assert covered / 400 >= 0.93
     second_better = [Debated(1, "A", True, False), Debated(2, "A", True, True)]  # right only when second
     assert metrics_of({"q": second_better}, TEAM_DEBATE)["order_dependence"].value == -1.0
+
+
+def test_a_wilson_interval_holds_its_proportion_in_floating_point():
+    """Plots draw value - low and high - value as error bars, which must not be negative: an
+    evaluation with 0 of 34 flips crashed drawing its plot (a low end of 7e-18 above 0)."""
+    for n in range(1, 201):
+        for k in range(n + 1):
+            low, high = wilson(k, n)
+            assert 0.0 <= low <= k / n <= high <= 1.0, (k, n, low, high)

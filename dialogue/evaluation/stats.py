@@ -76,7 +76,8 @@ def wilson(successes: float, n: float, level: float = 0.95) -> tuple[float, floa
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # the interval holds p; in floating point 0 successes of 34 gave a low end of 7e-18 above it
+    return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
 
 
 def estimate(
