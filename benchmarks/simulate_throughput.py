@@ -157,8 +157,8 @@ def flat_batch(recorders):
     return tokens / seconds
 
 
-def ideal_prefix_reuse(recorder, prompt_ids, tokenize, block: int) -> tuple[float, float]:
-    """(in tokens, in whole blocks of `block`) the share of the recorded prompts' tokens that a
+def ideal_prefix_reuse(recorder, prompt_ids, tokenize, blocks: list[int]) -> tuple[float, dict[int, float]]:
+    """(in tokens, {block size: in whole blocks of that size}) the share of the recorded prompts' tokens that a
     backend with an unbounded prefix cache could have read instead of computing: for each
     request in the order sent, the longest prefix of its prompt that was computed before it
     (the prompt and reply of an earlier request, or the prompt of a sibling sent earlier in the
@@ -172,7 +172,8 @@ def ideal_prefix_reuse(recorder, prompt_ids, tokenize, block: int) -> tuple[floa
             out.append(h)
         return out
 
-    hit = hit_blocks = total = 0
+    hit = total = 0
+    hit_blocks = dict.fromkeys(blocks, 0)
     for tickets in recorder.calls:
         prompts = [prompt_ids(recorder.tickets[t]) for t in tickets]
         for prompt in prompts:
@@ -181,12 +182,14 @@ def ideal_prefix_reuse(recorder, prompt_ids, tokenize, block: int) -> tuple[floa
             while shared < len(hashes) and hashes[shared] in computed:
                 shared += 1
             shared = min(shared, len(prompt) - 1)  # the last prompt token always runs, for the first logits
-            hit, hit_blocks, total = hit + shared, hit_blocks + shared // block * block, total + len(prompt)
+            hit, total = hit + shared, total + len(prompt)
+            for block in blocks:
+                hit_blocks[block] += shared // block * block
             computed.update(hashes)
         for t, prompt in zip(tickets, prompts, strict=True):  # the replies, once generated
             if t in recorder.completions:
                 computed.update(prefix_hashes(prompt + tokenize(recorder.completions[t].text)))
-    return hit / total, hit_blocks / total
+    return hit / total, {block: n / total for block, n in hit_blocks.items()}
 
 
 def report_prefix_reuse(stats, recorders, backends):
@@ -203,13 +206,20 @@ def report_prefix_reuse(stats, recorders, backends):
             prompt_ids = lambda r, tokenizer=tokenizer, fold=fold: chat_prompt_ids(tokenizer, r, fold)  # noqa: E731
         block = getattr(backend, "block_size", 1)  # vLLM reuses whole blocks; the transformers backend, tokens
         tokenize = lambda text, tokenizer=tokenizer: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-        ideal, ideal_blocks = ideal_prefix_reuse(recorder, prompt_ids, tokenize, block)
-        achieved = stats.prefix_hit_rate
+        # a GPU's vLLM pages KV in blocks of 16 by default; CPU kernels take multiples of 32 only
+        gpu = [16] if block > 16 else []
+        ideal, ideal_blocks = ideal_prefix_reuse(recorder, prompt_ids, tokenize, [block, *gpu])
+        achieved, in_blocks = stats.prefix_hit_rate, ideal_blocks[block]
         print(
             f"prefix reuse: achieved {achieved:.3f} of {stats.prompt_tokens} prompt tokens; ideal {ideal:.3f} "
-            f"in tokens, {ideal_blocks:.3f} in blocks of {block}; achieved/ideal {achieved / ideal:.2f} "
-            f"(in blocks {achieved / ideal_blocks if ideal_blocks else float('nan'):.2f})"
+            f"in tokens, {in_blocks:.3f} in blocks of {block}; achieved/ideal {achieved / ideal:.2f} "
+            f"(in blocks {achieved / in_blocks if in_blocks else float('nan'):.2f})"
         )
+        for size in gpu:
+            print(
+                f"  in blocks of {size} (vLLM's default on a GPU) the ideal would be {ideal_blocks[size]:.3f}, "
+                f"{ideal_blocks[size] / ideal:.2f} of the ideal in tokens"
+            )
 
 
 def main():
