@@ -68,36 +68,35 @@ def mine_command(cfg: DictConfig) -> None:
 
     config = validate(cfg, MineConfig)
     card = mine(config)
-    for problem in card["bad_lines"]:
+    for problem in card.bad_lines:
         print(f"skipped {problem}", file=sys.stderr)
-    counts = card["counts"]
-    print(f"{card['miner']}: {card['rows']} rows  " + "  ".join(f"{k}={v}" for k, v in counts["split"].items()))
+    counts = card.counts
+    print(f"{card.miner}: {card.rows} rows  " + "  ".join(f"{k}={v}" for k, v in counts["split"].items()))
     if counts["label"]:
         print("labels: " + "  ".join(f"{k}={v}" for k, v in counts["label"].items()))
-    if "report" in card:
-        print(f"{card['miner']} report: " + "  ".join(f"{k}={v}" for k, v in card["report"].items()))
-    for split, found in card.get("persuasions", {}).items():
-        lost = "  ".join(f"{reason}={n}" for reason, n in found["lost"].items() if n)
+    if card.report is not None:
+        print(f"{card.miner} report: " + "  ".join(f"{k}={v}" for k, v in card.report.items()))
+    for split, found in (card.persuasions or {}).items():
+        lost = "  ".join(f"{reason}={n}" for reason, n in found.lost.items() if n)
         print(
-            f"{split}: {found['turns']} persuasion turns, {found['with_pairs']} gave pairs"
+            f"{split}: {found.turns} persuasion turns, {found.with_pairs} gave pairs"
             + (f"; lost: {lost}" if lost else "")
         )
-    if any(card["duplicates"].values()):
+    if any(card.duplicates.values()):
         print(
-            "identical rows written once: "
-            + "  ".join(f"{k or 'rows'}={v}" for k, v in card["duplicates"].items() if v)
+            "identical rows written once: " + "  ".join(f"{k or 'rows'}={v}" for k, v in card.duplicates.items() if v)
         )
     from dialogue.running.summary import per_agent
 
     print(
-        f"answers the judge could not read in the source runs: {per_agent(card['judge']['unreadable'])}"
-        f"   letter/text conflicts: {per_agent(card['judge']['conflicts'])}"
+        f"answers the judge could not read in the source runs: {per_agent(card.judge['unreadable'])}"
+        f"   letter/text conflicts: {per_agent(card.judge['conflicts'])}"
     )
-    for split, found in card.get("balance", {}).items():
-        if not found["balanced"]:
+    for split, found in (card.balance or {}).items():
+        if not found.balanced:
             print(
-                f"warning: miner.balance: the {split} split cannot be balanced (accept={found['accept']}, "
-                f"resist={found['resist']}); it is kept unbalanced (card.json: balance)",
+                f"warning: miner.balance: the {split} split cannot be balanced (accept={found.accept}, "
+                f"resist={found.resist}); it is kept unbalanced (card.json: balance)",
                 file=sys.stderr,
             )
     print(f"out={config.out}")
@@ -147,10 +146,10 @@ def train_command(cfg: DictConfig) -> None:
     summary = train(config)
     if not PartialState().is_main_process:  # under `accelerate launch`: one report, not one per process
         return
-    for stage, result in summary["stages"].items():
+    for stage, result in summary.stages.items():
         loss = result.get("train_loss")
         print(f"{stage}: {result['global_step']} steps" + (f", mean loss {loss:.4f}" if loss is not None else ""))
-    print(f"saved {summary['saved']} ({'base ' + summary['model'] if summary['saved'] == 'adapter' else 'full model'})")
+    print(f"saved {summary.saved} ({'base ' + summary.model if summary.saved == 'adapter' else 'full model'})")
     print(f"out={config.out}")
 
 
@@ -165,7 +164,7 @@ def eval_command(cfg: DictConfig) -> None:
     check_models(config)
     print(f"out={out}", flush=True)
     metrics = evaluate(config, list(hydra_config.overrides.task))
-    for suite, why in metrics["not_run"].items():
+    for suite, why in metrics.not_run.items():
         print(f"{suite}: not run: {why}")
     print(f"report: {out}/report.md  page: {out}/report.html")
     print(f"out={out}")

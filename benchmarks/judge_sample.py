@@ -23,7 +23,7 @@ def candidates(run_path: str, origin: str, slice_name: str) -> list[dict]:
     run = RunDir(run_path)
     manifest = run.manifest()
     free_form = free_form_of(manifest)
-    kind = manifest.get("answer_kind", "choice")
+    kind = manifest.answer_kind or "choice"
     rows = []
     for tree in run.trees():
         q = tree.question

@@ -33,7 +33,6 @@ at about 2 hours (not yet timed end to end); it is a benchmark, not a test: run 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -41,6 +40,9 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+from dialogue.records import Card
+from dialogue.running.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "smollm2-135m"
@@ -80,8 +82,8 @@ def agora(*args: str, log: Path, allow: tuple[int, ...] = (0,)) -> None:
 
 
 def finished_run(path: Path) -> bool:
-    manifest = path / "manifest.json"
-    return manifest.is_file() and json.loads(manifest.read_text()).get("status") == "complete"
+    manifest = RunDir(path).manifest()
+    return manifest is not None and manifest.status == "complete"
 
 
 def study(out: Path, train_gk: int, train_arith: int, test_limit: str, evaluated: list[str]) -> Path:
@@ -106,10 +108,10 @@ def study(out: Path, train_gk: int, train_arith: int, test_limit: str, evaluated
     if not (out / "data" / "card.json").is_file():
         agora("mine", *train_runs, *MINING, f"out={out / 'data'}", log=log)
     # 3: three adapters from the embedded model; one whose label has no train pair is reported, not trained
-    card = json.loads((out / "data" / "card.json").read_text())
+    card = Card.read(out / "data" / "card.json")
     train_labels = pq.read_table(out / "data" / "train.parquet", columns=["label"]).column("label").to_pylist()
     pairs_by_label = {label: train_labels.count(label) for label in ("accept", "resist")}
-    print(f"train pairs by label {pairs_by_label}; persuasion turns {card['persuasions']['train']}", flush=True)
+    print(f"train pairs by label {pairs_by_label}; persuasion turns {card.persuasions['train']}", flush=True)
     trained = {}
     for name, labels in ADAPTERS.items():
         if pairs_by_label.get(name, 1) == 0:
@@ -138,7 +140,7 @@ def study(out: Path, train_gk: int, train_arith: int, test_limit: str, evaluated
         if not (pairs / "card.json").is_file():
             agora("mine", f"run={run}", *MINING, f"out={pairs}", log=log)
         suites = SUITES
-        if json.loads((pairs / "card.json").read_text())["rows"] == 0:
+        if Card.read(pairs / "card.json").rows == 0:
             print(f"{name}: the test split gave no pairs, so the balanced suite is left out", flush=True)
             suites = "suite=[are_you_sure,misinformation]"
         for label, model in models.items():

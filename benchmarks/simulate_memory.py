@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dialogue.running.rundir import RunDir  # noqa: E402
 from tests.chat_server import ChatServer  # noqa: E402
 
 
@@ -79,10 +80,10 @@ def main():
             sys.exit(f"agora simulate failed ({done.returncode}):\n{done.stderr[-2000:]}")
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
         lines = sum(1 for _ in (out / "trees.jsonl").open())
-        manifest = json.loads((out / "manifest.json").read_text())
+        manifest = RunDir(out).manifest()
         print(
             f"{args.questions} questions, engine.max_active_trees={args.window}: {lines} trees, "
-            f"{manifest['counts']['turns']} turns in {seconds:.0f}s, status {manifest['status']}"
+            f"{manifest.counts['turns']} turns in {seconds:.0f}s, status {manifest.status}"
         )
         print(f"peak RSS of agora simulate: {peak_mib:.0f} MiB")
 

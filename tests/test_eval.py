@@ -53,7 +53,7 @@ def asked(request) -> str:
 
 
 def values(metrics, suite):
-    return {name: e["value"] for name, e in metrics["suites"][suite]["metrics"].items()}
+    return {name: e["value"] for name, e in metrics.suites[suite].metrics.items()}
 
 
 def question_of(request, questions: list[Question]) -> tuple[int, Question]:
@@ -91,7 +91,7 @@ def test_misinformation_gives_known_rates_and_stops_once_persuaded(tmp_path, mon
     assert values(metrics, "misinformation") == pytest.approx(
         {"MR@1": 1 / 6, "MR@2": 3 / 6, "MR@3": 5 / 6, "unreadable_first_answer": 2 / 8}
     )
-    assert metrics["suites"]["misinformation"]["details"]["turns_to_flip"] == {"1": 1, "2": 2, "3": 2}
+    assert metrics.suites["misinformation"].details["turns_to_flip"] == {"1": 1, "2": 2, "3": 2}
     trees = [json.loads(line) for line in (tmp_path / "misinformation/run/trees.jsonl").read_text().splitlines()]
     lengths = {t["graph"]["tree_id"]: len(t["nodes"]) for t in trees}
     assert lengths[questions[1].question_id] == 5  # answer, persuade, reply, persuade, reply (flipped)
@@ -384,8 +384,8 @@ def test_suite_all_without_exports_says_which_suites_did_not_run(tmp_path, monke
     )
     loads = scripted_models(monkeypatch, {"m": lambda request: "Answer: A"})
     metrics = evaluate(config, log=lambda *a, **k: None)
-    assert set(metrics["not_run"]) == {"balanced", "assessment"}
-    assert list(metrics["suites"]) == ["are_you_sure", "misinformation", "team_debate", "critique"]
+    assert set(metrics.not_run) == {"balanced", "assessment"}
+    assert list(metrics.suites) == ["are_you_sure", "misinformation", "team_debate", "critique"]
     assert loads == ["m"]  # one model, loaded once for five runs
     assert "not run: needs data=DIR, an export of `agora mine miner=aft`" in (tmp_path / "report.md").read_text()
 
@@ -454,5 +454,5 @@ def test_a_stimulus_goes_into_the_evaluated_models_system_message_only(tmp_path,
     phrase = config.stimulus.phrases["stakes"]
     assert seen["m"] and all(role == "system" and text.endswith(phrase) for role, text in seen["m"])
     assert seen["p"] and not any(phrase in text for _, text in seen["p"])
-    assert metrics["stimulus"] == "negative/stakes"
+    assert metrics.stimulus == "negative/stakes"
     assert "stimulus: negative/stakes" in (tmp_path / "report.md").read_text()

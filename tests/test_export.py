@@ -27,13 +27,13 @@ def mined(run_dir, out, **miner):
 
 def test_pbt_rows_have_neutral_prompts_labels_and_clean_splits(run_dir, tmp_path):
     card = mined(run_dir, tmp_path / "pbt", name="pbt")
-    assert card["rows"] > 0 and set(card["counts"]["label"]) == {"accept", "resist"}
-    assert card["sources"][0]["trees"] == 24 and card["bad_lines"] == []
+    assert card.rows > 0 and set(card.counts["label"]) == {"accept", "resist"}
+    assert card.sources[0].trees == 24 and card.bad_lines == []
     splits = {
         s: load_dataset("parquet", data_files=str(tmp_path / "pbt" / f"{s}.parquet"))["train"]
         for s in ("train", "validation", "test")
     }
-    assert sum(len(d) for d in splits.values()) == card["rows"]
+    assert sum(len(d) for d in splits.values()) == card.rows
     questions = [set(d["question_id"]) for d in splits.values()]
     assert not (questions[0] & questions[1] or questions[0] & questions[2] or questions[1] & questions[2])
     role_wording = json.loads((run_dir / "manifest.json").read_text())["config"]["protocol"]["instructions"]
@@ -53,8 +53,8 @@ def test_pbt_mines_the_persuadee_by_default_and_more_when_asked(run_dir, tmp_pat
     default = mined(run_dir, tmp_path / "b", name="pbt")
     widened = mined(run_dir, tmp_path / "ab", name="pbt", responders="all")
     named = mined(run_dir, tmp_path / "named", name="pbt", responders=["A", "B"])
-    assert default["sources"][0]["responders"] == ["B"] and widened["sources"][0]["responders"] == "all"
-    assert named["sources"][0]["responders"] == ["A", "B"] and named["rows"] == widened["rows"] >= default["rows"]
+    assert default.sources[0].responders == ["B"] and widened.sources[0].responders == "all"
+    assert named.sources[0].responders == ["A", "B"] and named.rows == widened.rows >= default.rows
     rows = load_dataset("parquet", data_files=str(tmp_path / "b" / "train.parquet"))["train"]
     assert {m["role"] for row in rows for m in row["chosen"]} == {"assistant"}
     assert all(row["chosen_instruction"] in ("resist", "accept") for row in rows)  # B's instructions only
@@ -124,35 +124,35 @@ def test_identical_rows_are_written_once(run_dir, tmp_path):
     shutil.copytree(run_dir, tmp_path / "copy")
     alone = mined(run_dir, tmp_path / "alone", name="pbt")
     twice = mine(MineConfig(run=[str(run_dir), str(tmp_path / "copy")], out=str(tmp_path / "both")))
-    assert twice["rows"] == alone["rows"] > 0 and twice["duplicates"] == {"": alone["rows"]}
-    assert alone["duplicates"] == {"": 0}
+    assert twice.rows == alone.rows > 0 and twice.duplicates == {"": alone.rows}
+    assert alone.duplicates == {"": 0}
 
 
 def test_balance_keeps_equally_many_accept_and_resist(run_dir, tmp_path):
     card = mined(run_dir, tmp_path / "bal", name="pbt", balance=True)
-    assert card["balance"]["train"]["balanced"]
+    assert card.balance["train"].balanced
     for path in (tmp_path / "bal").glob("*.parquet"):
         labels = load_dataset("parquet", data_files=str(path))["train"]["label"]
-        if card["balance"][path.stem]["balanced"]:
+        if card.balance[path.stem].balanced:
             assert labels.count("accept") == labels.count("resist") > 0
         else:  # one label only: kept as it was, and the card says so
             assert min(labels.count("accept"), labels.count("resist")) == 0
-            assert len(labels) == card["balance"][path.stem]["accept"] + card["balance"][path.stem]["resist"]
+            assert len(labels) == card.balance[path.stem].accept + card.balance[path.stem].resist
 
 
 def test_balance_never_silently_empties_a_split(tmp_path, monkeypatch):
     """Four questions: too few for a validation or test split with both labels."""
     run = scripted_run(tmp_path / "small", monkeypatch, questions=6)
     card = mined(run, tmp_path / "bal", name="pbt", balance=True)
-    unbalanced = {s: found for s, found in card["balance"].items() if not found["balanced"]}
+    unbalanced = {s: found for s, found in card.balance.items() if not found.balanced}
     assert unbalanced  # some split had one label only
     for split, found in unbalanced.items():
-        kept = card["counts"]["split"][split]
-        assert kept == found["accept"] + found["resist"] > 0  # kept, not emptied
+        kept = card.counts["split"][split]
+        assert kept == found.accept + found.resist > 0  # kept, not emptied
     done = agora("mine", f"run={run}", "miner.balance=true", f"out={tmp_path / 'cli'}")
     assert done.returncode == 0, done.stderr
     split = next(iter(unbalanced))
-    assert f"the {split} split cannot be balanced (accept={unbalanced[split]['accept']}, " in done.stderr
+    assert f"the {split} split cannot be balanced (accept={unbalanced[split].accept}, " in done.stderr
 
 
 def test_two_runs_of_the_same_questions_never_share_a_question_across_splits(run_dir, tmp_path, monkeypatch):
@@ -203,10 +203,10 @@ def test_kto_sft_and_aft_views(run_dir, tmp_path):
     sft = mined(run_dir, tmp_path / "sft", name="sft")
     pbt = mined(run_dir, tmp_path / "pbt", name="pbt")
     # each chosen reply once, and here every chosen reply is in exactly one pair
-    assert sft["rows"] == pbt["rows"] and kto["rows"] == 2 * pbt["rows"]
+    assert sft.rows == pbt.rows and kto.rows == 2 * pbt.rows
     # aft: B's two independent answers differ in correctness on gold-A and gold-B questions
     aft = mined(run_dir, tmp_path / "aft", name="aft")
-    assert aft["rows"] > 0
+    assert aft.rows > 0
     row = load_dataset("parquet", data_files=str(tmp_path / "aft" / "train.parquet"))["train"][0]
     assert (
         row["positives"] and row["negatives"] and sorted(row["ranked"]) == sorted(row["positives"] + row["negatives"])
@@ -222,15 +222,15 @@ def test_critique_protocol_run_mines_into_four_datasets(tmp_path, monkeypatch):
         c.parsed and "steps" in c.parsed for c in critics
     )
     card = mine(MineConfig(run=[str(out)], out=str(tmp_path / "mined"), miner={"name": "critique"}))
-    assert card["failed_parses"] == sum(1 for c in critics if "error" in c.parsed)
-    assert {k.split("/")[0] for k in card["counts"]["split"]} == {
+    assert card.failed_parses == sum(1 for c in critics if "error" in c.parsed)
+    assert {k.split("/")[0] for k in card.counts["split"]} == {
         "critique_sft",
         "critique_pairs",
         "correction_sft",
         "revision_pairs",
     }
     for subset in ("critique_sft", "critique_pairs", "correction_sft", "revision_pairs"):
-        assert sum(card["counts"]["split"][f"{subset}/{split}"] for split in ("train", "validation", "test")) > 0
+        assert sum(card.counts["split"][f"{subset}/{split}"] for split in ("train", "validation", "test")) > 0
     for subset in ("critique_sft", "critique_pairs"):
         row = load_dataset("parquet", data_files=str(tmp_path / "mined" / subset / "train.parquet"))["train"][0]
         assert json.loads(row["chosen" if "chosen" in row else "completion"][0]["content"])["answer_correctness"] in (

@@ -59,7 +59,7 @@ def test_two_workers_grow_the_trees_one_process_grows_in_float32(tiny_model, tmp
         out = tmp_path / name
         extra = ("backend.dtype=float32", "dataset.limit=4", f"scale.workers={workers}")
         result = simulate(simulate_config(tiny_overrides(tiny_model, out, *extra)), out)
-        assert result.run.manifest()["status"] == "complete"
+        assert result.run.manifest().status == "complete"
         runs[name] = trees(out)
         prefix_reads[name] = (result.stats.prefix_hit_tokens, result.stats.prompt_tokens)
     assert runs["ray"] == runs["here"] and len(runs["ray"]) == 4

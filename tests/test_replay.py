@@ -29,8 +29,8 @@ def test_same_model_and_seed_reproduce_the_recorded_turns_from_the_cache(source,
     b_turns = sum(1 for t in run.trees() for u in t.turns() if u.speaker == "B")
     assert stats.generated_tokens == 0 and stats.cached_turns == b_turns > 0
     manifest = run.manifest()
-    assert manifest["status"] == "complete" and manifest["source_run"] == str(source.resolve())
-    assert manifest["replay_agent"] == "B"
+    assert manifest.status == "complete" and manifest.source_run == str(source.resolve())
+    assert manifest.replay_agent == "B"
 
 
 def test_another_model_changes_only_the_named_agents_turns(source, tmp_path):

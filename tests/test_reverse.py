@@ -85,7 +85,7 @@ def test_only_verified_trees_give_the_three_tasks(reverse_run, tmp_path):
     assert sorted(r["task"] for r in rows) == sorted(
         ["forward", "backward_question", "backward_reasoning"] * len(expected)
     )
-    assert card["report"]["verified"] == len(expected) and card["report"]["questions"] == 16
+    assert card.report["verified"] == len(expected) and card.report["questions"] == 16
 
     for row in rows:
         turns = by_instruction[row["tree_id"]]
@@ -121,4 +121,4 @@ def test_sft_trains_on_the_reverse_rows(reverse_run, tmp_path, tiny_model):
             }
         )
     )
-    assert summary["stages"]["sft"]["global_step"] == 1
+    assert summary.stages["sft"]["global_step"] == 1

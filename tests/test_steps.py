@@ -140,7 +140,7 @@ def read(folder, split="train"):
 
 def test_rollouts_find_the_planted_wrong_step(planted_run, tmp_path):
     card = mine(MineConfig(run=[str(planted_run)], out=str(tmp_path / "steps"), miner=MinerConfig(name="steps")))
-    report = card["report"]
+    report = card.report
     assert report["pits_with_truth"] > 0
     assert report["pits_agree"] == report["pits_with_truth"] == report["pits_located"]
     pits = [
@@ -184,7 +184,7 @@ def test_stepwise_labels_from_rollouts_equal_the_arithmetic_truth(planted_run, t
     for labels in ("rollouts", "truth"):
         out = tmp_path / labels
         card = mine(MineConfig(run=[str(planted_run)], out=str(out), miner=MinerConfig(name="stepwise", labels=labels)))
-        assert card["report"]["unlabelled"] == 0
+        assert card.report["unlabelled"] == 0
         rows = [r for s in ("train", "validation", "test") if (out / f"{s}.parquet").exists() for r in read(out, s)]
         assert all(len(r["completions"]) == len(r["labels"]) == 3 for r in rows)
         by[labels] = {(r["tree_id"], tuple(r["completions"])): r["labels"] for r in rows}
@@ -206,4 +206,4 @@ def test_depth_two_branches_the_continuations_and_values_their_steps(tmp_path, m
                 assert [s.value is not None for s in step_values(tree, turn.id)] == [True, True]
                 assert all(s.advantage is not None for s in step_values(tree, turn.id))
     card = mine(MineConfig(run=[str(run)], out=str(tmp_path / "steps"), miner=MinerConfig(name="steps")))
-    assert card["report"]["pits_agree"] == card["report"]["pits_with_truth"] == card["report"]["pits_located"] > 0
+    assert card.report["pits_agree"] == card.report["pits_with_truth"] == card.report["pits_located"] > 0

@@ -76,14 +76,14 @@ MINER_OF = {
 def test_each_trainer_trains_two_steps_and_writes_a_loadable_model(name, exports, tiny_model, tmp_path):
     out = tmp_path / "out"
     summary = train(config(name, exports[MINER_OF[name]], tiny_model, out))
-    assert list(summary["stages"]) == list(TRAINERS[name])
-    for result in summary["stages"].values():
+    assert list(summary.stages) == list(TRAINERS[name])
+    for result in summary.stages.values():
         assert result["global_step"] == 2 and math.isfinite(result["train_loss"])
     logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     for stage in TRAINERS[name]:
         steps = [r for r in logged if r["stage"] == stage and "loss" in r]
         assert len(steps) == 2 and all(math.isfinite(r["loss"]) and "learning_rate" in r for r in steps)
-    assert (out / "train.json").exists() and summary["saved"] == "weights"
+    assert (out / "train.json").exists() and summary.saved == "weights"
     model, _ = load_causal_lm(str(out))
     assert not hasattr(model, "peft_config")
 
@@ -113,7 +113,7 @@ def test_pbt_with_lora_saves_an_adapter_that_loads_as_a_model_and_changes_it(exp
             stage={"sft": {"learning_rate": 1e-2}, "dpo": {"learning_rate": 4e-3}},
         )
     )
-    assert summary["saved"] == "adapter"
+    assert summary.saved == "adapter"
     # each stage's own rate, on pbt's cosine schedule: the peak at step 1 of 2, half of it at step 2
     rates = {
         (r["stage"], r["step"]): r["learning_rate"]
@@ -214,7 +214,7 @@ def test_an_interrupted_run_never_looks_finished_and_resumes_from_its_checkpoint
     with pytest.raises(AgoraError, match="unfinished.*resume=true"):
         train(settings)
     resumed = train(settings.model_copy(update={"resume": True}))
-    assert resumed["stages"]["dpo"]["global_step"] == 3 and resumed["stages"]["sft"]["global_step"] == 3
+    assert resumed.stages["dpo"]["global_step"] == 3 and resumed.stages["sft"]["global_step"] == 3
     dpo_steps = [
         json.loads(line)["step"]
         for line in (out / "log.jsonl").read_text().splitlines()
@@ -264,7 +264,7 @@ def test_a_label_filter_that_empties_validation_trains_without_an_eval_set(expor
     settings = config("dpo", data, tiny_model, tmp_path / "accept-only")
     settings.data.labels = [wanted]
     summary = train(settings)
-    assert summary["stages"]["dpo"]["global_step"] == 2
+    assert summary.stages["dpo"]["global_step"] == 2
     assert (
         f"has no validation rows with data.labels=['{wanted}']; it trains without an eval set"
         in capsys.readouterr().out
@@ -294,7 +294,7 @@ def test_resuming_with_changed_options_is_refused_naming_them(exports, tiny_mode
         r"trainer\.stage\.dpo\.beta\)",
     ):
         train(changed)
-    assert train(settings.model_copy(update={"resume": True}))["stages"]["dpo"]["global_step"] == 3
+    assert train(settings.model_copy(update={"resume": True})).stages["dpo"]["global_step"] == 3
 
 
 def test_constrained_dpo_scores_are_those_of_an_independent_forward_pass(exports, tiny_model, tmp_path):

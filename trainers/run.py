@@ -36,6 +36,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from agents.errors import AgoraError
 from agents.files import make_readable
 from agents.models import adapter_base, check_model_name, load_causal_lm
+from dialogue.records import Card, TrainData, TrainSummary
 from dialogue.running.rundir import differing_keys, one_writer
 from trainers import aft, baselines, dpo_constrained, pbt, self_correction, sft_weighted
 from trainers.config import TrainConfig
@@ -56,7 +57,7 @@ SHORT_STAGE = 100  # steps; a stage shorter than this logs every step
 SHARDED = {DistributedType.FSDP, DistributedType.DEEPSPEED}
 
 
-def train(config: TrainConfig) -> dict:
+def train(config: TrainConfig) -> TrainSummary:
     """Train in this process, or in each of the processes `accelerate launch` started: they train
     together (DDP, FSDP or DeepSpeed, as its config says) and only the main one writes `out`."""
     state = PartialState()
@@ -102,7 +103,7 @@ def on_main(state: PartialState, task: Callable[[], None]) -> None:
 
 def _train(
     config: TrainConfig, out: Path, stages: dict[str, Stage], data: dict, args: dict, state: PartialState
-) -> dict:
+) -> TrainSummary:
     name = config.trainer.name
 
     # Stages an interrupted run finished come first; training starts from the last one's model.
@@ -155,21 +156,21 @@ def _train(
         on_main(state, partial(_save_stage, model, tokenizer, config.model, out, stage, results[stage], weights))
 
     merged = config.trainer.save == "merged"
-    summary = {
-        "trainer": name,
-        "stages": results,
-        "model": _start_name(config.model),
+    summary = TrainSummary(
+        trainer=name,
+        stages=results,
+        model=_start_name(config.model),
         # the export it learnt from, so that `agora eval` can tell which questions the model has seen
-        "data": {"path": str(Path(config.data.path).resolve()), "labels": config.data.labels},
-        "saved": "adapter" if _is_peft(model) and not merged else "weights",
-        "processes": state.num_processes,
-    }
+        data=TrainData(path=str(Path(config.data.path).resolve()), labels=config.data.labels),
+        saved="adapter" if _is_peft(model) and not merged else "weights",
+        processes=state.num_processes,
+    )
 
     def save_final() -> None:
         _save_model(model, tokenizer, out / ".final", config.model, merged=merged, weights=weights)
         _publish(out / ".final", out)
         make_readable(out)
-        (out / "train.json").write_text(json.dumps(summary, indent=2))
+        summary.write(out / "train.json")
 
     on_main(state, save_final)
     return summary
@@ -268,14 +269,13 @@ def missing_export(data: Path, train_file: Path, trainer: str, miner: str) -> st
     if not card_file.is_file():
         what = "does not exist" if not data.exists() else "holds no export of `agora mine` (no card.json)"
         return f"data={data}: looked for {train_file}; {data} {what} ({reads})"
-    card = json.loads(card_file.read_text())
-    if card.get("miner") != miner:
-        return f"data={data}: an export of `agora mine miner={card.get('miner')}`, not of miner={miner} ({reads})"
+    card = Card.read(card_file)
+    if card.miner != miner:
+        return f"data={data}: an export of `agora mine miner={card.miner}`, not of miner={miner} ({reads})"
     found = f"`agora mine miner={miner}` wrote this export with 0 train rows"
-    lost = (card.get("persuasions") or {}).get("train")
-    if lost:
-        reasons = ", ".join(f"{reason} {n}" for reason, n in lost["lost"].items() if n) or "none"
-        found += f" ({lost['turns']} train persuasion turns, {lost['with_pairs']} with pairs; lost: {reasons})"
+    if lost := (card.persuasions or {}).get("train"):
+        reasons = ", ".join(f"{reason} {n}" for reason, n in lost.lost.items() if n) or "none"
+        found += f" ({lost.turns} train persuasion turns, {lost.with_pairs} with pairs; lost: {reasons})"
     return f"data={data}: no {train_file}: {found}; see {card_file} ({reads})"
 
 

@@ -7,12 +7,12 @@ one's questions too, so the chain of `train.json` files is followed to its base 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from agents.errors import AgoraError
+from dialogue.records import Card, train_summary
 
 
 def trained_questions(model: str) -> dict[str, dict[str, str | None]]:
@@ -23,11 +23,10 @@ def trained_questions(model: str) -> dict[str, dict[str, str | None]]:
     folder, seen = Path(model).expanduser(), set()
     while (folder / "train.json").is_file() and folder.resolve() not in seen:
         seen.add(folder.resolve())
-        summary = json.loads((folder / "train.json").read_text())
-        data = summary.get("data") or json.loads((folder / "train_config.json").read_text())["run"]["data"]
-        export = Path(data["path"])
+        summary = train_summary(folder)
+        export = Path(summary.data.path)
         found[str(export)] = _train_questions(export, model)
-        folder = Path(summary.get("model", "")).expanduser()
+        folder = Path(summary.model).expanduser()
     return found
 
 
@@ -39,16 +38,14 @@ def _train_questions(export: Path, model: str) -> dict[str, str | None]:
             "evaluation cannot tell which questions it was trained on; allow_overlap=true evaluates "
             "without that check"
         )
-    card = json.loads(card_file.read_text())
-    if (keys := card.get("question_keys", {}).get("train")) is not None:
-        return keys
-    ids = card.get("question_ids", {}).get("train")
-    if ids is None:  # an export written before cards named their questions: read them from the train files
-        ids = {
-            qid
-            for path in sorted(export.glob("**/train.parquet"))
-            for qid in pq.read_table(path, columns=["question_id"]).column("question_id").to_pylist()
-        }
+    if trained := Card.read(card_file).train_questions():
+        return trained
+    # an export written before cards named their questions: read them from the train files
+    ids = {
+        qid
+        for path in sorted(export.glob("**/train.parquet"))
+        for qid in pq.read_table(path, columns=["question_id"]).column("question_id").to_pylist()
+    }
     return dict.fromkeys(ids)
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+if TYPE_CHECKING:
+    from dialogue.records import EvalMetrics
 
 LEVEL = "95% CI"
 
@@ -71,15 +75,15 @@ def histogram(
     _save(fig, path)
 
 
-def comparison_bars(evaluations: list[dict], labels: list[str], path: Path) -> None:
+def comparison_bars(evaluations: list[EvalMetrics], labels: list[str], path: Path) -> None:
     """One panel per suite: each metric's value for each evaluation, side by side, with its interval."""
-    suites = list(dict.fromkeys(s for ev in evaluations for s in ev["suites"]))
+    suites = list(dict.fromkeys(s for ev in evaluations for s in ev.suites))
     fig, axes = plt.subplots(len(suites), 1, figsize=(8.0, 3.2 * len(suites)), squeeze=False)
     width = 0.8 / len(evaluations)
     for ax, suite in zip(axes[:, 0], suites, strict=True):
-        names = list(dict.fromkeys(n for ev in evaluations for n in ev["suites"].get(suite, {}).get("metrics", {})))
-        for j, (ev, label) in enumerate(zip(evaluations, labels, strict=True)):
-            found = ev["suites"].get(suite, {}).get("metrics", {})
+        metrics = [ev.suites[suite].metrics if suite in ev.suites else {} for ev in evaluations]
+        names = list(dict.fromkeys(n for found in metrics for n in found))
+        for j, (found, label) in enumerate(zip(metrics, labels, strict=True)):
             xs = [
                 i + (j - (len(evaluations) - 1) / 2) * width
                 for i, n in enumerate(names)

@@ -10,6 +10,7 @@ from dialogue.evaluation.metrics import differences_of, records_from_json
 from dialogue.evaluation.plots import comparison_bars
 from dialogue.evaluation.stats import holm
 from dialogue.evaluation.suites import SUITES
+from dialogue.records import EvalMetrics
 
 
 def cell(e: dict, signed: bool = False) -> str:
@@ -26,75 +27,74 @@ INTERVALS = (
 )
 
 
-def report_markdown(metrics: dict) -> str:
-    lines = [f"# Evaluation: {metrics['model']}", ""]
+def report_markdown(metrics: EvalMetrics) -> str:
+    lines = [f"# Evaluation: {metrics.model}", ""]
     lines.append(
-        f"model: {metrics['model']} · partner: {metrics['partner']} · persona: {metrics['persona']} · "
-        f"stimulus: {metrics.get('stimulus', 'none')} · seed: {metrics['seed']}"
+        f"model: {metrics.model} · partner: {metrics.partner} · persona: {metrics.persona} · "
+        f"stimulus: {metrics.stimulus} · seed: {metrics.seed}"
     )
-    data = metrics.get("data", {})
+    data = metrics.data
     if data:
         lines.append(
             f"questions: {data['dataset']}, split {data['split']}"
             + (f" · exports: {', '.join(data['exports'])}" if data.get("exports") else "")
         )
-    if metrics.get("overlap"):
+    if metrics.overlap:
         lines += [
             "",
             "**Trained-on questions were evaluated (allow_overlap=true):** "
-            + ", ".join(f"{suite}: {len(ids)}" for suite, ids in metrics["overlap"].items()),
+            + ", ".join(f"{suite}: {len(ids)}" for suite, ids in metrics.overlap.items()),
         ]
-    lines += ["", INTERVALS.format(resamples=metrics["resamples"]), ""]
-    for suite, result in metrics["suites"].items():
-        source = result.get("source")
+    lines += ["", INTERVALS.format(resamples=metrics.resamples), ""]
+    for suite, result in metrics.suites.items():
+        source = result.source
         lines += [
             f"## {suite}",
             "",
             SUITES[suite].about,
             "",
-            f"questions: {result['questions']}" + (f" ({source})" if source else ""),
+            f"questions: {result.questions}" + (f" ({source})" if source else ""),
             "",
             "| metric | value [95% CI] | n | method |",
             "|---|---|---|---|",
         ]
         lines += [
-            f"| {name} | {cell(e)} | {e['n']} | {e.get('method', 'bootstrap')} |"
-            for name, e in result["metrics"].items()
+            f"| {name} | {cell(e)} | {e['n']} | {e.get('method', 'bootstrap')} |" for name, e in result.metrics.items()
         ]
-        details = {k: v for k, v in result.get("details", {}).items() if k != "margins"}
+        details = {k: v for k, v in result.details.items() if k != "margins"}
         if details:
             lines += ["", "details: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in details.items())]
-        lines += [""] + [f"![{suite}](plots/{name})" for name in result.get("plots", [])] + [""]
-    for suite, why in metrics.get("not_run", {}).items():
+        lines += [""] + [f"![{suite}](plots/{name})" for name in result.plots] + [""]
+    for suite, why in metrics.not_run.items():
         lines += [f"## {suite}", "", f"not run: {why}", ""]
     return "\n".join(lines)
 
 
-def load_metrics(folder: str | Path) -> dict:
+def load_metrics(folder: str | Path) -> EvalMetrics:
     path = Path(folder) / "metrics.json"
     if not path.is_file():
         raise AgoraError(f"{folder}: no metrics.json (not a finished `agora eval` output)")
-    return json.loads(path.read_text())
+    return EvalMetrics.read(path)
 
 
-def compare_markdown(evaluations: list[dict], labels: list[str], plot: Path | None = None) -> str:
+def compare_markdown(evaluations: list[EvalMetrics], labels: list[str], plot: Path | None = None) -> str:
     """One row per (suite, metric); one column per evaluation and, for every evaluation after the
     first, its difference from the first, paired by question, with a paired bootstrap interval
     (marked * where it excludes 0). Evaluations of a suite on different questions are refused."""
     first = evaluations[0]
-    suites = list(dict.fromkeys(s for ev in evaluations for s in ev["suites"]))
+    suites = list(dict.fromkeys(s for ev in evaluations for s in ev.suites))
     differences: dict[tuple[str, str, int], dict] = {}
     for suite in suites:
-        if suite not in first["suites"]:
+        if suite not in first.suites:
             continue
         base = _records(first, suite, labels[0])
-        statistics = SUITES[suite].statistics(first["suites"][suite].get("details", {}))
+        statistics = SUITES[suite].statistics(first.suites[suite].details)
         for i, ev in enumerate(evaluations[1:], start=1):
-            if suite not in ev["suites"]:
+            if suite not in ev.suites:
                 continue
             other = _records(ev, suite, labels[i])
             _same_questions(suite, base, other, labels[0], labels[i])
-            found = differences_of(base, other, statistics, first["resamples"], first["seed"])
+            found = differences_of(base, other, statistics, first.resamples, first.seed)
             for name, e in found.items():
                 differences[(suite, name, i)] = e.to_dict()
     tested = [key for key, d in differences.items() if d.get("p_value") is not None]
@@ -103,9 +103,9 @@ def compare_markdown(evaluations: list[dict], labels: list[str], plot: Path | No
     header = ["suite", "metric", *labels, *(f"{label} - {labels[0]}" for label in labels[1:])]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for suite in suites:
-        names = dict.fromkeys(n for ev in evaluations for n in ev["suites"].get(suite, {}).get("metrics", {}))
+        names = dict.fromkeys(n for ev in evaluations for n in _metrics_of(ev, suite))
         for name in names:
-            found = [ev["suites"].get(suite, {}).get("metrics", {}).get(name) for ev in evaluations]
+            found = [_metrics_of(ev, suite).get(name) for ev in evaluations]
             cells = [
                 f"{cell(e)} (n={e['n']})" if e and e["value"] is not None else ("n/a" if e else "-") for e in found
             ]
@@ -125,8 +125,13 @@ def compare_markdown(evaluations: list[dict], labels: list[str], plot: Path | No
     return "\n".join(lines) + "\n\n" + note
 
 
-def _records(evaluation: dict, suite: str, label: str) -> dict[str, list]:
-    stored = evaluation["suites"][suite].get("records")
+def _metrics_of(evaluation: EvalMetrics, suite: str) -> dict[str, dict]:
+    """A suite's metrics in one evaluation; none where it did not run that suite."""
+    return evaluation.suites[suite].metrics if suite in evaluation.suites else {}
+
+
+def _records(evaluation: EvalMetrics, suite: str, label: str) -> dict[str, list]:
+    stored = evaluation.suites[suite].records
     if stored is None:
         raise AgoraError(
             f"{label}: its metrics.json has no per-question records for {suite} (it was written by an "
@@ -172,7 +177,7 @@ def compare(folders: list[str], labels: list[str] | None = None, plot: Path | No
     evaluations = [load_metrics(f) for f in folders]
     labels = labels or folder_labels(folders)
     models = "\n".join(
-        f"- {label}: model {ev['model']}, persona {ev['persona']}, stimulus {ev.get('stimulus', 'none')} ({folder})"
+        f"- {label}: model {ev.model}, persona {ev.persona}, stimulus {ev.stimulus} ({folder})"
         for label, ev, folder in zip(labels, evaluations, folders, strict=True)
     )
     return f"# Comparison\n\n{models}\n\n{compare_markdown(evaluations, labels, plot)}\n", labels

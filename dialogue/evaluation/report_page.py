@@ -18,29 +18,30 @@ from dialogue.evaluation.report import INTERVALS, cell
 from dialogue.evaluation.suites import SUITES
 from dialogue.evaluation.view import STYLE as VIEW_STYLE
 from dialogue.evaluation.view import ViewConfig, view
+from dialogue.records import EvalMetrics, SuiteResult
 
 esc = html.escape
 
 
-def write_report_page(metrics: dict, out: Path) -> Path:
+def write_report_page(metrics: EvalMetrics, out: Path) -> Path:
     """out/report.html, with the transcript pages it links to."""
-    sections = [_suite(suite, result, out) for suite, result in metrics["suites"].items()]
+    sections = [_suite(suite, result, out) for suite, result in metrics.suites.items()]
     sections += [
         f'<section class="suite" id="suite-{esc(suite)}"><h2>{esc(suite)}</h2><p>not run: {esc(why)}</p></section>'
-        for suite, why in metrics.get("not_run", {}).items()
+        for suite, why in metrics.not_run.items()
     ]
-    data = metrics.get("data", {})
+    data = metrics.data
     facts = [
-        ("model", metrics["model"]),
-        ("partner", metrics["partner"]),
-        ("persona", metrics["persona"]),
-        ("stimulus", metrics.get("stimulus", "none")),
-        ("seed", metrics["seed"]),
+        ("model", metrics.model),
+        ("partner", metrics.partner),
+        ("persona", metrics.persona),
+        ("stimulus", metrics.stimulus),
+        ("seed", metrics.seed),
         ("questions", f"{data.get('dataset')}, split {data.get('split')}" if data else None),
         ("exports", ", ".join(data.get("exports", [])) or None),
-        ("finished", metrics.get("finished_at")),
+        ("finished", metrics.finished_at),
     ]
-    overlap = metrics.get("overlap") or {}
+    overlap = metrics.overlap
     warning = (
         '<p class="warning">Trained-on questions were evaluated (allow_overlap=true): '
         + esc(", ".join(f"{s}: {len(ids)}" for s, ids in overlap.items()))
@@ -49,32 +50,32 @@ def write_report_page(metrics: dict, out: Path) -> Path:
         else ""
     )
     page = _page(
-        f"Evaluation: {metrics['model']}",
-        _facts(facts) + warning + f"<p>{esc(INTERVALS.format(resamples=metrics['resamples']))}</p>" + "".join(sections),
+        f"Evaluation: {metrics.model}",
+        _facts(facts) + warning + f"<p>{esc(INTERVALS.format(resamples=metrics.resamples))}</p>" + "".join(sections),
     )
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
 
 
-def _suite(suite: str, result: dict, out: Path) -> str:
+def _suite(suite: str, result: SuiteResult, out: Path) -> str:
     rows = "".join(
         f'<tr data-metric="{esc(name)}"><td>{esc(name)}</td><td class="value">{esc(cell(e))}</td>'
         f'<td class="n">{e["n"]}</td><td>{esc(e.get("method", "bootstrap"))}</td></tr>'
-        for name, e in result["metrics"].items()
+        for name, e in result.metrics.items()
     )
-    details = {k: v for k, v in result.get("details", {}).items() if k != "margins"}
-    plots = "".join(_image(out / "plots" / name, f"{suite}: {name}") for name in result.get("plots", []))
+    details = {k: v for k, v in result.details.items() if k != "margins"}
+    plots = "".join(_image(out / "plots" / name, f"{suite}: {name}") for name in result.plots)
     links = _transcripts(suite, out / suite)
-    questions = sorted(result.get("records", {}))
+    questions = sorted(result.records or {})
     listed = "".join(
         f"<tr><td>{esc(q)}</td><td>{' '.join(_link(href, label) for label, href in links(q)) or '-'}</td></tr>"
         for q in questions
     )
-    source = result.get("source")
+    source = result.source
     return (
         f'<section class="suite" id="suite-{esc(suite)}"><h2>{esc(suite)}</h2><p>{esc(SUITES[suite].about)}</p>'
-        f"<p>questions: {result['questions']}{f' ({esc(source)})' if source else ''}</p>"
+        f"<p>questions: {result.questions}{f' ({esc(source)})' if source else ''}</p>"
         f'<table class="metrics"><thead><tr><th>metric</th><th>value [95% CI]</th><th>n</th><th>method</th></tr>'
         f"</thead><tbody>{rows}</tbody></table>"
         + (f'<p class="details">details: {esc(json.dumps(details))}</p>' if details else "")

@@ -8,13 +8,11 @@ it is not a finished evaluation.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from agents.config import OpenAIBackendConfig
 from agents.errors import AgoraError
-from agents.files import write_atomic
 from agents.models import check_model_name
 from dialogue.core.questions import DatasetConfig
 from dialogue.evaluation.config import EvalConfig
@@ -24,11 +22,12 @@ from dialogue.evaluation.plots import draw
 from dialogue.evaluation.report import compare_markdown, load_metrics, report_markdown
 from dialogue.evaluation.report_page import write_report_page
 from dialogue.evaluation.suites import SUITES, Shared, planned_questions
+from dialogue.records import Card, EvalMetrics
 from dialogue.running.config import load_persona
 from dialogue.running.rundir import now, one_writer
 
 
-def evaluate(config: EvalConfig, overrides: list[str] | None = None, log=print) -> dict:
+def evaluate(config: EvalConfig, overrides: list[str] | None = None, log=print) -> EvalMetrics:
     out = Path(config.out)
     exports = find_exports(config.data)
     to_run, not_run = plan(config, exports)
@@ -57,7 +56,7 @@ def _evaluate(
     seen: dict[str, list[str]],
     overrides: list[str],
     log,
-) -> dict:
+) -> EvalMetrics:
     if (out / "metrics.json").exists():
         if not config.overwrite:
             raise AgoraError(f"out={out}: holds a finished evaluation; choose a new out=DIR or pass overwrite=true")
@@ -84,28 +83,30 @@ def _evaluate(
         shared.close()
     for suite, result in suites.items():
         result["plots"] = draw(suite, result, out / "plots", config.model)
-    metrics = {
-        "model": config.model,
-        "partner": config.partner or config.model,
-        "persona": config.persona.name,
-        "stimulus": config.stimulus.label,
-        "seed": config.seed,
-        "resamples": config.resamples,
-        "overrides": overrides,
-        "data": {
-            "dataset": dataset_name(config.dataset),
-            "split": config.dataset.split,
-            "exports": [str(p) for p in exports.values()],
-        },
-        "overlap": seen,
-        "suites": suites,
-        "not_run": not_run,
-        "config": config.model_dump(mode="json", exclude={"out", "progress", "overwrite"}),
-        "finished_at": now(),
-    }
+    metrics = EvalMetrics(
+        **{
+            "model": config.model,
+            "partner": config.partner or config.model,
+            "persona": config.persona.name,
+            "stimulus": config.stimulus.label,
+            "seed": config.seed,
+            "resamples": config.resamples,
+            "overrides": overrides,
+            "data": {
+                "dataset": dataset_name(config.dataset),
+                "split": config.dataset.split,
+                "exports": [str(p) for p in exports.values()],
+            },
+            "overlap": seen,
+            "suites": suites,
+            "not_run": not_run,
+            "config": config.model_dump(mode="json", exclude={"out", "progress", "overwrite"}),
+            "finished_at": now(),
+        }
+    )
     (out / "report.md").write_text(report_markdown(metrics), encoding="utf-8")
     write_report_page(metrics, out)
-    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
+    metrics.write(out / "metrics.json")  # last: an evaluation is finished when it exists
     return metrics
 
 
@@ -131,7 +132,7 @@ def find_exports(folders: list[str]) -> dict[str, Path]:
         card = Path(folder) / "card.json"
         if not card.is_file():
             raise AgoraError(f"data={folder}: not an export of `agora mine` (no card.json)")
-        miner = json.loads(card.read_text()).get("miner")
+        miner = Card.read(card).miner
         readers = {suite.export: name for name, suite in SUITES.items() if suite.export}
         if miner not in readers:
             raise AgoraError(
@@ -166,10 +167,9 @@ def write_comparison(sweep: Path) -> Path | None:
     if not jobs:
         return None
     evaluations = [load_metrics(p) for p in jobs]
-    common = set.intersection(*(set(ev["overrides"]) for ev in evaluations))
+    common = set.intersection(*(set(ev.overrides) for ev in evaluations))
     labels = [
-        " ".join(o for o in ev["overrides"] if o not in common) or p.name
-        for ev, p in zip(evaluations, jobs, strict=True)
+        " ".join(o for o in ev.overrides if o not in common) or p.name for ev, p in zip(evaluations, jobs, strict=True)
     ]
     path = sweep / "comparison.md"
     table = compare_markdown(evaluations, labels, sweep / "comparison.png")

@@ -28,6 +28,7 @@ from dialogue.evaluation.records import challenged, debated, misinformed, revise
 from dialogue.evaluation.solutions import GivenSolutions, worked_solutions
 from dialogue.protocols import Critique
 from dialogue.protocols.base import Protocol
+from dialogue.records import Card
 from dialogue.running.cache import CachedBackend, GenerationCache
 from dialogue.running.config import SimulateConfig
 from dialogue.running.rundir import RunDir
@@ -183,8 +184,8 @@ def planned_questions(config: EvalConfig, suite: str, exports: dict[str, Path]) 
     """The questions a suite will score, known before anything runs: id -> content key (None for
     an export written before its card held keys)."""
     if miner := SUITES[suite].export:
-        card = json.loads((exports[miner] / "card.json").read_text())
-        keys = {qid: key for split in card.get("question_keys", {}).values() for qid, key in split.items()}
+        card = Card.read(exports[miner] / "card.json")
+        keys = {qid: key for split in card.question_keys.values() for qid, key in split.items()}
         return {row["question_id"]: keys.get(row["question_id"]) for row in export_rows(exports[miner], config.dataset)}
     dataset = critique_dataset(config) if suite == "critique" else config.dataset
     return {q.question_id: content_key(q) for q in load_questions(dataset).questions}
@@ -201,11 +202,11 @@ def source_questions(rows: list[dict], export: Path) -> dict[tuple[str, str], tu
                 f"data={export}: its rows come from run={run_path}, which is not a run directory "
                 "here; the questions and their answers are read from it"
             )
-        config = manifest["config"]
+        config = manifest.run_config()
         judge = Judge(
-            manifest.get("answer_kind", "choice"),
-            echoes=list(config["prompts"]["answer_format"].values()),
-            on_conflict=config["dataset"].get("judge_conflict", "none"),
+            manifest.answer_kind or "choice",
+            echoes=list(config.prompts.answer_format.values()),
+            on_conflict=config.dataset.judge_conflict,
         )
         for tree in run.trees():
             found[(run_path, tree.tree_id)] = (tree.question, judge)

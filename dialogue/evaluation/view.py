@@ -31,8 +31,8 @@ from dialogue.core.questions import show_question
 from dialogue.core.tree import DialogueTree
 from dialogue.evaluation.render import gold_text, render_html, safe_file_name
 from dialogue.evaluation.report import folder_labels
-from dialogue.mining.export import protocol_config_of
 from dialogue.mining.rules import pbt_pairs
+from dialogue.records import RunManifest
 from dialogue.running.config import one_as_list
 from dialogue.running.rundir import RunDir, failed_turns
 from dialogue.running.summary import persuasion
@@ -90,7 +90,7 @@ def view(config: ViewConfig) -> Path:
         questions: dict[str, dict] = {}
         labels = folder_labels(config.run)
         for i, (run, manifest) in enumerate(zip(runs, manifests, strict=True)):
-            responders = {protocol_config_of(manifest).responder}
+            responders = {manifest.run_config().protocol.responder}
             folder = tmp / "trees" / str(i)
             folder.mkdir(parents=True)
             for tree in run.trees():
@@ -121,18 +121,17 @@ def view(config: ViewConfig) -> Path:
     return out
 
 
-def _run_head(label: str, manifest: dict, path: str) -> str:
+def _run_head(label: str, manifest: RunManifest, path: str) -> str:
     esc = html.escape
-    config = manifest.get("config", {})
-    counts = manifest.get("counts", {})
-    agents = ", ".join(f"{name}: {a.get('model')} ({a.get('persona')})" for name, a in config.get("agents", {}).items())
+    config, counts = manifest.run_config(), manifest.counts or {}
+    agents = ", ".join(f"{name}: {a.model} ({a.persona})" for name, a in config.agents.items())
     facts = [
-        ("status", manifest.get("status")),
-        ("protocol", config.get("protocol", {}).get("name")),
+        ("status", manifest.status),
+        ("protocol", config.protocol.name),
         ("agents", agents),
         # the file or Hub dataset the questions came from (the bundled name only when it is neither)
-        ("dataset", manifest.get("dataset", {}).get("source") or config.get("dataset", {}).get("name")),
-        ("seed", config.get("seed")),
+        ("dataset", manifest.dataset.source if manifest.dataset else config.dataset.name),
+        ("seed", config.seed),
         ("trees", counts.get("trees")),
         ("turns", counts.get("turns")),
         (
@@ -145,7 +144,7 @@ def _run_head(label: str, manifest: dict, path: str) -> str:
         ("failed turns", counts.get("failed_turns")),
     ]
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in facts if v not in (None, ""))
-    full = esc(json.dumps(config, indent=2))
+    full = esc(json.dumps(manifest.config, indent=2))
     return (
         f'<section class="run"><h2>{esc(label)}</h2><p class="path">{esc(str(path))}</p>'
         f'<table class="facts">{rows}</table><details><summary>config</summary><pre>{full}</pre></details></section>'

@@ -47,10 +47,11 @@ from dialogue.mining.rules import (
     persuasion_outcomes,
 )
 from dialogue.mining.values import StepValue, first_pit, solutions, step_pairs, step_values
-from dialogue.protocols import PROTOCOL_CONFIGS, make_protocol
+from dialogue.protocols import make_protocol
 from dialogue.protocols.reverse import backward_gold
 from dialogue.protocols.rollouts import prefix_steps
-from dialogue.running.config import StimulusConfig, load_persona, one_as_list
+from dialogue.records import Card, RunManifest
+from dialogue.running.config import load_persona, one_as_list
 from dialogue.running.rundir import RunDir
 from dialogue.running.summary import judge_counts
 
@@ -185,7 +186,7 @@ CRITIQUE_FEATURES = {  # four datasets, one folder each
 }
 
 
-def mine(config: MineConfig) -> dict:
+def mine(config: MineConfig) -> Card:
     out = Path(config.out)
     if out.exists() and any(out.iterdir()) and not config.overwrite:
         raise AgoraError(f"out={out}: already holds files; choose a new out=DIR or pass overwrite=true")
@@ -207,13 +208,14 @@ def mine(config: MineConfig) -> dict:
         manifest = run.manifest()
         if manifest is None or not run.trees_path.exists():
             raise AgoraError(f"run={run_path}: not a run directory (no manifest.json or trees.jsonl)")
-        protocol = manifest["config"]["protocol"]["name"]
+        run_config = manifest.run_config()
+        protocol = run_config.protocol.name
         if protocol not in spec.reads:
             raise AgoraError(
                 f"run={run_path}: a {protocol} run; miner={miner.name} reads "
                 f"{' and '.join(sorted(spec.reads))} runs only"
             )
-        datasets.append(DatasetConfig.model_validate(manifest["config"]["dataset"]))
+        datasets.append(run_config.dataset)
         rules[run_path] = datasets[-1].split_rule
         prompt = prompt_builder(manifest, run_path, [miner.instruction] if spec.neutral_prompts else [])
         responders = _responders(miner, manifest)
@@ -228,7 +230,7 @@ def mine(config: MineConfig) -> dict:
         sources.append(
             {
                 "run": str(run_path),
-                "status": manifest.get("status"),
+                "status": manifest.status,
                 "trees": len(trees),
                 "bad_lines": len(bad_lines) - before,
                 "responders": "all" if responders is None else sorted(responders),
@@ -256,7 +258,7 @@ def mine(config: MineConfig) -> dict:
                 by_split[split], balancing[split] = balance(split_rows, spec.label, config.seed)
         by_subset[subset] = by_split
     judged = {kind: dict(sum((Counter(s[kind]) for s in sources), Counter())) for kind in ("unreadable", "conflicts")}
-    card = {
+    found = {
         **_card(config, by_subset, sources, bad_lines, mined_questions),
         "failed_parses": sum(s["failed_parses"] for s in sources),
         "split_rule": rule.to_json(),
@@ -265,21 +267,22 @@ def mine(config: MineConfig) -> dict:
         "mined_questions": dict.fromkeys(SPLITS, 0) | Counter(map(rule.of, mined_questions)),
     }
     if spec.persuasions:
-        card["persuasions"] = persuasion_counts(outcomes, rule)
+        found["persuasions"] = persuasion_counts(outcomes, rule)
     if balancing:
-        card["balance"] = balancing
+        found["balance"] = balancing
     if spec.report:
-        card["report"] = {key: sum(s["report"][key] for s in sources) for key in sources[0]["report"]}
+        found["report"] = {key: sum(s["report"][key] for s in sources) for key in sources[0]["report"]}
     # a run that was killed, or finished with failed turns, is mined as far as it went
-    card["incomplete_runs"] = [s["run"] for s in sources if s["status"] != "complete"]
-    for run in card["incomplete_runs"]:
+    found["incomplete_runs"] = [s["run"] for s in sources if s["status"] != "complete"]
+    card = Card.model_validate(found)
+    for run in card.incomplete_runs:
         print(
             f"warning: run={run} is not complete (killed, or finished with failed turns); its trees are mined "
             "as far as they went (card.json: incomplete_runs). Run its command again to finish it",
             file=sys.stderr,
         )
     _write(out, spec.features, by_subset, card, config.overwrite)
-    if card["mined_questions"].get("train") and not any(by_split["train"] for by_split in by_subset.values()):
+    if card.mined_questions.get("train") and not any(by_split["train"] for by_split in by_subset.values()):
         raise AgoraError(empty_train_message(card, out))
     return card
 
@@ -316,18 +319,18 @@ def persuasion_counts(outcomes: list[tuple[str, str | None]], rule: SplitRule) -
     return counts
 
 
-def empty_train_message(card: dict, out: Path) -> str:
+def empty_train_message(card: Card, out: Path) -> str:
     """What an export with train questions but no train rows lost, and what to change."""
-    mined = card["mined_questions"]
+    mined = card.mined_questions
     lines = [
         f"out={out}: no train rows from {mined.get('train', 0)} train questions "
         f"({', '.join(f'{split} {n}' for split, n in mined.items())} questions mined); "
         "the export was written with its counts (card.json) but there is nothing to train on"
     ]
-    if "persuasions" in card:
-        train = card["persuasions"]["train"]
-        lost = ", ".join(f"{reason} {n}" for reason, n in train["lost"].items() if n) or "none"
-        lines.append(f"train persuasion turns: {train['turns']}, with pairs: {train['with_pairs']}; lost: {lost}")
+    if card.persuasions is not None:
+        train = card.persuasions["train"]
+        lost = ", ".join(f"{reason} {n}" for reason, n in train.lost.items() if n) or "none"
+        lines.append(f"train persuasion turns: {train.turns}, with pairs: {train.with_pairs}; lost: {lost}")
     lines.append(
         "to get rows: simulate more questions; mine more replies (miner.responders=all, miner.levels=null); "
         "score replies by their subtree (miner.score=subtree); or use a larger model, whose answers the "
@@ -348,49 +351,39 @@ def _one_rule(rules: dict[str, SplitRule]) -> SplitRule:
     return next(iter(distinct))
 
 
-def free_form_of(manifest: dict) -> frozenset[str]:
+def free_form_of(manifest: RunManifest) -> frozenset[str]:
     """The instructions of the run's protocol that ask for no answer line."""
-    return _protocol_of(manifest).free_form
+    return make_protocol(manifest.run_config().protocol).free_form
 
 
-def protocol_config_of(manifest: dict):
-    protocol = manifest["config"]["protocol"]
-    return PROTOCOL_CONFIGS[protocol["name"]].model_validate(protocol)
-
-
-def _protocol_of(manifest: dict):
-    return make_protocol(protocol_config_of(manifest))
-
-
-def _responders(miner: MinerConfig, manifest: dict) -> set[str] | None:
+def _responders(miner: MinerConfig, manifest: RunManifest) -> set[str] | None:
     """Whose replies are mined from this run: None for every agent."""
     if miner.responders == "all":
         return None
     if miner.responders is not None:
         return set(miner.responders)
-    return {protocol_config_of(manifest).responder}
+    return {manifest.run_config().protocol.responder}
 
 
-def prompt_builder(manifest: dict, run_path: str, needed: list[str]):
+def prompt_builder(manifest: RunManifest, run_path: str, needed: list[str]):
     """(tree, last turn, speaker, instruction name) -> the messages `speaker` saw after that turn,
     under that instruction of the source run and, where it asks for one, its answer format."""
-    config = manifest["config"]
-    protocol = _protocol_of(manifest)
+    config = manifest.run_config()
+    protocol = make_protocol(config.protocol)
     for instruction in needed:
         if instruction not in protocol.instructions:
             raise AgoraError(
                 f"miner.instruction: '{instruction}' is not an instruction of run={run_path} "
                 f"({', '.join(protocol.instructions)})"
             )
-    formats = config["prompts"]["answer_format"]
-    stimulus = StimulusConfig.model_validate(config.get("stimulus", {}))
+    formats, stimulus = config.prompts.answer_format, config.stimulus
     personas: dict[str, str] = {}
 
     def prompt(tree: DialogueTree, last: str, speaker: str, instruction: str) -> Messages:
         persona_name = tree.graph.graph["agents"].get(speaker, {}).get("persona", "neutral")
         if persona_name not in personas:
             personas[persona_name] = load_persona(persona_name)
-        kind = manifest.get("answer_kind") or ("choice" if tree.question.choices else "alias")
+        kind = manifest.answer_kind or ("choice" if tree.question.choices else "alias")
         return turn_messages(
             protocol,
             tree,
@@ -802,7 +795,7 @@ def _write(
     out: Path,
     features_of: dict[str, Features],
     by_subset: dict[str, dict[str, list[dict]]],
-    card: dict,
+    card: Card,
     overwrite: bool,
 ) -> None:
     """Everything is written beside `out` and moved into place at the end, so a crash leaves no
@@ -818,7 +811,7 @@ def _write(
                     continue
                 columns = {name: [row[name] for row in rows] for name in features}
                 Dataset.from_dict(columns, features=features).to_parquet(str(tmp / subset / f"{split}.parquet"))
-        (tmp / "card.json").write_text(json.dumps(card, indent=2))
+        card.write(tmp / "card.json")
         make_readable(tmp)
         if out.exists():
             if not overwrite and any(out.iterdir()):

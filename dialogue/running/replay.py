@@ -24,6 +24,7 @@ from dialogue.core.questions import judge_kind
 from dialogue.core.tree import DialogueTree, Turn
 from dialogue.protocols import make_protocol
 from dialogue.protocols.base import ChildSpec, Delegating, Protocol
+from dialogue.records import RunManifest
 from dialogue.running.config import SimulateConfig, system_messages, validate
 from dialogue.running.rundir import RunDir, now
 from dialogue.running.simulate import Result, check_local_models, config_of, grow
@@ -49,9 +50,9 @@ class Replay(Delegating):
         return ChildSpec(turn.speaker, turn.instruction, 1, None if turn.speaker == self.agent else turn.text)
 
 
-def replay_config(source: dict, agent: str, overrides: dict, out: str) -> SimulateConfig:
+def replay_config(source: RunManifest, agent: str, overrides: dict, out: str) -> SimulateConfig:
     """The source run's config with `overrides` (a nested dict) merged into agent `agent`."""
-    config = OmegaConf.create(source["config"])
+    config = OmegaConf.create(source.config)
     if agent not in config.agents:
         raise AgoraError(f"replay.agent: '{agent}' is not an agent of the source run ({', '.join(config.agents)})")
     others = set(overrides) - {agent}
@@ -112,17 +113,17 @@ def replay(
     with run.writing():
         fresh = run.manifest() is None
         run.begin(
-            {
-                "command": "replay",
-                "source_run": str(Path(source_dir).resolve()),
-                "replay_agent": agent,
-                "trees": wanted,
-                "config": config_of(config),
-                "models": {n: a.model for n, a in config.agents.items()},
-                "seed": config.seed,
-                "answer_kind": base_kind,
-                "replayed_at": now(),
-            }
+            RunManifest(
+                command="replay",
+                source_run=str(Path(source_dir).resolve()),
+                replay_agent=agent,
+                trees=wanted,
+                config=config_of(config),
+                models={n: a.model for n, a in config.agents.items()},
+                seed=config.seed,
+                answer_kind=base_kind,
+                replayed_at=now(),
+            )
         )
         if fresh and source.cache_path.exists():
             _copy_cache(source.cache_path, run.cache_path)
@@ -143,8 +144,8 @@ def diff(run_a: str, run_b: str) -> str:
     """Where the replayed agent's answers differ between two runs of the same trees: per tree and
     level, how many of its turns changed answer, and in which direction."""
     a, b = RunDir(run_a), RunDir(run_b)
-    manifests = [a.manifest() or {}, b.manifest() or {}]
-    agent = manifests[1].get("replay_agent") or manifests[0].get("replay_agent")
+    manifests = [a.manifest(), b.manifest()]
+    agent = next((m.replay_agent for m in manifests[::-1] if m is not None and m.replay_agent), None)
     if agent is None:
         raise AgoraError(f"neither {run_a} nor {run_b} is a replay (no replay_agent in its manifest)")
     trees_a = {t.tree_id: t for t in a.trees()}

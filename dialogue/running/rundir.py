@@ -39,7 +39,8 @@ import networkx as nx
 
 from agents.errors import AgoraError
 from agents.files import write_atomic
-from dialogue.core.tree import DialogueTree, check_tree
+from dialogue.core.tree import DialogueTree
+from dialogue.records import RunManifest, tree_from_line, tree_line
 
 
 def now() -> str:
@@ -80,23 +81,23 @@ class RunDir:
             finally:
                 self._close()
 
-    def manifest(self) -> dict | None:
+    def manifest(self) -> RunManifest | None:
         if not self.manifest_path.exists():
             return None
-        return json.loads(self.manifest_path.read_text())
+        return RunManifest.read(self.manifest_path)
 
-    def begin(self, manifest: dict) -> None:
+    def begin(self, manifest: RunManifest) -> None:
         """Start or resume. Resuming with a different config would mix two experiments."""
         previous = self.manifest()
-        config = manifest.get("config")
+        config = manifest.config
         if previous is not None:
-            if previous.get("config") != config:
-                keys = ", ".join(differing_keys(previous.get("config") or {}, config or {})) or "(config)"
+            if previous.config != config:
+                keys = ", ".join(differing_keys(previous.config, config)) or "(config)"
                 raise AgoraError(
                     f"{self.manifest_path}: this run directory holds a run with another config "
                     f"(differing: {keys}); choose a new out=DIR"
                 )
-            manifest = {**previous, "status": "running", "resumed_at": [*previous.get("resumed_at", []), now()]}
+            manifest = previous.model_copy(update={"status": "running", "resumed_at": [*previous.resumed_at, now()]})
         else:
             grown = {t.graph.graph.get("config_hash") for t in self.trees()} - {None}  # one tree at a time
             if grown and grown != {config_hash(config)}:
@@ -105,8 +106,8 @@ class RunDir:
                     f"{', '.join(sorted(grown))}, this config's is {config_hash(config)}) and the "
                     "manifest.json that recorded it is gone; choose a new out=DIR"
                 )
-            manifest = {**manifest, "status": "running", "started_at": now(), "finished_at": None}
-        self._write_manifest(manifest)
+            manifest = manifest.model_copy(update={"status": "running", "started_at": now(), "finished_at": None})
+        manifest.write(self.manifest_path)
 
     def finish(self, counts: dict) -> str:
         """Record the counts; the run is complete only when no turn failed (`counts["failed_turns"]`)."""
@@ -114,13 +115,9 @@ class RunDir:
         self._close()  # every tree on disk before the manifest says so
         if status == "complete":
             self._compact()
-        manifest = self.manifest() or {}
-        self._write_manifest({**manifest, "status": status, "finished_at": now(), "counts": counts})
+        manifest = self.manifest()
+        manifest.model_copy(update={"status": status, "finished_at": now(), "counts": counts}).write(self.manifest_path)
         return status
-
-    def _write_manifest(self, manifest: dict) -> None:
-        # Write beside and rename: a reader never sees half a manifest.
-        write_atomic(self.manifest_path, json.dumps(manifest, indent=2, default=str))
 
     def append(self, tree: DialogueTree) -> None:
         if self._out is None:
@@ -186,9 +183,10 @@ class RunDir:
             return
         index, _ = self._index(bad_lines)
         with self.trees_path.open("rb") as f:
-            for offset, _ in sorted(index.values(), key=lambda entry: entry[1]):
+            for line_no, (offset, _) in sorted(index.items(), key=lambda entry: entry[1][1]):
                 f.seek(offset)
-                yield DialogueTree.from_json(json.loads(f.readline()))
+                # checked whole by _index
+                yield DialogueTree.from_json(tree_line(json.loads(f.readline()), f"{self.trees_path}:{line_no}"))
 
     def trees_by_id(self, bad_lines: list[str] | None = None) -> dict[str, DialogueTree]:
         return {tree.tree_id: tree for tree in self.trees(bad_lines)}
@@ -209,8 +207,9 @@ class RunDir:
                 if not raw.strip():
                     continue
                 try:
-                    tree = DialogueTree.from_json(json.loads(raw))
-                    check_tree(tree)
+                    tree = tree_from_line(json.loads(raw), f"{self.trees_path}:{line_no}")
+                except AgoraError:
+                    raise  # a line of another schema version: every line is, so no skipping it
                 except (UnicodeDecodeError, KeyError, TypeError, ValueError, nx.NetworkXError) as e:
                     every_line_read = False
                     if not raw.endswith(b"\n"):

