@@ -7,6 +7,9 @@ conversion: conversational `prompt`/`chosen`/`rejected` (pbt and steps, for DPO)
 `prompt`/`positives`/`negatives`/`ranked` (aft), and stepwise supervision
 `prompt`/`completions`/`labels` (stepwise).
 
+Each miner lives in its own module under `dialogue/mining/miners/`, which says what it reads and
+writes; this module runs whichever `miner.name` picks.
+
 Prompts are rebuilt from the trees as the responder saw the dialogue, but under the neutral
 instruction named by `miner.instruction`: the role instructions that produced the
 counterfactual replies are never part of the training prompt. (Critique, rollouts and reverse rows keep
@@ -22,34 +25,21 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from datasets import Dataset, Features, Value
+from datasets import Dataset, Features
 from pydantic import Field, field_validator, model_validator
 
 from agents.config import Strict, one_of
 from agents.errors import AgoraError
 from agents.files import make_readable
 from dialogue.core.messages import turn_messages
-from dialogue.core.questions import SPLITS, DatasetConfig, SplitRule, content_key, show_question, small_test_split
-from dialogue.core.steps import split_steps, step_truth
-from dialogue.core.tree import DialogueTree, Turn
-from dialogue.mining.rules import (
-    LOST_REASONS,
-    AnswerGroup,
-    Messages,
-    aft_groups,
-    critique_examples,
-    pairs_in,
-    persuasion_outcomes,
-)
-from dialogue.mining.values import StepValue, first_pit, solutions, step_pairs, step_values
+from dialogue.core.questions import SPLITS, DatasetConfig, SplitRule, content_key, small_test_split
+from dialogue.core.tree import DialogueTree
+from dialogue.mining.miners import MINERS
+from dialogue.mining.rules import LOST_REASONS, Messages
 from dialogue.protocols import make_protocol
-from dialogue.protocols.reverse import backward_gold
-from dialogue.protocols.rollouts import prefix_steps
 from dialogue.records import Card, RunManifest
 from dialogue.running.config import load_persona, one_as_list
 from dialogue.running.rundir import RunDir
@@ -101,91 +91,6 @@ class MineConfig(Strict):
         return one_as_list(data, "run")
 
 
-MESSAGES = [{"role": Value("string"), "content": Value("string")}]
-_KEYS = {"tree_id": Value("string"), "question_id": Value("string"), "level": Value("int64"), "run": Value("string")}
-PAIR = {"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES}
-PBT_FEATURES = Features(
-    {
-        **PAIR,
-        "label": Value("string"),
-        "chosen_instruction": Value("string"),
-        "rejected_instruction": Value("string"),
-        **_KEYS,
-    }
-)
-KTO_FEATURES = Features(
-    {
-        "prompt": MESSAGES,
-        "completion": MESSAGES,
-        "label": Value("bool"),
-        "pbt_label": Value("string"),
-        "instruction": Value("string"),
-        **_KEYS,
-    }
-)
-SFT_FEATURES = Features(
-    {"prompt": MESSAGES, "completion": MESSAGES, "label": Value("string"), "instruction": Value("string"), **_KEYS}
-)
-AFT_FEATURES = Features(
-    {
-        "prompt": MESSAGES,
-        "positives": [Value("string")],
-        "negatives": [Value("string")],
-        "ranked": [Value("string")],
-        "speaker": Value("string"),
-        **_KEYS,
-    }
-)
-_STEP = {"step": Value("int64")}
-STEPS_FEATURES = {  # pairs at the top, for DPO as it is; pits and weighted rows in folders of their own
-    "": Features(
-        {
-            **PAIR,
-            **_STEP,
-            "value_chosen": Value("float64"),
-            "value_rejected": Value("float64"),
-            "n_chosen": Value("int64"),
-            "n_rejected": Value("int64"),
-            **_KEYS,
-        }
-    ),
-    "pits": Features(
-        {
-            "prompt": MESSAGES,
-            "completion": MESSAGES,
-            **_STEP,
-            "value_before": Value("float64"),
-            "value": Value("float64"),
-            "n": Value("int64"),
-            "true_step": Value("int64"),  # an arithmetic solution's first wrong step; null when unknown
-            **_KEYS,
-        }
-    ),
-    "weighted": Features(
-        {
-            "prompt": MESSAGES,
-            "completion": MESSAGES,
-            "weight": Value("float64"),
-            **_STEP,
-            "value": Value("float64"),
-            **_KEYS,
-        }
-    ),
-}
-STEPWISE_FEATURES = Features(
-    {"prompt": Value("string"), "completions": [Value("string")], "labels": [Value("bool")], **_KEYS}
-)
-REVERSE_FEATURES = Features(
-    {"prompt": MESSAGES, "completion": MESSAGES, "task": Value("string"), **_KEYS}  # SFT rows of three tasks
-)
-CRITIQUE_FEATURES = {  # four datasets, one folder each
-    "critique_sft": Features({"prompt": MESSAGES, "completion": MESSAGES, **_KEYS}),
-    "critique_pairs": Features({**PAIR, **_KEYS}),
-    "correction_sft": Features({"prompt": MESSAGES, "completion": MESSAGES, **_KEYS}),
-    "revision_pairs": Features({**PAIR, "label": Value("string"), **_KEYS}),
-}
-
-
 def mine(config: MineConfig) -> Card:
     out = Path(config.out)
     if out.exists() and any(out.iterdir()) and not config.overwrite:
@@ -226,7 +131,7 @@ def mine(config: MineConfig) -> Card:
             for subset, subset_rows in spec.rows(miner, tree, prompt, str(run_path), responders).items():
                 rows[subset].extend(subset_rows)
             if spec.persuasions:
-                outcomes += [(o.question_id, o.lost) for o in _persuasions(miner, tree, responders)]
+                outcomes += [(o.question_id, o.lost) for o in spec.persuasions(miner, tree, responders)]
         sources.append(
             {
                 "run": str(run_path),
@@ -396,344 +301,6 @@ def prompt_builder(manifest: RunManifest, run_path: str, needed: list[str]):
         )
 
     return prompt
-
-
-def _pbt_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
-    return {
-        "": [
-            {
-                "prompt": messages,
-                "chosen": _reply(pair.chosen),
-                "rejected": _reply(pair.rejected),
-                "label": pair.label,
-                "chosen_instruction": pair.chosen.instruction,
-                "rejected_instruction": pair.rejected.instruction,
-                **keys,
-            }
-            for pair, messages, keys in _pairs(miner, tree, prompt, run, responders)
-        ]
-    }
-
-
-def _reply_rows(kto: bool) -> Callable:
-    """The unpaired views of the PBT pairs, each reply once however many pairs it is in: KTO
-    takes the chosen replies (label true) and the rejected ones; SFT the chosen ones."""
-
-    def rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
-        sides = _sides(_pairs(miner, tree, prompt, run, responders), rejected=kto)
-        labels = (
-            (lambda pair, good: {"label": good, "pbt_label": pair.label})
-            if kto
-            else (lambda pair, good: {"label": pair.label})
-        )
-        return {
-            "": [
-                {
-                    "prompt": messages,
-                    "completion": _reply(turn),
-                    "instruction": turn.instruction,
-                    **keys,
-                    **labels(pair, good),
-                }
-                for pair, messages, keys, turn, good in sides
-            ]
-        }
-
-    return rows
-
-
-def _aft_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
-    levels = None if miner.levels is None else set(miner.levels)
-    return {
-        "": [
-            _aft_row(g, prompt(tree, g.parent, g.speaker, miner.instruction), run)
-            for g in aft_groups(tree, responders, levels)
-        ]
-    }
-
-
-def _persuasions(miner: MinerConfig, tree: DialogueTree, responders):
-    """The tree's persuasion turns, each with its pairs or why it has none, as the miner's options say."""
-    levels = None if miner.levels is None else set(miner.levels)
-    held = miner.persuader_answer == "held"
-    return persuasion_outcomes(tree, miner.score, miner.margin, responders, levels, held)
-
-
-def _pairs(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders):
-    """Each PBT pair of the tree with its training prompt and the keys every row carries."""
-    for pair in pairs_in(_persuasions(miner, tree, responders)):
-        messages = _chat(prompt(tree, pair.persuasion, pair.chosen.speaker, miner.instruction))
-        yield (
-            pair,
-            messages,
-            {"tree_id": pair.tree_id, "question_id": pair.question_id, "level": pair.level, "run": run},
-        )
-
-
-def _sides(pairs, rejected: bool):
-    """(pair, prompt, keys, reply, chosen?) for each reply of the pairs, once per reply."""
-    seen = set()
-    for pair, messages, keys in pairs:
-        for turn, good in [(pair.chosen, True), *([(pair.rejected, False)] if rejected else [])]:
-            if turn.id not in seen:
-                seen.add(turn.id)
-                yield pair, messages, keys, turn, good
-
-
-def _critique_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
-    found = critique_examples(tree)
-
-    def keys(turn):
-        return {"tree_id": tree.tree_id, "question_id": tree.question.question_id, "level": turn.depth, "run": run}
-
-    def asked(turn):  # the critic's and the reviser's own instructions: they are what is learnt
-        return _chat(prompt(tree, turn.parent, turn.speaker, turn.instruction))
-
-    return {
-        "critique_sft": [{"prompt": asked(c), "completion": _reply(c), **keys(c)} for c in found.critiques],
-        "critique_pairs": [
-            {"prompt": asked(a), "chosen": _reply(a), "rejected": _reply(b), **keys(a)} for a, b in found.critique_pairs
-        ],
-        "correction_sft": [{"prompt": asked(r), "completion": _reply(r), **keys(r)} for r in found.corrections],
-        "revision_pairs": [
-            {"prompt": asked(a), "chosen": _reply(a), "rejected": _reply(b), "label": label, **keys(a)}
-            for a, b, label in found.revision_pairs
-        ],
-    }
-
-
-def _steps_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
-    def asked(prefix: str) -> list[dict]:  # what the answerer was asked after `prefix`
-        turn = tree.turn(prefix)
-        return _chat(prompt(tree, prefix, turn.speaker, "solve" if turn.parent is None else "continue"))
-
-    def keys(prefix: str) -> dict:
-        level = tree.turn(prefix).depth + 1
-        return {"tree_id": tree.tree_id, "question_id": tree.question.question_id, "level": level, "run": run}
-
-    def step(s: StepValue) -> list[dict]:
-        return [{"role": "assistant", "content": s.text}]
-
-    pairs = [
-        {
-            "prompt": asked(p.prefix),
-            "chosen": step(p.chosen),
-            "rejected": step(p.rejected),
-            "step": p.chosen.number,
-            "value_chosen": p.chosen.value,
-            "value_rejected": p.rejected.value,
-            "n_chosen": p.chosen.n,
-            "n_rejected": p.rejected.n,
-            **keys(p.prefix),
-        }
-        for p in step_pairs(tree, miner.margin)
-    ]
-    pits, weighted = [], []
-    for solution in solutions(tree):
-        if (pit := first_pit(tree, solution, miner.pit_value)) is not None:
-            pits.append(
-                {
-                    "prompt": asked(pit.prefix),
-                    "completion": step(pit),
-                    "step": pit.number,
-                    "value_before": pit.value - pit.advantage,
-                    "value": pit.value,
-                    "n": pit.n,
-                    "true_step": first_wrong_step(tree, solution),
-                    **keys(pit.prefix),
-                }
-            )
-        for s in step_values(tree, solution):
-            if s.advantage is not None:
-                weighted.append(
-                    {
-                        "prompt": asked(s.prefix),
-                        "completion": step(s),
-                        "weight": s.advantage,
-                        "step": s.number,
-                        "value": s.value,
-                        **keys(s.prefix),
-                    }
-                )
-    return {"": pairs, "pits": pits, "weighted": weighted}
-
-
-def first_wrong_step(tree: DialogueTree, solution: str) -> int | None:
-    """The number of an arithmetic solution's first step that states a wrong value, if known."""
-    turn = tree.turn(solution)
-    truth = step_truth(tree.question, prefix_steps(tree, turn) + split_steps(turn.text))
-    return None if truth is None or all(truth) else truth.index(False) + 1
-
-
-def _stepwise_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
-    rows = []
-    for solution, labels in _stepwise_labels(miner, tree).items():
-        if labels is not None:
-            turn = tree.turn(solution)
-            rows.append(
-                {
-                    "prompt": show_question(tree.question),
-                    "completions": split_steps(turn.text),
-                    "labels": labels,
-                    "tree_id": tree.tree_id,
-                    "question_id": tree.question.question_id,
-                    "level": turn.depth,
-                    "run": run,
-                }
-            )
-    return {"": rows}
-
-
-def _stepwise_labels(miner: MinerConfig, tree: DialogueTree) -> dict[str, list[bool] | None]:
-    """The solutions sampled from the question, each with a label per step, or None where a
-    step has no value (it was not branched at) or, with labels=truth, its truth is unknown."""
-    labels = {}
-    for solution in solutions(tree):
-        turn = tree.turn(solution)
-        if tree.turn(turn.parent).parent is not None:  # a continuation: its first steps are another's
-            continue
-        if miner.labels == "truth":
-            labels[solution] = step_truth(tree.question, split_steps(turn.text))
-        else:
-            values = [s.value for s in step_values(tree, solution)]
-            labels[solution] = None if None in values else [v > miner.threshold for v in values]
-    return labels
-
-
-def _steps_report(miner: MinerConfig, trees: list[DialogueTree]) -> dict:
-    """How the first pits found by rollouts compare with the true first wrong step, where the
-    problem's truth is known (arithmetic; planted solutions)."""
-    wrong = located = with_truth = agree = 0
-    for tree in trees:
-        for solution in solutions(tree):
-            if tree.turn(solution).correct is True:
-                continue
-            wrong += 1
-            if (pit := first_pit(tree, solution, miner.pit_value)) is None:
-                continue
-            located += 1
-            if (truth := first_wrong_step(tree, solution)) is not None:
-                with_truth += 1
-                agree += pit.number == truth
-    return {"wrong_solutions": wrong, "pits_located": located, "pits_with_truth": with_truth, "pits_agree": agree}
-
-
-def _stepwise_report(miner: MinerConfig, trees: list[DialogueTree]) -> dict:
-    found = [labels for tree in trees for labels in _stepwise_labels(miner, tree).values()]
-    return {"solutions": len(found), "unlabelled": sum(labels is None for labels in found)}
-
-
-def _reverse_rows(miner: MinerConfig, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
-    """RevThink's three tasks from a verified tree: question -> forward reasoning, question ->
-    backward question, backward question -> backward reasoning."""
-    turns = reverse_turns(tree)
-    if not verified(tree, turns):
-        return {"": []}
-    forward, question, reasoning = turns["forward"], turns["backward_question"], turns["backward_reasoning"]
-    tasks = [  # (task, the turn it learns, the turn it is written after)
-        ("forward", forward, None),
-        ("backward_question", question, None),  # from the question alone: the answer is not given
-        ("backward_reasoning", reasoning, question.id),
-    ]
-    return {
-        "": [
-            {
-                "prompt": _chat(prompt(tree, after, turn.speaker, task)),
-                "completion": _reply(turn),
-                "task": task,
-                "tree_id": tree.tree_id,
-                "question_id": tree.question.question_id,
-                "level": turn.depth,
-                "run": run,
-            }
-            for task, turn, after in tasks
-        ]
-    }
-
-
-def reverse_turns(tree: DialogueTree) -> dict[str, Turn]:
-    """A reverse tree's turns by instruction (one path: one turn each, failed ones left out)."""
-    return {t.instruction: t for t in tree.turns() if t.gen is None or t.gen.error is None}
-
-
-def verified(tree: DialogueTree, turns: dict[str, Turn]) -> bool:
-    """A right forward answer, a backward answer that is right where it can be checked (the
-    starting amount of an arithmetic problem), and a check that found the two consistent."""
-    if len(turns) < 4 or turns["forward"].correct is not True:
-        return False
-    if backward_gold(tree.question) is not None and turns["backward_reasoning"].correct is not True:
-        return False
-    return (turns["consistency"].parsed or {}).get("consistent") is True
-
-
-def _reverse_report(miner: MinerConfig, trees: list[DialogueTree]) -> dict:
-    counts = dict.fromkeys(("questions", "forward_right", "checkable", "backward_right", "consistent", "verified"), 0)
-    for tree in trees:
-        turns = reverse_turns(tree)
-        counts["questions"] += 1
-        counts["forward_right"] += "forward" in turns and turns["forward"].correct is True
-        if "backward_reasoning" in turns and backward_gold(tree.question) is not None:
-            counts["checkable"] += 1
-            counts["backward_right"] += turns["backward_reasoning"].correct is True
-        counts["consistent"] += "consistency" in turns and (turns["consistency"].parsed or {}).get("consistent") is True
-        counts["verified"] += verified(tree, turns)
-    return counts
-
-
-@dataclass(frozen=True)
-class Miner:
-    """One way to turn trees into a dataset: everything `agora mine miner=NAME` needs to know."""
-
-    reads: frozenset[str]  # the protocols whose trees it understands; another's would be misread
-    features: dict[str, Features]  # subset folder ("" for one dataset at the top) -> its columns
-    rows: Callable  # (miner config, tree, prompt, run, responders) -> {subset: rows}
-    label: str | None = None  # the accept/resist column that balance and data.labels read
-    neutral_prompts: bool = True  # prompts under miner.instruction; else each turn's own instruction
-    report: Callable | None = None  # (miner config, a run's trees) -> counts for the card, summed over runs
-    persuasions: bool = False  # mines PBT pairs: the card counts the persuasion turns that gave none, and why
-
-
-PBT_TREES = frozenset({"pbt_tree"})
-ROLLOUTS = frozenset({"rollouts"})
-MINERS = {
-    "pbt": Miner(PBT_TREES, {"": PBT_FEATURES}, _pbt_rows, label="label", persuasions=True),
-    "kto": Miner(PBT_TREES, {"": KTO_FEATURES}, _reply_rows(kto=True), label="pbt_label", persuasions=True),
-    "sft": Miner(PBT_TREES, {"": SFT_FEATURES}, _reply_rows(kto=False), label="label", persuasions=True),
-    "aft": Miner(PBT_TREES, {"": AFT_FEATURES}, _aft_rows),
-    "critique": Miner(frozenset({"critique"}), CRITIQUE_FEATURES, _critique_rows, neutral_prompts=False),
-    "steps": Miner(ROLLOUTS, STEPS_FEATURES, _steps_rows, neutral_prompts=False, report=_steps_report),
-    "reverse": Miner(
-        frozenset({"reverse"}), {"": REVERSE_FEATURES}, _reverse_rows, neutral_prompts=False, report=_reverse_report
-    ),
-    "stepwise": Miner(
-        ROLLOUTS, {"": STEPWISE_FEATURES}, _stepwise_rows, neutral_prompts=False, report=_stepwise_report
-    ),
-}
-
-
-def _aft_row(group: AnswerGroup, prompt: Messages, run: str) -> dict:
-    def texts(turns):
-        return [t.text for t in turns]
-
-    return {
-        "prompt": _chat(prompt),
-        "positives": texts(group.positives),
-        "negatives": texts(group.negatives),
-        "ranked": texts(group.ranked),
-        "speaker": group.speaker,
-        "tree_id": group.tree_id,
-        "question_id": group.question_id,
-        "level": group.level,
-        "run": run,
-    }
-
-
-def _chat(messages: Messages) -> list[dict]:
-    return [{"role": role, "content": content} for role, content in messages]
-
-
-def _reply(turn: Turn) -> list[dict]:
-    return [{"role": "assistant", "content": turn.text}]
 
 
 def balance(rows: list[dict], key: str, seed: int) -> tuple[list[dict], dict]:

@@ -22,6 +22,7 @@ from typing import Literal
 import networkx as nx
 
 from dialogue.core.tree import DialogueTree, Turn
+from dialogue.protocols.reverse import backward_gold
 
 Messages = tuple[tuple[str, str], ...]
 
@@ -281,3 +282,19 @@ def critique_examples(tree: DialogueTree) -> CritiqueExamples:
             if a.correct is True and b.correct is False and a.text.strip() != b.text.strip()
         ]
     return CritiqueExamples(right, list(product(right, wrong)), corrections, revision_pairs)
+
+
+def reverse_turns(tree: DialogueTree) -> dict[str, Turn]:
+    """A reverse tree's turns by instruction (one path: one turn each, failed ones left out)."""
+    return {t.instruction: t for t in tree.turns() if t.gen is None or t.gen.error is None}
+
+
+def verified(tree: DialogueTree, turns: dict[str, Turn]) -> bool:
+    """A reverse tree teaches only when verified (RevThink): a right forward answer, a backward
+    answer that is right where it can be checked (the starting amount of an arithmetic problem),
+    and a consistency check that found the two consistent."""
+    if len(turns) < 4 or turns["forward"].correct is not True:
+        return False
+    if backward_gold(tree.question) is not None and turns["backward_reasoning"].correct is not True:
+        return False
+    return (turns["consistency"].parsed or {}).get("consistent") is True

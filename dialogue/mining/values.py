@@ -17,8 +17,9 @@ either step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from dialogue.core.steps import split_steps
+from dialogue.core.steps import split_steps, step_truth
 from dialogue.core.tree import DialogueTree, Turn
 from dialogue.protocols.rollouts import PREFIX, prefix_steps
 
@@ -109,3 +110,30 @@ def step_pairs(tree: DialogueTree, margin: float) -> list[StepPair]:
                     seen.add((prefix, a.text, b.text))
                     pairs.append(StepPair(prefix, a, b))
     return pairs
+
+
+def first_wrong_step(tree: DialogueTree, solution: str) -> int | None:
+    """The number of an arithmetic solution's first step that states a wrong value, if known."""
+    turn = tree.turn(solution)
+    truth = step_truth(tree.question, prefix_steps(tree, turn) + split_steps(turn.text))
+    return None if truth is None or all(truth) else truth.index(False) + 1
+
+
+def stepwise_labels(
+    tree: DialogueTree, threshold: float, labels: Literal["rollouts", "truth"]
+) -> dict[str, list[bool] | None]:
+    """The solutions sampled from the question, each with a label per step, or None where a
+    step has no value (it was not branched at) or, with labels=truth, its truth is unknown.
+    A step is labelled true when its value is above `threshold`, or with labels=truth when an
+    arithmetic step states the true value."""
+    found = {}
+    for solution in solutions(tree):
+        turn = tree.turn(solution)
+        if tree.turn(turn.parent).parent is not None:  # a continuation: its first steps are another's
+            continue
+        if labels == "truth":
+            found[solution] = step_truth(tree.question, split_steps(turn.text))
+        else:
+            values = [s.value for s in step_values(tree, solution)]
+            found[solution] = None if None in values else [v > threshold for v in values]
+    return found
