@@ -287,6 +287,23 @@ def merge_repeated(overrides: list[str], key: str) -> list[str]:
     return [o for o in overrides if not o.startswith(f"{key}=")] + [f"{key}=[{quoted}]"]
 
 
+def saved_hydra(out: Path) -> dict[str, bytes]:
+    folder = out / ".hydra"
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} if folder.is_dir() else {}
+
+
+def put_back_hydra(out: Path, saved: dict[str, bytes]) -> None:
+    """The run's .hydra/ as it was before a refused command, when it had one."""
+    if not saved:
+        return
+    folder = out / ".hydra"
+    for path in folder.iterdir():
+        if path.name not in saved:
+            path.unlink()
+    for name, data in saved.items():
+        (folder / name).write_bytes(data)
+
+
 def drop_if_empty(out: Path, command: str, existed: bool) -> None:
     """After a user error, take away what Hydra wrote before the command ran (its saved config
     and an empty log), so that a mistyped name leaves no folder that looks like a run."""
@@ -335,6 +352,9 @@ def main(argv: list[str] | None = None) -> None:
 
     given = [o[len("out=") :] for o in overrides if o.startswith("out=")]
     existed = bool(given) and Path(given[-1]).exists()
+    # Hydra writes its .hydra/ before the command runs; a command that is then refused (the run
+    # is locked, or holds another config) puts back what the run had
+    saved = saved_hydra(Path(given[-1])) if existed else {}
 
     def task(cfg: DictConfig) -> None:
         if command in ("mine", "train", "eval"):  # one bar per step of Agora's own, not one per `datasets` map
@@ -344,9 +364,13 @@ def main(argv: list[str] | None = None) -> None:
         try:
             COMMANDS[command](cfg)
         except AgoraError as e:
+            put_back_hydra(Path(HydraConfig.get().runtime.output_dir), saved)
             drop_if_empty(Path(HydraConfig.get().runtime.output_dir), command, existed)
             print(f"agora {command}: error: {e}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt:  # what was written stays; the same command goes on from it
+            print(f"agora {command}: interrupted: rerun the same command to continue", file=sys.stderr)
+            sys.exit(130)
 
     # Hydra's parser takes its flags before the overrides only; `agora eval suite=X -m persona=a,b` is
     # how people write a sweep

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from agents.errors import AgoraError
 from agents.files import write_atomic
@@ -56,11 +56,16 @@ def upgrade(data: dict, current: int, migrations: dict[int, Migration], where: s
     return data
 
 
+class UnreadableRecord(AgoraError):
+    """A record's file is not JSON at all (cut short by a full disk, say), as opposed to a
+    record of another version or shape."""
+
+
 def _read_json(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise AgoraError(f"{path}: cannot be read as JSON ({e})") from None
+        raise UnreadableRecord(f"{path}: cannot be read as JSON ({e})") from None
 
 
 class Record(BaseModel):
@@ -70,7 +75,12 @@ class Record(BaseModel):
     VERSION: ClassVar[int] = 1
     MIGRATIONS: ClassVar[dict[int, Migration]] = {}  # version v -> v + 1
 
-    schema_version: int = 1
+    schema_version: int = 1  # a new record is written with its class's VERSION (below)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _current_version(cls, data):
+        return {"schema_version": cls.VERSION, **data} if isinstance(data, dict) else data
 
     @classmethod
     def read(cls, path: str | Path) -> Record:
@@ -123,11 +133,14 @@ class DatasetSource(BaseModel):
     source: str
     questions: int
     skipped_rows: int = 0
+    sha256: str | None = None  # of the question file (dataset.path): a file edited in place is noticed
 
 
 class RunManifest(Record):
     """What made a run, and how far it got. `status` is "complete" only when every tree was
     written with no failed turn."""
+
+    VERSION: ClassVar[int] = 2
 
     command: Literal["simulate", "replay"]
     config: dict[str, Any]  # the validated config, less where it is written and how it is scheduled
@@ -158,7 +171,13 @@ def _manifest_from_0(data: dict) -> dict:
     return data
 
 
-RunManifest.MIGRATIONS = {0: _manifest_from_0}
+def _manifest_from_1(data: dict) -> dict:
+    """Version 2 records the question file's hash (`dataset.sha256`); a run from before has none,
+    and its file is not checked."""
+    return data
+
+
+RunManifest.MIGRATIONS = {0: _manifest_from_0, 1: _manifest_from_1}
 
 
 # -- card.json --------------------------------------------------------------------------------

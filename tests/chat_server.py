@@ -46,6 +46,7 @@ class ChatServer:
         self.fail_fraction = 0.0  # 500 for this fraction of all requests, drawn from `rng`
         self.bad_body: str | None = None  # a key of BAD_BODIES: every 200 carries that body
         self.echo_auth = False  # error bodies repeat the request's Authorization header
+        self.error_body: Callable[[str | None], str] | None = None  # the Authorization header -> an error body
         self.context_length: int | None = None  # refuse longer requests, as vLLM does (400)
         self.gate = threading.Event()  # requests wait until it is set
         self.gate.set()
@@ -79,6 +80,8 @@ class ChatServer:
                         f"requested {wanted} tokens ({words} in the messages, {body['max_tokens']} in the completion)."
                     )
                     payload = json.dumps({"error": {"message": message}}).encode()
+                elif status != 200 and server.error_body is not None:
+                    payload = server.error_body(auth).encode()
                 elif status != 200:
                     echoed = f', "authorization": "{auth}"' if server.echo_auth else ""
                     payload = ('{"error": "injected"' + echoed + "}").encode()

@@ -254,6 +254,43 @@ def exports(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+SUITE_ORDER = ["are_you_sure", "assessment", "balanced", "critique", "misinformation", "team_debate"]
+
+
+def eval_all(exports, model) -> list[str]:
+    """`agora eval` of every suite, test-sized, on the scripted run's pbt and aft exports."""
+    return [
+        "eval",
+        f"model={model}",
+        f"data={exports / 'pbt'}",
+        f"data={exports / 'aft'}",
+        "dataset.split=all",
+        "dataset.limit=3",
+        "critique.count=3",
+        "max_tokens=8",
+        "resamples=50",
+        "progress=false",
+    ]
+
+
+@pytest.fixture(scope="session")
+def evaluated_all(tmp_path_factory, tiny_model) -> tuple[Path, list[str]]:
+    """One `agora eval` of every suite on the tiny model, shared by the tests that read what it
+    wrote (the report, the page, the plots): the folder and the command's arguments. Read only."""
+    from dialogue.mining.export import MineConfig, mine
+
+    root = tmp_path_factory.mktemp("evaluated-all")
+    with pytest.MonkeyPatch.context() as mp:
+        run = scripted_run(root / "run", mp, questions=12)
+    for miner in ("pbt", "aft"):
+        mine(MineConfig(run=[str(run)], out=str(root / miner), miner={"name": miner}))
+    out, args = root / "out", eval_all(root, tiny_model)
+    done = agora(*args, f"out={out}")
+    assert done.returncode == 0, done.stderr
+    assert f"page: {out}/report.html" in done.stdout
+    return out, args
+
+
 def scripted_export(root: Path, miner: str) -> Path:
     """`agora mine miner=MINER` over a scripted run made under `root`: the export folder."""
     from dialogue.mining.export import MineConfig, mine

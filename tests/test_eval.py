@@ -71,7 +71,7 @@ def test_misinformation_gives_known_rates_and_stops_once_persuaded(tmp_path, mon
 
     config = eval_config(tmp_path, "suite=misinformation", "model=m", "dataset.limit=8")
     questions = load_questions(config.dataset).questions
-    protocol = config.protocols.misinformation
+    protocol = config.protocols["misinformation"]
 
     def rule(request):
         i, q = question_of(request, questions)
@@ -131,7 +131,7 @@ def test_team_debate_runs_both_orders_with_independent_first_answers(tmp_path, m
 
     config = eval_config(tmp_path, "suite=team_debate", "model=m", "partner=p", "dataset.limit=4")
     questions = load_questions(config.dataset).questions
-    instructions = config.protocols.team_debate.instructions
+    instructions = config.protocols["team_debate"].instructions
     wrong = lambda q: "A" if q.gold != "A" else "B"  # noqa: E731
 
     def model(request):
@@ -226,7 +226,7 @@ def test_critique_suite_scores_a_critic_that_checks_each_line_on_its_own(tmp_pat
     gold = {q.question: q.gold for q in load_questions(DatasetConfig(name="arithmetic", count=12)).questions}
 
     def rule(request):
-        instruction = instruction_of(request, config.protocols.critique.instructions)
+        instruction = instruction_of(request, config.protocols["critique"].instructions)
         if instruction == "critique":
             lines = re.findall(r"^Step \d+: .*$", " ".join(t for _, t in request.messages), re.M)
             ok = [eval(line.split(": ", 1)[1].replace("=", "==").replace("/", "//")) for line in lines]
@@ -290,29 +290,10 @@ def assert_png(path: Path):
     assert height > 200 and width > 300
 
 
-def eval_all(exports, model) -> list[str]:
-    """`agora eval` of every suite, test-sized, on the scripted run's pbt and aft exports."""
-    return [
-        "eval",
-        f"model={model}",
-        f"data={exports / 'pbt'}",
-        f"data={exports / 'aft'}",
-        "dataset.split=all",
-        "dataset.limit=3",
-        "critique.count=3",
-        "max_tokens=8",
-        "resamples=50",
-        "progress=false",
-    ]
-
-
-def test_eval_all_writes_every_section_plots_and_refuses_to_overwrite(tmp_path, exports, tiny_model):
-    out = tmp_path / "out"
-    args = eval_all(exports, tiny_model)
-    done = agora(*args, f"out={out}")
-    assert done.returncode == 0, done.stderr
+def test_eval_all_writes_every_section_plots_and_refuses_to_overwrite(tmp_path, evaluated_all):
+    out, args = evaluated_all
     metrics = json.loads((out / "metrics.json").read_text())
-    suites = ["balanced", "are_you_sure", "misinformation", "team_debate", "assessment", "critique"]
+    suites = ["are_you_sure", "assessment", "balanced", "critique", "misinformation", "team_debate"]
     assert list(metrics["suites"]) == suites and metrics["not_run"] == {}
     report = (out / "report.md").read_text()
     for suite, result in metrics["suites"].items():
@@ -385,7 +366,7 @@ def test_suite_all_without_exports_says_which_suites_did_not_run(tmp_path, monke
     loads = scripted_models(monkeypatch, {"m": lambda request: "Answer: A"})
     metrics = evaluate(config, log=lambda *a, **k: None)
     assert set(metrics.not_run) == {"balanced", "assessment"}
-    assert list(metrics.suites) == ["are_you_sure", "misinformation", "team_debate", "critique"]
+    assert list(metrics.suites) == ["are_you_sure", "critique", "misinformation", "team_debate"]
     assert loads == ["m"]  # one model, loaded once for five runs
     assert "not run: needs data=DIR, an export of `agora mine miner=aft`" in (tmp_path / "report.md").read_text()
 

@@ -308,3 +308,32 @@ def test_a_wilson_interval_holds_its_proportion_in_floating_point():
         for k in range(n + 1):
             low, high = wilson(k, n)
             assert 0.0 <= low <= k / n <= high <= 1.0, (k, n, low, high)
+
+
+def test_every_rate_up_to_200_questions_reaches_the_report_and_the_plot(tmp_path):
+    """Every k of n <= 200, with one record per question (Wilson) and with two alike per question
+    (Wilson over questions) or two that differ (bootstrap), gives an interval in [0, 1] around its
+    value, a report cell and error bars that matplotlib takes; 0% and 100% are drawn for real."""
+    from dialogue.evaluation.plots import error_bars, metric_bars
+    from dialogue.evaluation.report import cell
+
+    rate = Proportion(lambda r: r)
+    for n in range(1, 201):
+        for k in range(n + 1):
+            shapes = [[[i < k] for i in range(n)]]
+            if n % 20 == 0:  # the bootstrap paths, on every tenth n: they resample
+                shapes += [[[i < k, i < k] for i in range(n)], [[i < k, i <= k] for i in range(n)]]
+            for groups in shapes:
+                e = estimate(groups, rate, resamples=50, seed=k).to_dict()
+                assert 0.0 <= e["low"] <= 1.0 and 0.0 <= e["high"] <= 1.0, (k, n, e)
+                assert e["low"] <= e["value"] + 1e-12 and e["value"] <= e["high"] + 1e-12, (k, n, e)
+                assert min(min(side) for side in error_bars([e])) >= 0.0 and cell(e).count("[") == 1
+    for n in (1, 34, 40, 200):
+        for k in (0, n):
+            e = estimate([[i < k] for i in range(n)], rate).to_dict()
+            metric_bars(
+                "s", {"rate": e, "undefined": {"value": None, "low": None, "high": None}}, tmp_path / "p.png", "m"
+            )
+            assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    off = {"value": 1.0, "low": 0.5, "high": 0.9999999999999999}  # a bound a hair below its value
+    assert error_bars([off]) == [[0.5], [0.0]]

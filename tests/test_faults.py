@@ -98,6 +98,28 @@ def test_an_http_200_that_is_not_a_chat_completion_is_a_failed_turn(server, tmp_
         assert simulate(simulate_config(served(server, out, "dataset.limit=1")), out).summary.failed_turns == 0
 
 
+def test_a_key_across_the_cut_of_an_error_text_leaves_none_of_its_characters(server, monkeypatch):
+    """Error texts are kept to 300 characters; the key is taken out first, so a key that the cut
+    would split is not half kept, wherever it falls."""
+    from agents.backends.openai_backend import OpenAIBackend
+    from agents.config import OpenAIBackendConfig
+    from agents.requests import ChatRequest, Sampling
+
+    monkeypatch.setenv("AGORA_TEST_KEY", SECRET)
+    config = OpenAIBackendConfig(base_url=server.url, api_key_env="AGORA_TEST_KEY", max_retries=0)
+    backend = OpenAIBackend("served", config)
+    server.fail_when = lambda body: True
+    prefix = len("HTTP 500: ")
+    try:
+        for offset in range(300 - len(SECRET) - 2, 302):  # the key ends before, crosses, starts at the cut
+            server.error_body = lambda auth, offset=offset: "x" * (offset - prefix) + auth.removeprefix("Bearer ")
+            [done] = backend.generate([ChatRequest((("user", "hi"),), Sampling(0.0, 1.0, 4), 0)])
+            assert done.error.startswith("HTTP 500: xxx"), done.error
+            assert not any(SECRET[:n] in done.error for n in range(4, len(SECRET) + 1)), (offset, done.error)
+    finally:
+        backend.close()
+
+
 def test_the_key_is_redacted_from_error_bodies_that_echo_it(server, tmp_path, monkeypatch):
     monkeypatch.setenv("AGORA_TEST_KEY", SECRET)
     server.echo_auth = True
@@ -132,6 +154,38 @@ def test_two_writers_into_one_run_directory(server, tmp_path):
     assert f"{out}: another agora process (pid {first.pid}) is writing this directory" in second.stderr
     ids = [json.loads(line)["graph"]["tree_id"] for line in (out / "trees.jsonl").read_text().splitlines()]
     assert len(ids) == 6 == len(set(ids))
+
+
+def test_ctrl_c_stops_with_one_line_and_status_130_and_the_rerun_completes(server, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "agora", "simulate", *served(server, out, "dataset.limit=6")]
+    env = {**os.environ, "AGORA_TEST_KEY": SECRET}
+    server.gate.clear()  # the run waits inside its first requests
+    run = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not server.seen:
+        assert time.time() < deadline and run.poll() is None
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    server.gate.set()
+    assert run.returncode == 130, err
+    assert "agora simulate: interrupted: rerun the same command to continue" in err and "Traceback" not in err
+    assert json.loads((out / "manifest.json").read_text())["status"] != "complete"
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    ids = [json.loads(line)["graph"]["tree_id"] for line in (out / "trees.jsonl").read_text().splitlines()]
+    assert len(ids) == 6 == len(set(ids))
+
+
+def test_a_refused_command_leaves_the_runs_saved_config_as_it_was(server, tmp_path):
+    out = tmp_path / "run"
+    env = {"AGORA_TEST_KEY": SECRET}
+    assert agora("simulate", *served(server, out, "dataset.limit=2"), env=env).returncode == 0
+    saved = {p.name: p.read_bytes() for p in (out / ".hydra").iterdir()}
+    done = agora("simulate", *served(server, out, "dataset.limit=2", "seed=7"), env=env)
+    assert done.returncode == 2 and "holds a run with another config (differing: seed)" in done.stderr
+    assert {p.name: p.read_bytes() for p in (out / ".hydra").iterdir()} == saved
 
 
 def test_mining_the_same_run_twice_is_refused(server, tmp_path, monkeypatch):

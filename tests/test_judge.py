@@ -390,3 +390,57 @@ def test_not_x_but_y_a_numeral_choice_and_an_answer_said_to_be_no_final_one():
     assert read_choice("Answer: B", numerals).letter == "B"  # a letter of a choice stays a letter
     assert read_choice("The answer is: X.", numerals).letter == "A"  # X is no letter of a choice, but A's text
     assert read_number("So Dara has 60.\n\nThis is not a final answer, but a step.") is None
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Answer: 12\nAnswer: 14", None),  # two answer statements that disagree
+        ("The answer is 12.\n\nOn second look the answer is 15.", None),
+        ("So the total is 30 - 4 = 26.\nAnswer: 24", "24"),  # a working's result yields to the statement
+        ("The answer is 1,250.\nAnswer: 1250", "1250"),  # the same number written two ways agrees
+        ("The answer is 12, and 12 is the total.\nAnswer: 12", "12"),
+    ],
+)
+def test_answer_statements_that_disagree_give_no_number(text, expected):
+    assert read_number(text) == expected
+    qn = Question(question_id="n", question="?", gold="12")
+    assert Judge("number").read(text, qn).answer == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("A) Mars\nB) Earth", None),  # a list of two is a list
+        ("A) Mars\nB) Earth\n\nThe answer is B.", "B"),  # and one statement after it answers
+        ("A) Mars\nThe answer is D.\nB) Earth\nC) Venus", None),  # a statement inside the list
+        ("The answer is B.\nA) Mars\nB) Earth\nC) Venus\nD) Mercury\nThe answer is D.", None),  # one before, one after
+        ("A) Mars\nB) Earth\nC) Venus\nD) Mercury\nAnswer: C", "C"),
+        ("The choices are (A) Mars, (B) Earth, (C) Venus and (D) Mercury.", None),  # listed in a sentence
+    ],
+)
+def test_a_reply_that_lists_the_choices_answers_only_with_one_statement_after_the_list(text, expected):
+    assert read_choice(text, CHOICES).letter == expected
+
+
+def test_a_runaway_reply_is_read_by_its_ends_in_linear_time_and_the_turn_records_the_cut(tmp_path, monkeypatch):
+    import time
+
+    from dialogue.running.rundir import RunDir
+    from tests.conftest import scripted_run
+
+    runaway = "I keep thinking about it, weighing one planet against another. " * 33_000 + "\nAnswer: A"
+    assert len(runaway) > 2_000_000
+    started = time.perf_counter()
+    reading = Judge("choice").read(runaway, Question(question_id="q", question="?", choices=CHOICES, gold="A"))
+    assert time.perf_counter() - started < 1.0  # a cut reply costs what 20,000 characters cost
+    assert reading.answer == "A" and reading.cut == len(runaway)
+
+    def reply(name, request):
+        return runaway if name == "accept" else f"I have thought about it ({name}). Answer: B"
+
+    run = scripted_run(tmp_path / "run", monkeypatch, 2, 0, "dataset.judge_max_chars=5000", reply=reply)
+    turns = [t for tree in RunDir(run).trees() for t in tree.turns()]
+    cut = [t for t in turns if t.instruction == "accept"]
+    assert cut and all(t.parsed["judge_cut"] == len(runaway) and t.answer == "A" for t in cut)
+    assert all(t.parsed is None or "judge_cut" not in t.parsed for t in turns if t.instruction != "accept")

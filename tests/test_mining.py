@@ -292,3 +292,39 @@ def test_a_persuasion_turn_that_states_no_answer_argues_for_the_persuaders_held_
     never = build({"0": ("A", "neutral", None), "0.0": ("B", "resist", "A"), "0.0.0": ("A", "logical", None),
                    "0.0.0.0": ("B", "resist", "A"), "0.0.0.1": ("B", "accept", "B")})  # fmt: skip
     assert [o.lost for o in persuasion_outcomes(never, responders={"B"}, held=True)] == ["unreadable_persuasion"]
+
+
+def test_siblings_whose_texts_differ_only_in_surrounding_space_make_no_pair():
+    """Two replies with the same words teach nothing as a pair, however they are padded: a PBT
+    pair, a critique revision pair and an AFT group all leave them out."""
+    from dialogue.mining.rules import critique_examples
+
+    persuaded = build(
+        {
+            "0": ("A", "neutral", "B"),
+            "0.0": ("B", "resist", "A"),
+            "0.0.0": ("A", "logical", "B"),
+            "0.0.0.0": ("B", "resist", "A"),
+            "0.0.0.1": ("B", "accept", "B"),
+        }
+    )
+    persuaded.graph.nodes["0.0.0.0"]["text"] = "I keep my answer.\n"
+    persuaded.graph.nodes["0.0.0.1"]["text"] = "  I keep my answer."
+    assert pbt_pairs(persuaded, responders={"B"}) == []
+    assert [o.lost for o in persuasion_outcomes(persuaded, responders={"B"})] == ["identical_texts"]
+    persuaded.graph.nodes["0.0.0.1"]["text"] = "I take yours."
+    assert len(pbt_pairs(persuaded, responders={"B"})) == 1  # the same tree with two texts gives its pair
+
+    critiqued = DialogueTree.new("t2", QUESTION, "critique", {})
+    verdict = {"steps": {"1": False}, "answer_correct": False}
+    for turn_id, instruction, answer, text, parsed in [
+        ("0", "solve", "B", "B", None),
+        ("0.0", "critique", None, "wrong", verdict),
+        ("0.0.0", "revise", "A", "The fix. Answer: A", None),
+        ("0.0.1", "revise", "B", "The fix. Answer: A ", None),  # the same words, judged otherwise
+        ("0.0.2", "revise", "B", "Still B. Answer: B", None),
+    ]:
+        add_turn(critiqued, turn_id, instruction=instruction, answer=answer, text=text, parsed=parsed)
+        critiqued.graph.nodes[turn_id]["correct"] = None if answer is None else answer == "A"
+    pairs = [(a.id, b.id) for a, b, _ in critique_examples(critiqued).revision_pairs]
+    assert pairs == [("0.0.0", "0.0.2")]

@@ -142,3 +142,38 @@ def _rewrite_line(run, index: int, change) -> None:
     change(tree)
     lines[index] = json.dumps(tree) + "\n"
     (run / "trees.jsonl").write_text("".join(lines))
+
+
+def test_a_manifest_cut_short_is_named_and_the_run_goes_on_once_it_is_moved_aside(tmp_path, monkeypatch):
+    run = scripted_run(tmp_path / "run", monkeypatch, 4)
+    trees = (run / "trees.jsonl").read_text()
+    manifest = run / "manifest.json"
+    manifest.write_text(manifest.read_text()[:40])  # a full disk cut it
+    done = agora("mine", f"run={run}", f"out={tmp_path / 'data'}")
+    assert done.returncode == 2 and f"{manifest}: cannot be read as JSON" in done.stderr
+    assert "move it aside and run the same command again" in done.stderr and "Traceback" not in done.stderr
+    manifest.rename(tmp_path / "manifest.json.bad")
+    scripted_run(run, monkeypatch, 4)
+    assert RunDir(run).manifest().status == "complete" and (run / "trees.jsonl").read_text() == trees
+
+
+def test_a_question_file_edited_in_place_is_refused_on_rerun(tmp_path, monkeypatch):
+    rows = [{"id": f"q{i}", "question": f"Question {i}?", "choices": ["a", "b"], "answer": "A"} for i in range(3)]
+    data = tmp_path / "questions.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fields = [f"dataset.path={data}", "dataset.fields.id=id", "dataset.fields.choices=choices"]
+    run = scripted_run(tmp_path / "run", monkeypatch, 3, 0, *fields)
+    assert RunDir(run).manifest().dataset.sha256 is not None
+    scripted_run(run, monkeypatch, 3, 0, *fields)  # the same file: the rerun is welcome
+    rows[1]["answer"] = "B"  # a gold answer corrected in place
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(AgoraError, match=r"the question file .*questions.jsonl changed since this run began"):
+        scripted_run(run, monkeypatch, 3, 0, *fields)
+
+
+def test_a_run_made_before_an_option_existed_resumes_under_its_default(tmp_path, monkeypatch):
+    run = scripted_run(tmp_path / "run", monkeypatch, 2)
+    _rewrite(run / "manifest.json", lambda data: data["config"]["dataset"].pop("judge_max_chars"))
+    scripted_run(run, monkeypatch, 2)  # not refused: the option's default is what the run had
+    with pytest.raises(AgoraError, match=r"another config \(differing: dataset.judge_max_chars\)"):
+        scripted_run(run, monkeypatch, 2, 0, "dataset.judge_max_chars=5000")

@@ -138,6 +138,19 @@ def test_unknown_model_and_persona_are_named_and_nothing_is_written(tmp_path):
     assert not out.exists()
 
 
+def test_a_persona_file_that_is_not_yaml_is_named_with_its_line(tmp_path, monkeypatch):
+    from dialogue.running.config import load_persona
+
+    (tmp_path / "persona").mkdir()
+    (tmp_path / "persona" / "broken.yaml").write_text("text: >-\n  Be kind.\nrules: [one, two\n")
+    (tmp_path / "persona" / "listed.yaml").write_text("- just\n- a list\n")
+    monkeypatch.setattr("dialogue.running.config.resources.files", lambda package: tmp_path)
+    with pytest.raises(AgoraError, match=r"conf/persona/broken.yaml, line \d+: not valid YAML"):
+        load_persona("broken")
+    with pytest.raises(AgoraError, match="conf/persona/listed.yaml: missing key 'text'"):
+        load_persona("listed")
+
+
 @pytest.mark.parametrize("command", ["simulate", "eval"])
 def test_a_model_that_is_nowhere_fails_at_once_online_or_offline(command, tmp_path):
     """A mistyped path under a folder that exists is a path, not a Hub id; a Hub id that is not

@@ -8,6 +8,7 @@ import torch
 from datasets import load_dataset
 
 from agents.errors import AgoraError
+from agents.files import current_umask
 from agents.models import check_model_name, load_causal_lm
 from dialogue.mining.export import MineConfig, mine
 from tests.conftest import agora, scripted_critique_run, scripted_rollouts_run, scripted_run
@@ -211,6 +212,15 @@ def test_an_interrupted_run_never_looks_finished_and_resumes_from_its_checkpoint
         with pytest.raises(KeyboardInterrupt):
             train(settings)
     assert not (out / "train.json").exists() and not (out / "adapter_config.json").exists()
+    stage = out / "stages" / "dpo"
+    assert [p.name for p in stage.glob("checkpoint-*")] == ["checkpoint-1"]
+    wanted = 0o666 & ~current_umask()  # a checkpoint a kill leaves behind is as readable as the umask says
+    assert all(p.stat().st_mode & 0o777 == wanted for p in stage.rglob("*") if p.is_file())
+    # a kill in the middle of saving step 2, after step 2 was logged: half a checkpoint and a log line
+    (stage / "checkpoint-2").mkdir()
+    (stage / "checkpoint-2" / "adapter_model.safetensors").write_bytes(b"\x00" * 10)
+    with (out / "log.jsonl").open("a") as f:
+        f.write(json.dumps({"stage": "dpo", "step": 2, "loss": 0.5}) + "\n")
     with pytest.raises(AgoraError, match="unfinished.*resume=true"):
         train(settings)
     resumed = train(settings.model_copy(update={"resume": True}))

@@ -62,7 +62,7 @@ def test_simulate_mine_train_pbt_lora_and_simulate_with_the_adapter(tmp_path, mo
     evaluate_base_and_adapter(tmp_path, [run, scripted], data, model)
 
 
-SUITES = ["balanced", "are_you_sure", "misinformation", "team_debate", "assessment", "critique"]
+SUITES = ["are_you_sure", "assessment", "balanced", "critique", "misinformation", "team_debate"]
 
 
 def evaluate_base_and_adapter(tmp_path, runs, pbt, adapter):

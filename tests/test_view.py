@@ -2,14 +2,15 @@
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 from dialogue.running.rundir import RunDir
 from dialogue.running.summary import persuasion
-from tests.conftest import REPO, agora, chromium_page, scripted_run
-from tests.test_eval import eval_all
+from tests.conftest import REPO, SUITE_ORDER, agora, chromium_page, scripted_run
 
 HOSTILE = "Which is right? <script>alert('question')</script><img src=x onerror=alert('img')>"
 
@@ -95,28 +96,20 @@ def test_view_serves_the_site_on_localhost(tmp_path, monkeypatch):
     )
     try:
         lines = [server.stdout.readline(), server.stdout.readline()]
-        address = re.search(r"serving (http://127\.0\.0\.1:\d+/)", lines[1]).group(1)
-        with urllib.request.urlopen(address + "index.html", timeout=10) as reply:
+        address = re.search(r"serving (http://127\.0\.0\.1:(\d+)/)", lines[1])
+        # a client that connects and says nothing blocks no one else
+        idle = socket.create_connection(("127.0.0.1", int(address.group(2))), timeout=10)
+        with idle, urllib.request.urlopen(address.group(1) + "index.html", timeout=10) as reply:
             assert reply.status == 200 and b"agora view" in reply.read()
     finally:
         server.terminate()
         server.wait(timeout=10)
 
 
-def test_the_evaluation_page_has_every_suite_its_plots_and_transcripts(tmp_path, exports, tiny_model):
-    out = tmp_path / "out"
-    done = agora(*eval_all(exports, tiny_model), f"out={out}")
-    assert done.returncode == 0, done.stderr
-    assert f"page: {out}/report.html" in done.stdout
+def test_the_evaluation_page_has_every_suite_its_plots_and_transcripts(tmp_path, evaluated_all):
+    out, _ = evaluated_all
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics["suites"]) == [
-        "balanced",
-        "are_you_sure",
-        "misinformation",
-        "team_debate",
-        "assessment",
-        "critique",
-    ]
+    assert list(metrics["suites"]) == SUITE_ORDER
     with chromium_page() as (page, dialogs):
         page.goto((out / "report.html").as_uri())
         for suite, result in metrics["suites"].items():
@@ -146,3 +139,35 @@ def test_the_evaluation_page_has_every_suite_its_plots_and_transcripts(tmp_path,
         assert "/balanced/replies.html#q-" in page.url
         assert page.locator("table.record").count() > 0
         assert dialogs == []
+
+
+def test_links_to_questions_whose_ids_need_escaping_open_their_pages(tmp_path, monkeypatch):
+    """An id with a space, "/", ":" or an emoji is a file name with percent signs in it; the
+    links of the view and of the evaluation report escape it once more, so a browser, which
+    decodes a link, finds that file."""
+    from urllib.parse import unquote, urlsplit
+
+    from dialogue.evaluation.report_page import _transcripts
+
+    ids = ["a b", "x/y", "c:d", "\N{GRINNING FACE}", "plain"]
+    rows = [{"id": i, "question": f"Question {n}?", "choices": ["a", "b"], "answer": "A"} for n, i in enumerate(ids)]
+    data = tmp_path / "questions.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    overrides = [f"dataset.path={data}", "dataset.fields.id=id", "dataset.fields.choices=choices", "dataset.split=all"]
+    suite = tmp_path / "eval" / "suite"
+    run = scripted_run(suite / "run", monkeypatch, len(ids), 0, *overrides)
+    monkeypatch.undo()
+
+    def opens(base: Path, href: str) -> bool:  # what a browser does with a relative link
+        return (base / unquote(urlsplit(href).path)).is_file()
+
+    done = agora("view", f"run={run}", f"out={tmp_path / 'site'}")
+    assert done.returncode == 0, done.stderr
+    index = (tmp_path / "site" / "index.html").read_text()
+    island = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>', index, re.S).group(1))
+    pages = [r["page"] for row in island["rows"] for r in row["runs"].values()]
+    assert len(pages) == len(ids) and all(opens(tmp_path / "site", p) for p in pages), pages
+
+    links = _transcripts("suite", suite)
+    found = [href for question in ids for _, href in links(question)]
+    assert len(found) == len(ids) and all(opens(suite.parent, href) for href in found), found

@@ -31,7 +31,7 @@ import transformers
 from accelerate import PartialState
 from accelerate.utils import DistributedType, broadcast_object_list
 from datasets import Dataset, load_dataset
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from agents.errors import AgoraError
 from agents.files import make_readable
@@ -84,21 +84,23 @@ def train(config: TrainConfig) -> TrainSummary:
         return _train(config, out, stages, data, args, state)
 
 
-def on_main(state: PartialState, task: Callable[[], None]) -> None:
-    """Run `task` on the main process while the others wait; if it fails with an error for the
-    user, every process stops with it (instead of the others waiting for it forever)."""
-    error = None
+def on_main(state: PartialState, task: Callable[[], object]):
+    """Run `task` on the main process while the others wait, and give every process its result;
+    if it fails with an error for the user, every process stops with it (instead of the others
+    waiting for it forever)."""
+    error = result = None
     if state.is_main_process:
         try:
-            task()
+            result = task()
         except AgoraError as e:
             error = str(e)
     if state.num_processes > 1:
-        box = [error]
+        box = [error, result]
         broadcast_object_list(box)  # from the main process to the rest; a barrier too
-        error = box[0]
+        error, result = box
     if error is not None:
         raise AgoraError(error)
+    return result
 
 
 def _train(
@@ -130,12 +132,14 @@ def _train(
                 train_dataset=train_split,
                 eval_dataset=eval_split,
                 processing_class=tokenizer,
-                callbacks=[JsonlLog(log, stage), ShortStageLogging()],
+                callbacks=[JsonlLog(log, stage), ShortStageLogging(), CompleteCheckpoints()],
                 **extra,
             )
         except ValueError as e:
             raise AgoraError(f"trainer {name}, stage {stage}: {e}") from None
-        checkpoint = get_last_checkpoint(str(stage_dir)) if config.resume and stage_dir.exists() else None
+        checkpoint = None
+        if config.resume and stage_dir.exists():  # chosen on the main process, for every process
+            checkpoint = on_main(state, partial(resume_point, stage_dir, log, stage))
         if state.is_main_process:
             length = (
                 f"{args[stage].max_steps} steps"
@@ -189,6 +193,41 @@ def _start_name(model: str) -> str:
     model's chain of train.json files stays followable), an alias or Hub id as given."""
     start = Path(model).expanduser()
     return str(start.resolve()) if start.exists() else model
+
+
+COMPLETE = "agora-complete"  # in a checkpoint folder: the Trainer finished writing it
+
+
+class CompleteCheckpoints(transformers.TrainerCallback):
+    """Marks each checkpoint complete once the Trainer has written all of it (on_save comes after
+    its last file), and makes it as readable as the umask says: a kill mid-save leaves a folder
+    without the mark, which resuming never reads."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            make_readable(folder)
+            (folder / COMPLETE).touch()
+
+
+def resume_point(stage_dir: Path, log: Path, stage: str) -> str | None:
+    """The last complete checkpoint of a stage, or None. Checkpoints a kill left half written are
+    removed, and the stage's log lines after the checkpoint are dropped: the steps they logged
+    are trained again."""
+    checkpoints = sorted(stage_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    complete = [p for p in checkpoints if (p / COMPLETE).exists()]
+    for half in (p for p in checkpoints if p not in complete):
+        print(f"stage {stage}: {half.name} was not written to the end; it is removed")
+        shutil.rmtree(half)
+    step = int(complete[-1].name.rsplit("-", 1)[1]) if complete else 0
+    if log.exists():
+        lines = log.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if (r := json.loads(line))["stage"] != stage or r["step"] <= step]
+        if len(kept) < len(lines):
+            tmp = log.with_suffix(".tmp")
+            tmp.write_text("".join(kept))
+            tmp.replace(log)
+    return str(complete[-1]) if complete else None
 
 
 class ShortStageLogging(transformers.TrainerCallback):

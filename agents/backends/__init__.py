@@ -1,10 +1,34 @@
-"""Backends serve one model each behind `agents.requests.Backend`. Engines are imported only
+"""Backends serve one model each behind `agents.requests.Backend`. `BACKENDS` is the one table of
+them: everything else asks it what a backend can do, never its name. Engines are imported only
 when selected, so the vLLM and HTTP dependencies are optional."""
 
 from __future__ import annotations
 
-from agents.config import OpenAIBackendConfig, ScaleConfig, TransformersBackendConfig, VllmBackendConfig
+import importlib
+from dataclasses import dataclass
+
+from agents.config import ScaleConfig
 from agents.requests import Backend
+
+
+@dataclass(frozen=True)
+class BackendKind:
+    """Everything the rest of the code may know about one kind of backend (`backend.type`)."""
+
+    module: str  # where the class is, imported only when used
+    cls: str
+    takes_seed: bool  # its constructor takes the engine seed (vLLM on CPU cannot seed each request)
+    local_weights: bool  # the model's weights and tokenizer load here; false: a server has them
+    scores_in_process: bool = False  # exposes `.model` and `.tokenizer`, so log-probabilities reuse it
+
+
+BACKENDS = {
+    "transformers": BackendKind(
+        "agents.backends.transformers_backend", "TransformersBackend", False, True, scores_in_process=True
+    ),
+    "vllm": BackendKind("agents.backends.vllm_backend", "VllmBackend", True, True),
+    "openai": BackendKind("agents.backends.openai_backend", "OpenAIBackend", False, False),
+}
 
 
 def make_backend(model: str, config, seed: int = 0, scale: ScaleConfig | None = None) -> Backend:
@@ -14,16 +38,6 @@ def make_backend(model: str, config, seed: int = 0, scale: ScaleConfig | None = 
         from agents.backends.ray_backend import RayBackend
 
         return RayBackend(model, config, seed, scale)
-    if isinstance(config, TransformersBackendConfig):
-        from agents.backends.transformers_backend import TransformersBackend
-
-        return TransformersBackend(model, config)
-    if isinstance(config, VllmBackendConfig):
-        from agents.backends.vllm_backend import VllmBackend
-
-        return VllmBackend(model, config, seed=seed)
-    if isinstance(config, OpenAIBackendConfig):
-        from agents.backends.openai_backend import OpenAIBackend
-
-        return OpenAIBackend(model, config)
-    raise TypeError(f"no backend for {config!r}")
+    kind = BACKENDS[config.type]
+    cls = getattr(importlib.import_module(kind.module), kind.cls)
+    return cls(model, config, seed=seed) if kind.takes_seed else cls(model, config)

@@ -108,10 +108,11 @@ class OpenAIBackend(Streaming):
                 except (ValueError, LookupError, TypeError, AttributeError) as e:  # not the wire format
                     error = (
                         f"HTTP 200 with a body that is not a chat completion ({type(e).__name__}): "
-                        f"{response.text[:200]}"
+                        f"{redact(response.text, self._key)[:200]}"
                     )
             elif response is not None:
-                error = f"HTTP {response.status_code}: {response.text[:300]}"
+                # redacted before it is cut: a key across the cut would leave its first characters
+                error = f"HTTP {response.status_code}: {redact(response.text, self._key)[:300]}"
                 if response.status_code not in RETRYABLE and response.status_code < 500:
                     break  # a bad request stays bad
                 retry_after = response.headers.get("retry-after", "")

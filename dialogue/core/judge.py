@@ -11,7 +11,7 @@ docs/design.md, section 5, and benchmarks/judge_accuracy.py for how often they a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from agents.requests import Backend, ChatRequest, Sampling
@@ -536,6 +536,7 @@ class Reading:
     answer: str | None
     only_agrees: bool  # the turn says it agrees and states no answer of its own
     problem: dict | None = None  # why a reply that names choices gets no answer (kept on the turn)
+    cut: int | None = None  # the reply's length, when it was longer than the judge reads and was cut
 
 
 class Judge:
@@ -555,6 +556,7 @@ class Judge:
         max_tokens: int = 24,
         echoes: list[str] = (),
         on_conflict: str = "none",
+        max_chars: int = 20_000,
     ):
         if kind == "llm" and (backend is None or prompt is None or base_kind is None):
             raise ValueError("the llm judge needs a backend, a prompt and the kind it reads")
@@ -565,9 +567,19 @@ class Judge:
         self.max_tokens = max_tokens
         self.echoes = list(echoes)
         self.on_conflict = on_conflict
+        self.max_chars = max_chars
+
+    def readable(self, text: str) -> str:
+        """What is read of a reply: all of it, or, past `max_chars`, its first and last halves."""
+        if len(text) <= self.max_chars:
+            return text
+        half = self.max_chars // 2
+        return f"{text[:half]}\n\n{text[-half:]}"
 
     def read(self, text: str, question: Question, cut_off: bool = False) -> Reading:
         """`cut_off`: the reply stopped at the length limit; only what it stated counts."""
+        cut = len(text) if len(text) > self.max_chars else None
+        text = self.readable(text)
         if self.base_kind == "choice":
             found = read_choice(text, question.choices or [], self.echoes, cut_off)
             answer = found.letter
@@ -582,7 +594,7 @@ class Judge:
                 else extract_alias(strip_echoes(text, self.echoes), question)
             )
             problem = None
-        return Reading(answer, answer is None and problem is None and says_only_agree(text), problem)
+        return Reading(answer, answer is None and problem is None and says_only_agree(text), problem, cut)
 
     def read_batch(self, items: list[tuple[str, Question, bool]]) -> list[Reading]:
         """(text, question, cut off) -> readings; the llm judge asks its model in one batch."""
@@ -590,21 +602,22 @@ class Judge:
             return [self.read(*item) for item in items]
         requests = [
             ChatRequest(
-                messages=(("user", self.prompt.format(question=show_question(q), reply=text)),),
+                messages=(("user", self.prompt.format(question=show_question(q), reply=self.readable(text))),),
                 sampling=Sampling(temperature=0.0, top_p=1.0, max_tokens=self.max_tokens),
                 seed=0,
             )
             for text, q, _ in items
         ]
         readings = []
-        for (_, q, _), done in zip(items, self.backend.generate(requests), strict=True):
+        for (text, q, _), done in zip(items, self.backend.generate(requests), strict=True):
             verdict = done.text.strip().lower().strip(".")
+            cut = len(text) if len(text) > self.max_chars else None
             if verdict.startswith("agree"):
-                readings.append(Reading(None, True))
+                readings.append(Reading(None, True, cut=cut))
             elif verdict.startswith(("disagree", "none")):
-                readings.append(Reading(None, False))
+                readings.append(Reading(None, False, cut=cut))
             else:
-                readings.append(self.read(done.text, q))
+                readings.append(replace(self.read(done.text, q), cut=cut))
         return readings
 
     def is_correct(self, answer: str | None, question: Question) -> bool | None:

@@ -135,6 +135,9 @@ class DatasetConfig(Strict):
     judge: Literal["auto", "choice", "number", "alias", "llm"] = "auto"
     # a reply whose letter and choice text are different choices ("A) Canberra", Canberra being C)
     judge_conflict: Literal["none", "letter", "text"] = "none"
+    # a reply longer than this is read by its first and last halves (the turn records the cut):
+    # a runaway reply must not stall the judge, and its answer is at an end
+    judge_max_chars: int = Field(20_000, ge=1_000)
     # arithmetic generator
     count: int = Field(100, ge=1)  # problems generated; the split is taken from them
     steps: int = Field(3, ge=1)
@@ -186,6 +189,17 @@ class Loaded:
     questions: list[Question]
     source: str
     skipped: int = 0
+
+
+def file_sha256(path: str | None) -> str | None:
+    """The hash of a question file's bytes (None without one, or for a folder or Hub dataset)."""
+    if path is None or not Path(path).is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_questions(cfg: DatasetConfig) -> Loaded:

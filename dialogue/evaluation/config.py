@@ -6,7 +6,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agents.config import BackendConfig, ScaleConfig, Strict, one_of
 from dialogue.core.questions import DatasetConfig
-from dialogue.protocols import AreYouSureConfig, CritiqueConfig, DebateConfig, MisinformationConfig
+from dialogue.protocols import ProtocolConfig
 from dialogue.running.config import PromptsConfig, StimulusConfig, one_as_list
 
 EVALUATED, PARTNER = "A", "B"  # the agent names every evaluation protocol uses
@@ -19,13 +19,6 @@ class PersonaChoice(Strict):
     text: str
 
 
-class EvalProtocols(Strict):
-    are_you_sure: AreYouSureConfig
-    misinformation: MisinformationConfig
-    team_debate: DebateConfig
-    critique: CritiqueConfig
-
-
 class CritiqueData(Strict):
     """The worked arithmetic solutions the critique suite's critic judges."""
 
@@ -36,7 +29,7 @@ class CritiqueData(Strict):
 
 
 class EvalConfig(Strict):
-    suite: list[str]  # names in dialogue/evaluation/suites.py SUITES, or all: suite=NAME or suite=[A,B]
+    suite: list[str]  # names in dialogue/evaluation/suites/ (SUITES), or all: suite=NAME or suite=[A,B]
     model: str
     partner: str | None = None  # the other agent (persuader, teammate); null: the model itself
     persona: PersonaChoice  # the evaluated model's system message
@@ -52,7 +45,8 @@ class EvalConfig(Strict):
     dataset: DatasetConfig  # the questions of are_you_sure, misinformation and team_debate; its split
     # (default test) selects the questions of every suite, export rows and critique problems too
     prompts: PromptsConfig
-    protocols: EvalProtocols
+    # the protocols of the suites that run one, by suite name (conf/eval.yaml); their agents are A and B
+    protocols: dict[str, ProtocolConfig]
     critique: CritiqueData = CritiqueData()
     overwrite: bool = False
     allow_overlap: bool = False  # evaluate a trained model on questions it was trained on (the report says so)
@@ -65,15 +59,16 @@ class EvalConfig(Strict):
 
     @model_validator(mode="after")
     def _agents(self) -> EvalConfig:
-        for suite in ("are_you_sure", "misinformation", "team_debate", "critique"):
-            for role, name in getattr(self.protocols, suite).roles.items():
+        for suite, protocol in self.protocols.items():
+            for role, name in protocol.roles.items():
                 if name not in (EVALUATED, PARTNER):
                     raise ValueError(
                         f"protocols.{suite}.{role} is '{name}'; evaluation agents are "
                         f"{EVALUATED} (the model) and {PARTNER} (the partner)"
                     )
-        if sorted(self.protocols.team_debate.agents) != [EVALUATED, PARTNER]:
-            raise ValueError(f"protocols.team_debate.agents: must be [{EVALUATED}, {PARTNER}]")
+            # a protocol every agent of which speaks in turn (a debate) has exactly the two
+            if sorted(getattr(protocol, "agents", [EVALUATED, PARTNER])) != [EVALUATED, PARTNER]:
+                raise ValueError(f"protocols.{suite}.agents: must be [{EVALUATED}, {PARTNER}]")
         return self
 
     @field_validator("suite")

@@ -16,6 +16,16 @@ if TYPE_CHECKING:
 LEVEL = "95% CI"
 
 
+def error_bars(estimates: list[dict]) -> list[list[float]]:
+    """The lengths of error bars below and above each value. A percentile interval need not hold
+    its value, and rounding can leave a bound a hair past it: matplotlib refuses a negative
+    length, so such a side is drawn as none."""
+    return [
+        [max(0.0, e["value"] - e["low"]) for e in estimates],
+        [max(0.0, e["high"] - e["value"]) for e in estimates],
+    ]
+
+
 def metric_bars(suite: str, metrics: dict[str, dict], path: Path, model: str) -> None:
     """One bar per metric with its bootstrap interval; an undefined metric is marked n/a."""
     names = list(metrics)
@@ -26,7 +36,7 @@ def metric_bars(suite: str, metrics: dict[str, dict], path: Path, model: str) ->
             ax.text(x, 0.02, "n/a", ha="center", va="bottom", color="grey")
             continue
         ax.bar(x, e["value"], color="tab:blue", width=0.6)
-        ax.errorbar(x, e["value"], yerr=[[e["value"] - e["low"]], [e["high"] - e["value"]]], color="black", capsize=4)
+        ax.errorbar(x, e["value"], yerr=error_bars([e]), color="black", capsize=4)
     lows = [metrics[n]["low"] for n in names if metrics[n]["value"] is not None]
     ax.set_ylim(min([0.0, *lows]) - 0.05, 1.05)
     ax.axhline(0, color="black", linewidth=0.6)
@@ -97,7 +107,7 @@ def comparison_bars(evaluations: list[EvalMetrics], labels: list[str], path: Pat
                 fmt="none",
                 color="black",
                 capsize=3,
-                yerr=[[e["value"] - e["low"] for e in es], [e["high"] - e["value"] for e in es]],
+                yerr=error_bars(es),
             )
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(f"value ({LEVEL})")
@@ -114,39 +124,46 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def draw(suite: str, result: dict, folder: Path, model: str) -> list[str]:
-    """The suite's plots under `folder`; their file names."""
+def draw(suite: str, result: dict, folder: Path, model: str, extra=None) -> list[str]:
+    """The suite's plots under `folder`: its metrics as bars, then the suite's own (`extra`,
+    from its entry in SUITES); their file names."""
     model = Path(model).name if Path(model).is_dir() else model  # an adapter's folder, not its whole path
     names = [f"{suite}.png"]
     metric_bars(suite, result["metrics"], folder / names[0], model)
-    details = result.get("details", {})
-    if suite == "misinformation":
-        k = details["k"]
-        curve(
-            list(range(1, k + 1)),
-            [result["metrics"][f"MR@{j}"] for j in range(1, k + 1)],
-            folder / "misinformation_mr_at_k.png",
-            f"misinformation ({details['style']}): {model}",
-            "persuasion turns k",
-            "MR@k (persuaded / correct at first)",
-        )
-        flips = [int(turn) for turn, count in details["turns_to_flip"].items() for _ in range(count)]
-        histogram(
-            flips,
-            folder / "misinformation_turns_to_flip.png",
-            f"turns to flip: {model}",
-            "persuasion turn of the first flip",
-            "questions",
-            bins=[j + 0.5 for j in range(0, k + 1)],
-        )
-        names += ["misinformation_mr_at_k.png", "misinformation_turns_to_flip.png"]
-    if suite == "assessment":
-        histogram(
-            details["margins"],
-            folder / "assessment_margins.png",
-            f"assessment: {model}",
-            "mean log-prob(positive) - mean log-prob(negative)",
-            "pairs",
-        )
-        names.append("assessment_margins.png")
-    return names
+    return names + (extra(result, folder, model) if extra else [])
+
+
+def misinformation_plots(result: dict, folder: Path, model: str) -> list[str]:
+    """MR@k by k, and the turn of each question's first flip."""
+    details = result["details"]
+    k = details["k"]
+    curve(
+        list(range(1, k + 1)),
+        [result["metrics"][f"MR@{j}"] for j in range(1, k + 1)],
+        folder / "misinformation_mr_at_k.png",
+        f"misinformation ({details['style']}): {model}",
+        "persuasion turns k",
+        "MR@k (persuaded / correct at first)",
+    )
+    flips = [int(turn) for turn, count in details["turns_to_flip"].items() for _ in range(count)]
+    histogram(
+        flips,
+        folder / "misinformation_turns_to_flip.png",
+        f"turns to flip: {model}",
+        "persuasion turn of the first flip",
+        "questions",
+        bins=[j + 0.5 for j in range(0, k + 1)],
+    )
+    return ["misinformation_mr_at_k.png", "misinformation_turns_to_flip.png"]
+
+
+def assessment_plots(result: dict, folder: Path, model: str) -> list[str]:
+    """The score margins of the (positive, negative) pairs."""
+    histogram(
+        result["details"]["margins"],
+        folder / "assessment_margins.png",
+        f"assessment: {model}",
+        "mean log-prob(positive) - mean log-prob(negative)",
+        "pairs",
+    )
+    return ["assessment_margins.png"]

@@ -22,6 +22,7 @@ from agents.config import Strict
 from agents.errors import AgoraError
 from dialogue.core.questions import LETTERS, show_question
 from dialogue.core.tree import DialogueTree, Turn
+from dialogue.evaluation.page import page
 from dialogue.mining.rules import pbt_pairs
 from dialogue.running.rundir import RunDir
 
@@ -88,32 +89,18 @@ def render_html(tree: DialogueTree, back: str | None = None) -> str:
         )
         or "<li>none</li>"
     )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>tree {esc(tree.tree_id)}</title>
-<style>
-body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; max-width: 70em; }}
-.question {{ white-space: pre-wrap; background: #f4f4f4; padding: .6em; border-radius: 4px; }}
-details.turn {{ margin: .3em 0 .3em 1.2em; border-left: 4px solid #bbb; padding-left: .6em; }}
-details.turn.correct {{ border-color: #2a9d2a; }}
-details.turn.correct > summary .answer {{ color: #1d7a1d; }}
-details.turn.incorrect {{ border-color: #c33; }}
-details.turn.incorrect > summary .answer {{ color: #b22; }}
-summary {{ cursor: pointer; }}
-.id {{ color: #777; font-family: monospace; }}
-.text {{ white-space: pre-wrap; margin: .3em 0; color: #222; }}
-.stop {{ margin-left: .6em; color: #777; font-style: italic; }}
-.pair {{ margin-left: .6em; background: #fff3c4; padding: 0 .3em; border-radius: 3px; }}
-</style></head><body>
-{f'<p><a class="back" href="{esc(back)}">&larr; all trees</a></p>' if back else ""}
+    back_link = f'<p><a class="back" href="{esc(back)}">&larr; all trees</a></p>' if back else ""
+    return page(
+        f"tree {tree.tree_id}",
+        f"""{back_link}
 <h1>tree {esc(tree.tree_id)} <small>{esc(tree.graph.graph["protocol"])}</small></h1>
 <div class="question">{esc(show_question(tree.question))}</div>
 <p>gold: <b class="gold">{esc(gold_text(tree))}</b></p>
 <h2>pairs that pbt mining takes</h2><ul class="pairs">{pair_items}</ul>
 <h2>dialogue</h2>
-{visit(tree.root())}
-</body></html>
-"""
+{visit(tree.root())}""",
+        body_class="tree",
+    )
 
 
 def render_dot(tree: DialogueTree) -> str:

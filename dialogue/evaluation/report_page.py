@@ -12,11 +12,12 @@ import base64
 import html
 import json
 from pathlib import Path
+from urllib.parse import quote
 
+from dialogue.evaluation.page import page
 from dialogue.evaluation.render import safe_file_name
 from dialogue.evaluation.report import INTERVALS, cell
 from dialogue.evaluation.suites import SUITES
-from dialogue.evaluation.view import STYLE as VIEW_STYLE
 from dialogue.evaluation.view import ViewConfig, view
 from dialogue.records import EvalMetrics, SuiteResult
 
@@ -49,12 +50,12 @@ def write_report_page(metrics: EvalMetrics, out: Path) -> Path:
         if overlap
         else ""
     )
-    page = _page(
+    text = _page(
         f"Evaluation: {metrics.model}",
         _facts(facts) + warning + f"<p>{esc(INTERVALS.format(resamples=metrics.resamples))}</p>" + "".join(sections),
     )
     path = out / "report.html"
-    path.write_text(page, encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -95,19 +96,20 @@ def _transcripts(suite: str, folder: Path):
         def pages(question_id: str) -> list[tuple[str, str]]:
             found = []
             for i, name in enumerate(names):
-                page = site / "trees" / str(i) / f"{safe_file_name(question_id)}.html"
-                if page.exists():
-                    found.append((name if len(names) > 1 else "dialogue", page.relative_to(folder.parent).as_posix()))
+                file = site / "trees" / str(i) / f"{safe_file_name(question_id)}.html"
+                if file.exists():
+                    link = quote(file.relative_to(folder.parent).as_posix())  # the file name's "%" escaped again
+                    found.append((name if len(names) > 1 else "dialogue", link))
             return found
 
         return pages
     for file, title in (("replies.jsonl", "greedy replies"), ("scores.jsonl", "scored answers")):
         if (folder / file).exists():
             rows = [json.loads(line) for line in (folder / file).read_text().splitlines() if line]
-            page = folder / file.replace(".jsonl", ".html")
-            page.write_text(_records_page(f"{suite}: {title}", rows), encoding="utf-8")
+            written = folder / file.replace(".jsonl", ".html")
+            written.write_text(_records_page(f"{suite}: {title}", rows), encoding="utf-8")
             ids = {r["question_id"] for r in rows}
-            relative = page.relative_to(folder.parent).as_posix()
+            relative = written.relative_to(folder.parent).as_posix()
             return lambda q: [(title, f"{relative}#{_anchor(q)}")] if q in ids else []
     return lambda q: []
 
@@ -146,26 +148,8 @@ def _facts(facts: list[tuple[str, object]]) -> str:
     return f'<table class="facts">{rows}</table>'
 
 
-STYLE = (
-    VIEW_STYLE
-    + """
-section.suite { margin: 1.5em 0; border-top: 1px solid #ccc; }
-table.metrics, table.questions, table.record { border-collapse: collapse; margin: .5em 0; }
-table.metrics td, table.metrics th, table.questions td, table.record td, table.record th {
-  border-bottom: 1px solid #ddd; padding: .2em .6em; text-align: left; vertical-align: top; }
-table.record { width: 100%; margin: 1em 0; border-top: 2px solid #999; }
-table.record td { white-space: pre-wrap; }
-.plots img { max-width: 32em; margin: .3em; border: 1px solid #eee; }
-.warning { color: #b22; font-weight: bold; }
-"""
-)
-
-
 def _page(title: str, body: str) -> str:
-    return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
-        f"<style>{STYLE}</style></head><body><h1>{esc(title)}</h1>{body}</body></html>\n"
-    )
+    return page(title, f"<h1>{esc(title)}</h1>{body}")
 
 
 def compare_page(markdown_table: str, evaluations: list[tuple[str, str]], plot: Path | None) -> str:

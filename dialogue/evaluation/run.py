@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from agents.config import OpenAIBackendConfig
+from agents.backends import BACKENDS
 from agents.errors import AgoraError
 from agents.models import check_model_name
 from dialogue.core.questions import DatasetConfig
@@ -42,7 +42,7 @@ def evaluate(config: EvalConfig, overrides: list[str] | None = None, log=print) 
 
 def check_models(config: EvalConfig) -> None:
     """The evaluated model and its partner can be loaded here (a served one is the server's business)."""
-    if not isinstance(config.backend, OpenAIBackendConfig):
+    if BACKENDS[config.backend.type].local_weights:
         for model in dict.fromkeys([config.model, config.partner or config.model]):
             check_model_name(model)
 
@@ -82,7 +82,7 @@ def _evaluate(
     finally:
         shared.close()
     for suite, result in suites.items():
-        result["plots"] = draw(suite, result, out / "plots", config.model)
+        result["plots"] = draw(suite, result, out / "plots", config.model, SUITES[suite].plots)
     metrics = EvalMetrics(
         **{
             "model": config.model,
@@ -119,9 +119,8 @@ def source_of(config: EvalConfig, suite: str, exports: dict[str, Path]) -> str:
     split = f"split {config.dataset.split}"
     if miner := SUITES[suite].export:
         return f"rows of data={exports[miner]}, {split}"
-    if suite == "critique":
-        data = config.critique
-        return f"worked solutions to arithmetic problems (count {data.count}, seed {data.seed}), {split}"
+    if SUITES[suite].source:
+        return f"{SUITES[suite].source(config)}, {split}"
     return f"{dataset_name(config.dataset)}, {split}"
 
 

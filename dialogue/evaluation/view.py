@@ -17,10 +17,10 @@ import http.server
 import json
 import os
 import shutil
-import socketserver
 import tempfile
 from functools import partial
 from pathlib import Path
+from urllib.parse import quote
 
 from pydantic import Field, model_validator
 
@@ -29,8 +29,10 @@ from agents.errors import AgoraError
 from agents.files import make_readable
 from dialogue.core.questions import show_question
 from dialogue.core.tree import DialogueTree
+from dialogue.evaluation.page import page
 from dialogue.evaluation.render import gold_text, render_html, safe_file_name
 from dialogue.evaluation.report import folder_labels
+from dialogue.mining.miners import MINERS
 from dialogue.mining.rules import pbt_pairs
 from dialogue.records import RunManifest
 from dialogue.running.config import one_as_list
@@ -53,6 +55,10 @@ class ViewConfig(Strict):
         return one_as_list(data, "run")
 
 
+# the protocols whose trees the PBT miners read: the view counts their pairs
+PAIRED = frozenset().union(*(miner.reads for miner in MINERS.values() if miner.persuasions))
+
+
 def tree_cells(tree: DialogueTree, responders: set[str] | None) -> dict:
     """What the table shows of one tree."""
     turns = tree.turns()
@@ -66,7 +72,7 @@ def tree_cells(tree: DialogueTree, responders: set[str] | None) -> dict:
     cells["c->w"], cells["w->c"] = flips.correct_to_wrong, flips.wrong_to_correct
     cells["unreadable"] = sum(1 for t in turns if t.gen is not None and t.answer is None and not t.agrees_with_parent)
     cells["failed"] = len(failed_turns(tree))
-    cells["pairs"] = len(pbt_pairs(tree, responders=responders)) if tree.graph.graph["protocol"] == "pbt_tree" else 0
+    cells["pairs"] = len(pbt_pairs(tree, responders=responders)) if tree.graph.graph["protocol"] in PAIRED else 0
     return cells
 
 
@@ -94,15 +100,15 @@ def view(config: ViewConfig) -> Path:
             folder = tmp / "trees" / str(i)
             folder.mkdir(parents=True)
             for tree in run.trees():
-                page = f"{safe_file_name(tree.tree_id)}.html"
-                (folder / page).write_text(render_html(tree, back="../../index.html"), encoding="utf-8")
+                file = f"{safe_file_name(tree.tree_id)}.html"
+                (folder / file).write_text(render_html(tree, back="../../index.html"), encoding="utf-8")
                 q = tree.question
                 row = questions.setdefault(
                     q.question_id, {"question": show_question(q), "gold": gold_text(tree), "runs": {}}
                 )
                 row["runs"][str(i)] = {
                     "tree": tree.tree_id,
-                    "page": f"trees/{i}/{page}",
+                    "page": f"trees/{i}/{quote(file)}",  # a link: the file name's own "%" escaped once more
                     **tree_cells(tree, responders),
                 }
         heads = [
@@ -157,10 +163,7 @@ def _json_island(data) -> str:
 
 
 def _index(heads: list[str], data: dict) -> str:
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>agora view: {html.escape(", ".join(data["labels"]))}</title>
-<style>{STYLE}</style></head><body>
-<h1>agora view</h1>
+    body = f"""<h1>agora view</h1>
 <div class="runs">{"".join(heads)}</div>
 <div class="controls">
   <input id="search" type="search" placeholder="search questions" aria-label="search questions">
@@ -170,136 +173,15 @@ def _index(heads: list[str], data: dict) -> str:
   <button id="next" type="button">&rarr;</button>
 </div>
 <table id="trees"><thead></thead><tbody></tbody></table>
-<script type="application/json" id="data">{_json_island(data)}</script>
-<script>{SCRIPT}</script>
-</body></html>
-"""
-
-
-STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; }
-.runs { display: flex; flex-wrap: wrap; gap: 1.5em; }
-.run h2 { margin: 0; font-size: 1.1em; } .path { color: #777; margin: 0 0 .3em; font-family: monospace; }
-table.facts th { text-align: left; font-weight: normal; color: #555; padding-right: 1em; }
-.controls { margin: 1em 0 .5em; display: flex; gap: .6em; align-items: center; }
-#search { width: 20em; }
-#trees { border-collapse: collapse; width: 100%; }
-#trees th, #trees td { border-bottom: 1px solid #ddd; padding: .25em .5em; text-align: left; vertical-align: top; }
-#trees th { cursor: pointer; background: #f4f4f4; position: sticky; top: 0; white-space: nowrap; }
-#trees th.group { text-align: center; cursor: default; }
-#trees tbody tr:hover { background: #f0f6ff; }
-#trees td.question { max-width: 40em; white-space: pre-wrap; }
-#trees td.tree { white-space: nowrap; }
-#trees td.num { text-align: right; font-variant-numeric: tabular-nums; }
-#trees td.bad { color: #b22; font-weight: bold; }
-#trees a { color: inherit; }
-"""
-
-# Drawn with the DOM's textContent only: no model text is ever parsed as HTML.
-SCRIPT = r"""
-const data = JSON.parse(document.getElementById("data").textContent);
-const runs = data.labels.map((label, i) => ({label, key: String(i)}));
-const cellKeys = [];
-for (const row of data.rows) for (const run of Object.values(row.runs))
-  for (const k of Object.keys(run)) if (!["tree", "page"].includes(k) && !cellKeys.includes(k)) cellKeys.push(k);
-const numeric = new Set(["c->w", "w->c", "unreadable", "failed", "pairs"]);
-const columns = [{key: "question", label: "question"}, {key: "gold", label: "gold"}];
-for (const run of runs) {
-  columns.push({key: "tree", run: run.key, label: "tree"});
-  for (const k of cellKeys) columns.push({key: k, run: run.key, label: k});
-}
-const value = (row, col) => col.run === undefined ? row[col.key] : (row.runs[col.run] || {})[col.key];
-const filters = [{label: "all trees", test: () => true}];
-const many = runs.length > 1;
-for (const run of runs) {
-  const of = many ? " (" + run.label + ")" : "";
-  const has = (k) => (row) => ((row.runs[run.key] || {})[k] || 0) > 0;
-  filters.push({label: "flipped correct -> wrong" + of, test: has("c->w")});
-  filters.push({label: "flipped wrong -> correct" + of, test: has("w->c")});
-  filters.push({label: "unreadable turns" + of, test: has("unreadable")});
-  filters.push({label: "failed turns" + of, test: has("failed")});
-  filters.push({label: "pairs mined" + of, test: has("pairs")});
-}
-const select = document.getElementById("filter");
-filters.forEach((f, i) => {
-  const o = document.createElement("option"); o.value = i; o.textContent = f.label; select.append(o);
-});
-let sortCol = null, sortDir = 1, page = 0, shown = data.rows;
-
-function head() {
-  const thead = document.querySelector("#trees thead");
-  if (many) {
-    const top = thead.insertRow();
-    const blank = document.createElement("th"); blank.colSpan = 2; blank.className = "group"; top.append(blank);
-    for (const run of runs) {
-      const th = document.createElement("th"); th.colSpan = cellKeys.length + 1; th.className = "group";
-      th.textContent = run.label; top.append(th);
-    }
-  }
-  const tr = thead.insertRow();
-  columns.forEach((col, i) => {
-    const th = document.createElement("th"); th.textContent = col.label; th.dataset.col = i;
-    th.addEventListener("click", () => { sortDir = sortCol === i ? -sortDir : 1; sortCol = i; update(); });
-    tr.append(th);
-  });
-}
-
-function update() {
-  const text = document.getElementById("search").value.toLowerCase();
-  const test = filters[Number(select.value)].test;
-  shown = data.rows.filter((row) => test(row) && row.question.toLowerCase().includes(text));
-  if (sortCol !== null) {
-    const col = columns[sortCol];
-    shown = [...shown].sort((a, b) => {
-      const x = value(a, col), y = value(b, col);
-      if (x === y) return 0;
-      if (x === undefined) return 1;
-      if (y === undefined) return -1;
-      return (typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y))) * sortDir;
-    });
-  }
-  const pages = Math.max(1, Math.ceil(shown.length / data.page_size));
-  page = Math.min(page, pages - 1);
-  draw(pages);
-}
-
-function draw(pages) {
-  const body = document.querySelector("#trees tbody");
-  body.replaceChildren();
-  for (const row of shown.slice(page * data.page_size, (page + 1) * data.page_size)) {
-    const tr = body.insertRow();
-    tr.className = "tree";
-    for (const col of columns) {
-      const td = tr.insertCell();
-      const v = value(row, col);
-      if (col.key === "question" || col.key === "tree") td.className = col.key;
-      if (numeric.has(col.key)) td.className = "num" + (v > 0 && col.key !== "pairs" ? " bad" : "");
-      if (col.key === "tree" && v !== undefined) {
-        const a = document.createElement("a"); a.href = row.runs[col.run].page; a.textContent = v; td.append(a);
-      } else {
-        td.textContent = v === undefined ? "" : String(v);
-      }
-    }
-    const first = runs.find((run) => row.runs[run.key]);
-    tr.addEventListener("click", (e) => { if (e.target.tagName !== "A") location.href = row.runs[first.key].page; });
-  }
-  document.getElementById("count").textContent = shown.length + " of " + data.rows.length + " questions";
-  document.getElementById("pageno").textContent = " page " + (page + 1) + " of " + pages + " ";
-}
-
-document.getElementById("search").addEventListener("input", () => { page = 0; update(); });
-select.addEventListener("change", () => { page = 0; update(); });
-document.getElementById("prev").addEventListener("click", () => { if (page > 0) { page--; update(); } });
-document.getElementById("next").addEventListener("click", () => { page++; update(); });
-head();
-update();
-"""
+<script type="application/json" id="data">{_json_island(data)}</script>"""
+    return page(f"agora view: {', '.join(data['labels'])}", body, script="view.js")
 
 
 def serve(folder: Path, port: int = 0) -> None:
     """Serve `folder` on 127.0.0.1 until interrupted, printing its address first."""
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    with socketserver.TCPServer(("127.0.0.1", port), handler) as server:
+    # a thread per connection: a browser's idle keep-alive connection must not block the next one
+    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
         print(f"serving http://127.0.0.1:{server.server_address[1]}/ (ctrl-c stops)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):  # ctrl-c is how it stops
             server.serve_forever()

@@ -1,59 +1,37 @@
 """Protocols decide, for a turn, which children to create and when a branch stops. Each is one
-module: its config (a pydantic model whose `name` is the protocol's) and its class."""
+module: its config (a pydantic model whose `name` is the protocol's) and its class, a `Protocol`
+whose `config_class` is that config. This package finds them, so adding a protocol touches its
+module, its YAML (`conf/protocol/`), its tests and docs, and nothing else."""
 
+import importlib
+import pkgutil
 from typing import Annotated, Union
 
 from pydantic import Field
 
-from dialogue.protocols.are_you_sure import AreYouSure, AreYouSureConfig
 from dialogue.protocols.base import ChildSpec, Protocol
-from dialogue.protocols.critique import Critique, CritiqueConfig
-from dialogue.protocols.debate import Debate, DebateConfig
-from dialogue.protocols.misinformation import Misinformation, MisinformationConfig
-from dialogue.protocols.pbt_tree import PbtTree, PbtTreeConfig
-from dialogue.protocols.reverse import Reverse, ReverseConfig
-from dialogue.protocols.rollouts import Rollouts, RolloutsConfig
 
-# The one list of protocols: name -> (config, class); everything else is derived from it.
-REGISTRY: dict[str, tuple[type, type[Protocol]]] = {
-    cls.name: (config, cls)
-    for config, cls in (
-        (PbtTreeConfig, PbtTree),
-        (CritiqueConfig, Critique),
-        (AreYouSureConfig, AreYouSure),
-        (MisinformationConfig, Misinformation),
-        (DebateConfig, Debate),
-        (RolloutsConfig, Rollouts),
-        (ReverseConfig, Reverse),
-    )
-}
-PROTOCOL_CONFIGS = {name: config for name, (config, _) in REGISTRY.items()}
+
+def _registered() -> dict[str, type[Protocol]]:
+    found = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for value in vars(module).values():
+            # a protocol is defined in its module and names its config (a Delegating one names none)
+            defined_here = isinstance(value, type) and value.__module__ == module.__name__
+            if defined_here and issubclass(value, Protocol) and vars(value).get("config_class") is not None:
+                found[value.name] = value
+    return found
+
+
+# The one list of protocols: name -> class (its config is `config_class`); everything else is derived from it.
+REGISTRY: dict[str, type[Protocol]] = _registered()
+PROTOCOL_CONFIGS = {name: cls.config_class for name, cls in REGISTRY.items()}
 ProtocolConfig = Annotated[Union[tuple(PROTOCOL_CONFIGS.values())], Field(discriminator="name")]  # noqa: UP007
 
 
 def make_protocol(config) -> Protocol:
-    return REGISTRY[config.name][1](config)
+    return REGISTRY[config.name](config)
 
 
-__all__ = [
-    "PROTOCOL_CONFIGS",
-    "REGISTRY",
-    "AreYouSure",
-    "AreYouSureConfig",
-    "ChildSpec",
-    "Critique",
-    "CritiqueConfig",
-    "Debate",
-    "DebateConfig",
-    "Misinformation",
-    "MisinformationConfig",
-    "ProtocolConfig",
-    "PbtTree",
-    "PbtTreeConfig",
-    "Protocol",
-    "Reverse",
-    "ReverseConfig",
-    "Rollouts",
-    "RolloutsConfig",
-    "make_protocol",
-]
+__all__ = ["PROTOCOL_CONFIGS", "REGISTRY", "ChildSpec", "Protocol", "ProtocolConfig", "make_protocol"]

@@ -41,7 +41,7 @@ class AreYouSureConfig(Strict):
 
 
 class AreYouSure(Protocol):
-    name = "are_you_sure"
+    config_class = AreYouSureConfig
     free_form = frozenset({"challenge"})  # the challenge asks; it gives no answer
 
     def __init__(self, config: AreYouSureConfig):

@@ -27,9 +27,15 @@ class Protocol:
     turn's text, kept as `Turn.parsed`) and `check_questions` (refuse data the protocol cannot run
     on, before anything is written)."""
 
-    name: str
+    config_class: type | None = None  # its pydantic config, whose `name` is the protocol's name
+    name: str  # set from config_class: a protocol's name is written once, in its config
     instructions: dict[str, str]  # role instruction name -> wording, from conf/protocol/
     free_form: frozenset[str] = frozenset()  # instructions whose turns give no "Answer: ..." line
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("config_class") is not None:
+            cls.name = cls.config_class.model_fields["name"].default
 
     def first(self, tree: DialogueTree) -> ChildSpec:
         """The root turn: exactly one."""

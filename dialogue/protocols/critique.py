@@ -45,7 +45,7 @@ class CritiqueConfig(Strict):
 
 
 class Critique(Protocol):
-    name = "critique"
+    config_class = CritiqueConfig
     free_form = frozenset({"critique"})  # a critique answers in JSON, not with "Answer: ..."
 
     def __init__(self, config: CritiqueConfig):

@@ -46,7 +46,7 @@ class DebateConfig(Strict):
 
 
 class Debate(Protocol):
-    name = "debate"
+    config_class = DebateConfig
 
     def __init__(self, config: DebateConfig):
         self.config = config

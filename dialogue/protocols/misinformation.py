@@ -72,7 +72,7 @@ def show_target(question: Question, target: str) -> str:
 
 
 class Misinformation(Protocol):
-    name = "misinformation"
+    config_class = MisinformationConfig
 
     def __init__(self, config: MisinformationConfig):
         self.config = config

@@ -61,7 +61,7 @@ class PbtTreeConfig(Strict):
 
 
 class PbtTree(Protocol):
-    name = "pbt_tree"
+    config_class = PbtTreeConfig
 
     def __init__(self, config: PbtTreeConfig):
         self.config = config

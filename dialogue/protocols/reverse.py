@@ -35,7 +35,7 @@ class ReverseConfig(OneAgentConfig):
 
 
 class Reverse(Protocol):
-    name = "reverse"
+    config_class = ReverseConfig
     # the backward reasoning asks for its answer line in its own words: the dataset's answer format
     # (a choice letter, say) is the original question's, not the backward question's
     free_form = frozenset({"backward_question", "backward_reasoning", "consistency"})

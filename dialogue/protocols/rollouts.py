@@ -48,7 +48,7 @@ class RolloutsConfig(OneAgentConfig):
 
 
 class Rollouts(Protocol):
-    name = "rollouts"
+    config_class = RolloutsConfig
     free_form = frozenset({PREFIX})
 
     def __init__(self, config: RolloutsConfig):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib import resources
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from pydantic import Field, ValidationError, model_validator
 
@@ -120,7 +121,20 @@ def load_persona(name: str) -> str:
     if not path.is_file():
         known = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
         raise AgoraError(f"unknown persona '{name}' (conf/persona/ has: {', '.join(known)})")
-    data = OmegaConf.load(str(path))
-    if "text" not in data:
+    try:
+        data = OmegaConf.load(str(path))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise AgoraError(f"conf/persona/{name}.yaml{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, DictConfig) or "text" not in data:
         raise AgoraError(f"conf/persona/{name}.yaml: missing key 'text'")
     return str(data.text)
+
+
+def config_of(config: SimulateConfig) -> dict:
+    """What makes a run what it is: the config without where it is written, how it reports, how
+    the engine schedules, or where the backends run. No stimulus is left out too, so that runs
+    made before stimuli existed keep their config."""
+    excluded = {"out", "progress", "engine", "scale"} | ({"stimulus"} if config.stimulus.phrase is None else set())
+    return config.model_dump(mode="json", exclude=excluded)

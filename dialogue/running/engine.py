@@ -235,7 +235,7 @@ class Engine:
                 answer=answer,
                 correct=None if question is None else self.judge.is_correct(answer, question),
                 agrees_with_parent=agrees,
-                parsed=_parsed(self.protocol.parse(job.spec, done.text), reading.problem),
+                parsed=_parsed(self.protocol.parse(job.spec, done.text), reading),
                 gen=gen,
             )
             job.tree.add_turn(job.turn)
@@ -279,8 +279,10 @@ def agreement(reading: Reading, parent: Turn | None) -> tuple[str | None, bool |
     return reading.answer, reading.answer == parent.answer
 
 
-def _parsed(by_protocol: dict | None, by_judge: dict | None) -> dict | None:
-    """What the protocol read from a turn, and why the judge read no answer from it, if so."""
-    if by_protocol is None and by_judge is None:
+def _parsed(by_protocol: dict | None, reading) -> dict | None:
+    """What the protocol read from a turn, why the judge read no answer from it, if so, and the
+    reply's length where the judge read only its ends."""
+    by_judge = {**(reading.problem or {}), **({"judge_cut": reading.cut} if reading.cut else {})}
+    if by_protocol is None and not by_judge:
         return None
-    return {**(by_protocol or {}), **(by_judge or {})}
+    return {**(by_protocol or {}), **by_judge}

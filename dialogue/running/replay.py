@@ -25,9 +25,9 @@ from dialogue.core.tree import DialogueTree, Turn
 from dialogue.protocols import make_protocol
 from dialogue.protocols.base import ChildSpec, Delegating, Protocol
 from dialogue.records import RunManifest
-from dialogue.running.config import SimulateConfig, system_messages, validate
+from dialogue.running.config import SimulateConfig, config_of, system_messages, validate
 from dialogue.running.rundir import RunDir, now
-from dialogue.running.simulate import Result, check_local_models, config_of, grow
+from dialogue.running.simulate import Result, check_local_models, grow
 from dialogue.running.summary import Summarizer
 
 

@@ -40,7 +40,8 @@ import networkx as nx
 from agents.errors import AgoraError
 from agents.files import write_atomic
 from dialogue.core.tree import DialogueTree
-from dialogue.records import RunManifest, tree_from_line, tree_line
+from dialogue.records import RunManifest, UnreadableRecord, tree_from_line, tree_line
+from dialogue.running.config import config_of
 
 
 def now() -> str:
@@ -58,6 +59,15 @@ def failed_turns(tree: DialogueTree) -> list[str]:
 
 SYNC_EVERY = 64  # trees appended between two syncs of trees.jsonl
 SYNC_SECONDS = 2.0
+
+
+def _as_read_today(manifest: RunManifest) -> dict:
+    """A run's config with the defaults of options added since it was made: a run started before
+    an option existed resumes under that option's default (any other value is a change)."""
+    try:
+        return config_of(manifest.run_config())
+    except ValueError:  # a config today's code no longer reads: compared as it was written
+        return manifest.config
 
 
 class RunDir:
@@ -84,20 +94,36 @@ class RunDir:
     def manifest(self) -> RunManifest | None:
         if not self.manifest_path.exists():
             return None
-        return RunManifest.read(self.manifest_path)
+        try:
+            return RunManifest.read(self.manifest_path)
+        except UnreadableRecord as e:
+            raise AgoraError(
+                f"{e}. The trees are kept apart from it: move it aside and run the same command again, "
+                "which writes it anew (each tree records the hash of its config)"
+            ) from None
 
     def begin(self, manifest: RunManifest) -> None:
         """Start or resume. Resuming with a different config would mix two experiments."""
         previous = self.manifest()
         config = manifest.config
         if previous is not None:
-            if previous.config != config:
-                keys = ", ".join(differing_keys(previous.config, config)) or "(config)"
+            if previous.config != config and (before := _as_read_today(previous)) != config:
+                keys = ", ".join(differing_keys(before, config)) or "(config)"
                 raise AgoraError(
                     f"{self.manifest_path}: this run directory holds a run with another config "
                     f"(differing: {keys}); choose a new out=DIR"
                 )
-            manifest = previous.model_copy(update={"status": "running", "resumed_at": [*previous.resumed_at, now()]})
+            before, now_read = previous.dataset, manifest.dataset
+            if before and now_read and before.sha256 and now_read.sha256 and before.sha256 != now_read.sha256:
+                raise AgoraError(
+                    f"{self.manifest_path}: the question file {now_read.source} changed since this run began "
+                    f"(sha256 {before.sha256[:12]}... then, {now_read.sha256[:12]}... now); its trees are of "
+                    "the old questions. Put the file back, or choose a new out=DIR"
+                )
+            update = {"status": "running", "resumed_at": [*previous.resumed_at, now()]}
+            if before and now_read and not before.sha256:  # a run from before hashes: it starts checking now
+                update["dataset"] = before.model_copy(update={"sha256": now_read.sha256})
+            manifest = previous.model_copy(update=update)
         else:
             grown = {t.graph.graph.get("config_hash") for t in self.trees()} - {None}  # one tree at a time
             if grown and grown != {config_hash(config)}:

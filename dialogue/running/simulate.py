@@ -11,19 +11,27 @@ from importlib import metadata
 from pathlib import Path
 
 from agents.agent import Agent
-from agents.backends import make_backend
-from agents.config import BackendConfig, OpenAIBackendConfig, ScaleConfig
+from agents.backends import BACKENDS, make_backend
+from agents.config import BackendConfig, ScaleConfig
 from agents.errors import AgoraError
 from agents.models import check_model_name, load_tokenizer
 from agents.requests import Backend
 from dialogue.core.judge import Judge
-from dialogue.core.questions import Loaded, Question, judge_kind, load_questions, show_question, small_test_split
+from dialogue.core.questions import (
+    Loaded,
+    Question,
+    file_sha256,
+    judge_kind,
+    load_questions,
+    show_question,
+    small_test_split,
+)
 from dialogue.core.tree import DialogueTree
 from dialogue.protocols import make_protocol
 from dialogue.protocols.base import Protocol
 from dialogue.records import DatasetSource, RunManifest
 from dialogue.running.cache import CachedBackend, GenerationCache
-from dialogue.running.config import SimulateConfig, system_messages
+from dialogue.running.config import SimulateConfig, config_of, system_messages
 from dialogue.running.engine import Engine, Stats
 from dialogue.running.rundir import RunDir, config_hash, failed_turns
 from dialogue.running.summary import Summarizer, Summary
@@ -76,7 +84,7 @@ def drop_long_questions(loaded: Loaded, config: SimulateConfig) -> None:
     """Leave out the questions longer than dataset.max_prompt_tokens, counting them as skipped
     rows: a prompt that cannot fit the model's context would fail on every turn."""
     name, agent = next(iter(config.agents.items()))
-    if isinstance(agent.backend or config.backend, OpenAIBackendConfig):
+    if not BACKENDS[(agent.backend or config.backend).type].local_weights:
         raise AgoraError(
             f"dataset.max_prompt_tokens: questions are measured with the tokenizer of agents.{name}, "
             "whose model is served over HTTP and has none here; leave it unset (the server refuses "
@@ -97,7 +105,7 @@ def drop_long_questions(loaded: Loaded, config: SimulateConfig) -> None:
 def check_local_models(config: SimulateConfig) -> None:
     """Every model that loads here can be loaded (a served one is the server's business)."""
     for agent in config.agents.values():
-        if not isinstance(agent.backend or config.backend, OpenAIBackendConfig):
+        if BACKENDS[(agent.backend or config.backend).type].local_weights:
             check_model_name(agent.model)
 
 
@@ -195,7 +203,11 @@ def build_agents(
 
 
 def make_judge(config: SimulateConfig, kind: str, base_kind: str, agents, backends, pool) -> Judge:
-    settings = {"echoes": list(config.prompts.answer_format.values()), "on_conflict": config.dataset.judge_conflict}
+    settings = {
+        "echoes": list(config.prompts.answer_format.values()),
+        "on_conflict": config.dataset.judge_conflict,
+        "max_chars": config.dataset.judge_max_chars,
+    }
     if kind != "llm":
         return Judge(kind, **settings)
     first_role = agents[next(iter(config.protocol.roles.values()))]
@@ -205,14 +217,6 @@ def make_judge(config: SimulateConfig, kind: str, base_kind: str, agents, backen
         check_model_name(config.judge_model)
         backend = load_backend(pool, config.judge_model, config.backend, config.seed, config.scale)
     return Judge("llm", base_kind, backend, config.prompts.judge, **settings)
-
-
-def config_of(config: SimulateConfig) -> dict:
-    """What makes a run what it is: the config without where it is written, how it reports, how
-    the engine schedules, or where the backends run. No stimulus is left out too, so that runs
-    made before stimuli existed keep their config."""
-    excluded = {"out", "progress", "engine", "scale"} | ({"stimulus"} if config.stimulus.phrase is None else set())
-    return config.model_dump(mode="json", exclude=excluded)
 
 
 def _manifest(config: SimulateConfig, source: str, questions: int, skipped: int, answer_kind: str) -> RunManifest:
@@ -229,7 +233,9 @@ def _manifest(config: SimulateConfig, source: str, questions: int, skipped: int,
         models={name: agent.model for name, agent in config.agents.items()},
         seed=config.seed,
         answer_kind=answer_kind,
-        dataset=DatasetSource(source=source, questions=questions, skipped_rows=skipped),
+        dataset=DatasetSource(
+            source=source, questions=questions, skipped_rows=skipped, sha256=file_sha256(config.dataset.path)
+        ),
     )
 
 
