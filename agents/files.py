@@ -4,9 +4,12 @@ written beside its target and renamed into place would otherwise stay 0700/0600)
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no room left, a quota, a file size limit
 
 
 def current_umask() -> int:

@@ -18,6 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from agents.errors import AgoraError
+from agents.files import DISK_FULL
 
 USAGE = """usage: agora COMMAND [key=value ...]
 
@@ -143,7 +144,12 @@ def train_command(cfg: DictConfig) -> None:
     from trainers.run import train
 
     config = validate(cfg, TrainConfig)
-    summary = train(config)
+    try:
+        summary = train(config)
+    finally:
+        # every process leaves the group before it exits: one that exits first while another's gloo
+        # threads still talk to it can abort the other (SIGABRT) after a run that succeeded
+        PartialState().destroy_process_group()
     if not PartialState().is_main_process:  # under `accelerate launch`: one report, not one per process
         return
     for stage, result in summary.stages.items():
@@ -367,6 +373,16 @@ def main(argv: list[str] | None = None) -> None:
             put_back_hydra(Path(HydraConfig.get().runtime.output_dir), saved)
             drop_if_empty(Path(HydraConfig.get().runtime.output_dir), command, existed)
             print(f"agora {command}: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        except OSError as e:
+            if e.errno not in DISK_FULL:
+                raise
+            where = e.filename or (given[-1] if given else HydraConfig.get().runtime.output_dir)
+            print(
+                f"agora {command}: error: {where}: {os.strerror(e.errno)}; what was written before is kept. "
+                "Free some space and run the same command again",
+                file=sys.stderr,
+            )
             sys.exit(2)
         except KeyboardInterrupt:  # what was written stays; the same command goes on from it
             print(f"agora {command}: interrupted: rerun the same command to continue", file=sys.stderr)

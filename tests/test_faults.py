@@ -15,7 +15,7 @@ import pytest
 from dialogue.running.rundir import RunDir
 from dialogue.running.simulate import simulate
 from tests.chat_server import ChatServer, hashed_letter
-from tests.conftest import REPO, agora, simulate_config
+from tests.conftest import REPO, agora, scripted_run, simulate_config
 
 SECRET = "sk-agora-test-0123456789abcdef"
 
@@ -186,6 +186,62 @@ def test_a_refused_command_leaves_the_runs_saved_config_as_it_was(server, tmp_pa
     done = agora("simulate", *served(server, out, "dataset.limit=2", "seed=7"), env=env)
     assert done.returncode == 2 and "holds a run with another config (differing: seed)" in done.stderr
     assert {p.name: p.read_bytes() for p in (out / ".hydra").iterdir()} == saved
+
+
+def test_a_full_disk_stops_simulate_with_one_message_and_the_rerun_completes(server, tmp_path):
+    """A file size limit (RLIMIT_FSIZE) makes writes past it fail as a full disk does (EFBIG;
+    Python ignores SIGXFSZ): the run stops with one message, keeps what it wrote, and the same
+    command, once there is room, ends as if nothing had happened."""
+    import resource
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "agora", "simulate", *served(server, out, "dataset.limit=8")]
+    env = {**os.environ, "AGORA_TEST_KEY": SECRET}
+
+    def small_disk(limit: int) -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    def run(limit: int | None):
+        return subprocess.run(
+            command,
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            preexec_fn=None if limit is None else lambda: small_disk(limit),
+        )
+
+    def trees() -> list[str]:
+        return [json.loads(line)["graph"]["tree_id"] for line in (out / "trees.jsonl").read_text().splitlines()]
+
+    # full at the generation cache's first write, then full while trees.jsonl grows (the cache,
+    # already holding every completion, is only read when the trees are grown again)
+    for limit, where in ((20_000, "gen_cache.sqlite"), (40_000, "trees.jsonl")):
+        full = run(limit)
+        assert full.returncode == 2, full.stderr
+        assert f"{out / where}: " in full.stderr and "Free some space and run the same command again" in full.stderr
+        assert "Traceback" not in full.stderr
+        assert run(None).returncode == 0
+        assert len(trees()) == 8 == len(set(trees()))
+        if where == "gen_cache.sqlite":
+            (out / "trees.jsonl").unlink()
+
+
+def test_a_full_disk_stops_mine_with_one_message_and_leaves_no_partial_export(tmp_path, monkeypatch):
+    import resource
+
+    run = scripted_run(tmp_path / "run", monkeypatch, 12)
+    command = [sys.executable, "-m", "agora", "mine", f"run={run}", f"out={tmp_path / 'data'}"]
+
+    def small_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3_000, resource.RLIM_INFINITY))
+
+    full = subprocess.run(command, cwd=REPO, capture_output=True, text=True, preexec_fn=small_disk)
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
+    assert f"{tmp_path / 'data'}: File too large" in full.stderr and "run the same command again" in full.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no export that looks complete, no leftovers
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0 and (tmp_path / "data" / "card.json").exists(), done.stderr
 
 
 def test_mining_the_same_run_twice_is_refused(server, tmp_path, monkeypatch):

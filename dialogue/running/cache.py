@@ -27,6 +27,7 @@ def request_key(model_id: str, request: ChatRequest) -> str:
 
 class GenerationCache:
     def __init__(self, path: str | Path):
+        self.path = path
         self.db = sqlite3.connect(str(path))
         try:
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -38,6 +39,8 @@ class GenerationCache:
             make_readable(Path(path))  # SQLite creates its files 0644 whatever the umask allows
         except sqlite3.DatabaseError as e:
             self.db.close()
+            if _no_room(e):
+                raise _full(path, e) from None
             raise AgoraError(
                 f"{path}: the generation cache is not a usable SQLite database ({e}); move it aside "
                 "or delete it and run again: the trees already written are kept, and only the "
@@ -59,11 +62,16 @@ class GenerationCache:
     def put_many(self, items: dict[str, Completion]) -> None:
         if not items:
             return
-        self.db.executemany(
-            "INSERT OR REPLACE INTO completions VALUES (?, ?)",
-            [(key, json.dumps(vars(c))) for key, c in items.items()],  # vars: asdict copies deeply
-        )
-        self.db.commit()
+        try:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO completions VALUES (?, ?)",
+                [(key, json.dumps(vars(c))) for key, c in items.items()],  # vars: asdict copies deeply
+            )
+            self.db.commit()
+        except sqlite3.OperationalError as e:
+            if not _no_room(e):
+                raise
+            raise _full(self.path, e) from None
 
     def __len__(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
@@ -101,3 +109,17 @@ class CachedBackend(Streaming):
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _no_room(error: sqlite3.Error) -> bool:
+    """SQLite could not grow its files: a full disk, a quota or a file size limit (it reports the
+    last as an I/O error)."""
+    name = getattr(error, "sqlite_errorname", "") or ""
+    return name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR")
+
+
+def _full(path, error: sqlite3.Error) -> AgoraError:
+    return AgoraError(
+        f"{path}: the generation cache could not be written ({error}; is the disk full?); the trees "
+        "written before are kept. Free some space and run the same command again"
+    )

@@ -24,6 +24,7 @@ still refuses to be finished under another config.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -38,7 +39,7 @@ from pathlib import Path
 import networkx as nx
 
 from agents.errors import AgoraError
-from agents.files import write_atomic
+from agents.files import DISK_FULL, write_atomic
 from dialogue.core.tree import DialogueTree
 from dialogue.records import RunManifest, UnreadableRecord, tree_from_line, tree_line
 from dialogue.running.config import config_of
@@ -148,8 +149,19 @@ class RunDir:
     def append(self, tree: DialogueTree) -> None:
         if self._out is None:
             self._open()
-        self._out.write((json.dumps(tree.to_json(), ensure_ascii=False) + "\n").encode())
-        self._out.flush()
+        try:
+            self._out.write((json.dumps(tree.to_json(), ensure_ascii=False) + "\n").encode())
+            self._out.flush()
+        except OSError as e:
+            if e.errno not in DISK_FULL:
+                raise
+            with contextlib.suppress(OSError):  # what did not fit is a torn line the rerun drops
+                self._out.close()
+            self._out = None
+            raise AgoraError(
+                f"{self.trees_path}: {os.strerror(e.errno)}; the trees written before are kept. "
+                "Free some space and run the same command again"
+            ) from None
         if self._lines is not None:
             self._lines[tree.tree_id] = self._lines.get(tree.tree_id, 0) + 1
         self._unsynced += 1
