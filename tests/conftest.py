@@ -7,6 +7,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import contextlib
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -372,3 +373,10 @@ def scripted_rollouts_run(path, monkeypatch, questions=6, *overrides):
     monkeypatch.setattr("dialogue.running.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
     simulate(config, path)
     return path
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's pick), for a server or launcher a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

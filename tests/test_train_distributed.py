@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agents.models import load_causal_lm
-from tests.conftest import REPO, agora, scripted_export
+from tests.conftest import REPO, agora, free_port, scripted_export
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,9 @@ def launch(processes, *args):
     on the CPU over gloo. (`--cpu` with N processes starts one process: accelerate leaves
     multi-CPU runs to mpirun.)"""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes)]
-    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "agora", *args]
+    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    command += ["--main_process_port", str(free_port())]  # not the last launch's, which may still be closing
+    command += ["-m", "agora", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
 
@@ -69,7 +71,8 @@ def test_two_processes_train_as_one_on_the_same_global_batch(export, tiny_model,
 
 def test_an_error_on_the_main_process_stops_every_process_with_its_message(export, tiny_model, tmp_path):
     out = tmp_path / "ddp"
-    assert launch(2, *overrides(export, tiny_model, out, batch=2)).returncode == 0
+    first = launch(2, *overrides(export, tiny_model, out, batch=2))
+    assert first.returncode == 0, first.stderr[-3000:]
     again = launch(2, *overrides(export, tiny_model, out, batch=2))  # a finished run is there
     assert again.returncode != 0
     # both processes stop with the message (the second is not left waiting for the first); the

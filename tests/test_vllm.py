@@ -7,7 +7,6 @@ vLLM spawns workers, so it runs in `agora simulate` subprocesses rather than ins
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from dialogue.running.simulate import simulate
-from tests.conftest import simulate_config, tiny_overrides
+from tests.conftest import free_port, simulate_config, tiny_overrides
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -62,12 +61,6 @@ def test_vllm_backend_gives_trees_of_the_same_shape(tiny_model, reference, tmp_p
     # later turns repeat the question and the turns before them: vLLM's prefix cache reads them
     hit_rate = int(proc.stdout.split("read from the backend's prefix cache: ")[1].split("%")[0])
     assert hit_rate > 20, proc.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_agora_serve_serves_the_embedded_model_and_its_printed_command_runs_a_simulation(tmp_path):
