@@ -255,7 +255,7 @@ def exports(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-SUITE_ORDER = ["are_you_sure", "assessment", "balanced", "critique", "misinformation", "team_debate"]
+SUITE_ORDER = ["are_you_sure", "assessment", "balanced", "critique", "misinformation", "reasoning", "team_debate"]
 
 
 def eval_all(exports, model) -> list[str]:

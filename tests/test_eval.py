@@ -14,7 +14,7 @@ from dialogue.evaluation.config import EvalConfig
 from dialogue.evaluation.run import evaluate
 from dialogue.evaluation.suites import SUITES
 from dialogue.running.config import validate
-from tests.conftest import ScriptedBackend, agora, instruction_of
+from tests.conftest import SUITE_ORDER, ScriptedBackend, agora, instruction_of
 
 
 def eval_config(out, *overrides):
@@ -239,15 +239,46 @@ def test_critique_suite_scores_a_critic_that_checks_each_line_on_its_own(tmp_pat
     wrong = [s for s in solutions if not s.answer_correct]
     carried = sum(len(s.steps_correct) - list(s.steps_correct).index(False) - 1 for s in wrong)
     assert wrong and carried  # the data has both kinds of false steps
+    step_f1 = 2 * len(wrong) / (2 * len(wrong) + carried)
     assert values(metrics, "critique") == pytest.approx(
         {
             "answer_f1": 1.0,
-            "step_f1": 2 * len(wrong) / (2 * len(wrong) + carried),
+            "step_f1": step_f1,
+            "critique_score": step_f1**0.5,
             "fix_rate": 1.0,
             "break_rate": 0.0,
             "correction_gain": 1.0,
         }
     )
+
+
+def test_reasoning_suite_holds_each_step_against_the_worked_steps(tmp_path, monkeypatch):
+    """A scripted solver opens with a line of prose, then writes the worked steps; on odd-numbered
+    problems its last step adds one to the true result (wrong arithmetic and a wrong answer)."""
+    from dialogue.core.questions import arithmetic_worked
+    from dialogue.core.steps import SYMBOLS
+
+    config = eval_config(tmp_path, "suite=reasoning", "model=m", "critique.count=8", "dataset.split=all")
+    problems = arithmetic_worked(8, 0, 3)
+
+    def rule(request):
+        i, worked = next((i, w) for i, (q, w) in enumerate(problems) if asked(request).startswith(q.question))
+        lines = ["Step 1: First I read the problem carefully."]
+        for k, op in enumerate(worked, start=2):
+            result = op.after + (1 if i % 2 and k == 4 else 0)
+            lines.append(f"Step {k}: {op.before} {SYMBOLS[op.op]} {op.n} = {result}")
+        return "\n".join(lines) + f"\nAnswer: {result}"
+
+    for i, (_, worked) in enumerate(problems):  # an off-by-one result that is no worked value
+        assert i % 2 == 0 or worked[-1].after + 1 not in {op.after for op in worked}
+    scripted_models(monkeypatch, {"m": rule})
+    metrics = evaluate(config, log=lambda *a, **k: None)
+    # 4 right problems: 4 steps, 3 checked, 3 right, 3 relevant, 3 of 3 stated; 4 wrong: 2 right, relevant, stated
+    assert values(metrics, "reasoning") == pytest.approx(
+        {"accuracy": 0.5, "precision": 20 / 24, "recall": 20 / 24, "relevance": 20 / 32, "unreadable": 0.0}
+    )
+    estimate = metrics.suites["reasoning"].metrics["precision"]
+    assert estimate["low"] < 20 / 24 < estimate["high"] and estimate["n"] == 8
 
 
 # --- balanced and assessment: from exports ---------------------------------------------------
@@ -293,8 +324,7 @@ def assert_png(path: Path):
 def test_eval_all_writes_every_section_plots_and_refuses_to_overwrite(tmp_path, evaluated_all):
     out, args = evaluated_all
     metrics = json.loads((out / "metrics.json").read_text())
-    suites = ["are_you_sure", "assessment", "balanced", "critique", "misinformation", "team_debate"]
-    assert list(metrics["suites"]) == suites and metrics["not_run"] == {}
+    assert list(metrics["suites"]) == SUITE_ORDER and metrics["not_run"] == {}
     report = (out / "report.md").read_text()
     for suite, result in metrics["suites"].items():
         assert f"## {suite}" in report
@@ -366,8 +396,8 @@ def test_suite_all_without_exports_says_which_suites_did_not_run(tmp_path, monke
     loads = scripted_models(monkeypatch, {"m": lambda request: "Answer: A"})
     metrics = evaluate(config, log=lambda *a, **k: None)
     assert set(metrics.not_run) == {"balanced", "assessment"}
-    assert list(metrics.suites) == ["are_you_sure", "critique", "misinformation", "team_debate"]
-    assert loads == ["m"]  # one model, loaded once for five runs
+    assert list(metrics.suites) == ["are_you_sure", "critique", "misinformation", "reasoning", "team_debate"]
+    assert loads == ["m"]  # one model, loaded once for every run
     assert "not run: needs data=DIR, an export of `agora mine miner=aft`" in (tmp_path / "report.md").read_text()
 
 

@@ -9,11 +9,13 @@ from dialogue.evaluation.metrics import (
     ASSESSMENT,
     BALANCED,
     CRITIQUE,
+    REASONING,
     TEAM_DEBATE,
     Challenged,
     Debated,
     Misinformed,
     Persuaded,
+    Reasoned,
     Revised,
     Scored,
     Verdict,
@@ -143,8 +145,34 @@ def test_critique_f1_has_incorrect_as_the_positive_class():
     got = values(metrics_of(one_each(records), CRITIQUE))
     # answer: tp 1, fp 1, fn 2 (one said correct, one unreadable) -> 2 / (2 + 1 + 2)
     assert got["answer_f1"] == pytest.approx(2 / 5) and got["step_f1"] == pytest.approx(1.0)
+    assert got["critique_score"] == pytest.approx((2 / 5 * 1.0) ** 0.5)  # VISCO: the levels' geometric mean
     nothing_wrong = metrics_of(one_each([Verdict("answer", False, False)]), CRITIQUE)
     assert nothing_wrong["answer_f1"].value is None and nothing_wrong["step_f1"].value is None
+    assert nothing_wrong["critique_score"].value is None
+
+
+def test_a_solution_is_held_step_by_step_against_the_worked_steps():
+    """20 + 5 = 25, 25 * 3 = 75, 75 - 15 = 60: a solution with a line of prose, a right step, a
+    wrong one (25 * 3 = 85), a step carrying 85 on, and a chained step that also arrives at 60."""
+    from dialogue.core.questions import Question, Step
+    from dialogue.core.steps import reasoning_counts
+
+    worked = [Step(before=20, op="add", n=5, after=25), Step(before=25, op="mul", n=3, after=75)]
+    worked.append(Step(before=75, op="sub", n=15, after=60))
+    question = Question(question_id="q", question="?", gold="60", worked=worked)
+    text = (
+        "Step 1: We start from twenty.\nStep 2: 20 + 5 = 25\nStep 3: 25 x 3 = 85\n"
+        "Step 4: 85 - 15 = 70\nStep 5: 25 * 3 - 15 = 60\nAnswer: 60"
+    )
+    counts = reasoning_counts(question, text)
+    # checked: 2-5; right: 2, 4, 5; relevant (a worked value): 2 (25), 5 (60); stated: 25 and 60, not 75
+    assert counts == {"steps": 5, "checked": 4, "right": 3, "relevant": 2, "key": 3, "stated": 2}
+    records = [Reasoned(True, **counts), Reasoned(None, steps=1, checked=0, right=0, relevant=0, key=3, stated=0)]
+    got = values(metrics_of(one_each(records), REASONING))
+    assert got == pytest.approx(
+        {"accuracy": 1 / 2, "precision": 3 / 4, "recall": 2 / 6, "relevance": 2 / 6, "unreadable": 1 / 2}
+    )
+    assert values(metrics_of(one_each(records[1:]), REASONING))["precision"] is None  # no step to check
 
 
 def test_correction_gain_is_fix_rate_minus_break_rate():

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from tests.conftest import agora, scripted_run
+from tests.conftest import SUITE_ORDER, agora, scripted_run
 
 pytestmark = pytest.mark.slow
 
@@ -62,9 +62,6 @@ def test_simulate_mine_train_pbt_lora_and_simulate_with_the_adapter(tmp_path, mo
     evaluate_base_and_adapter(tmp_path, [run, scripted], data, model)
 
 
-SUITES = ["are_you_sure", "assessment", "balanced", "critique", "misinformation", "team_debate"]
-
-
 def evaluate_base_and_adapter(tmp_path, runs, pbt, adapter):
     aft = tmp_path / "aft"
     done = agora("mine", *(f"run={r}" for r in runs), "miner=aft", f"out={aft}")
@@ -99,7 +96,7 @@ def evaluate_base_and_adapter(tmp_path, runs, pbt, adapter):
         )
         assert done.returncode == 0, done.stderr
         metrics = json.loads((tmp_path / name / "metrics.json").read_text())
-        assert list(metrics["suites"]) == SUITES and metrics["model"] == model
+        assert list(metrics["suites"]) == SUITE_ORDER and metrics["model"] == model
         report = (tmp_path / name / "report.md").read_text()
         for suite, result in metrics["suites"].items():
             assert f"## {suite}" in report
@@ -113,5 +110,5 @@ def evaluate_base_and_adapter(tmp_path, runs, pbt, adapter):
     done = agora("eval", "compare", str(tmp_path / "base"), str(tmp_path / "pbt"), f"out={tmp_path / 'compare.md'}")
     assert done.returncode == 0, done.stderr
     assert "| suite | metric | base | pbt | pbt - base |" in done.stdout  # paired: both saw the same questions
-    for suite in SUITES:
+    for suite in SUITE_ORDER:
         assert f"| {suite} |" in done.stdout

@@ -9,6 +9,7 @@ newlines give the text back. A reply with no numbered step is one step.
 from __future__ import annotations
 
 import math
+import operator
 import random
 import re
 
@@ -69,3 +70,63 @@ def worked_text(worked: list[Step], wrong_at: int | None, rng: random.Random) ->
         value = result
     lines[-1] += f"\nAnswer: {value}"
     return "\n".join(lines), tuple(truth)
+
+
+_NUMBER = r"-?\d+(?:,\d{3})*(?:\.\d+)?"
+# "12 + 5 = 17", "3 x 4 x 2 = 24", "60 / 5 - 2 = 10": numbers joined by operators, then "=" and a number
+_EQUATION = re.compile(rf"({_NUMBER}(?:\s*[-+*/×x÷]\s*{_NUMBER})+)\s*=\s*(?=({_NUMBER})(?![\d.,]*\d))")
+_TERM = re.compile(rf"\s*([-+*/×x÷])\s*({_NUMBER})")
+_OPERATORS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def _evaluate(expression: str) -> float | None:
+    """An expression of numbers and + - * / (× x ÷ too), * and / before + and -; None on a
+    division by zero."""
+    expression = expression.replace("×", "*").replace("x", "*").replace("÷", "/")
+    first = re.match(_NUMBER, expression)
+    terms, signs, value = [], ["+"], _number(first.group())
+    for op, number in _TERM.findall(expression, first.end()):
+        if op in "*/":
+            if op == "/" and _number(number) == 0:
+                return None
+            value = _OPERATORS[op](value, _number(number))
+        else:
+            terms.append(value)
+            signs.append(op)
+            value = _number(number)
+    terms.append(value)
+    return sum(t if sign == "+" else -t for t, sign in zip(terms, signs, strict=True))
+
+
+def equations(step: str) -> list[tuple[float, bool]]:
+    """Each equation a step writes: the number it arrives at, and whether it holds."""
+    found = []
+    for expression, result in _EQUATION.findall(step):
+        value = _evaluate(expression)
+        found.append((_number(result), value is not None and math.isclose(value, _number(result), abs_tol=1e-6)))
+    return found
+
+
+def reasoning_counts(question: Question, text: str) -> dict[str, int]:
+    """A solution's steps held against a generated problem's worked steps (MME-CoT's quality
+    counts, with arithmetic as the judge): its steps; those with an equation (`checked`) and those
+    whose every equation holds (`right`); those arriving at one of the reference's values
+    (`relevant`); the reference's steps (`key`) and those whose value an equation that holds
+    arrives at (`stated`)."""
+    if question.worked is None:
+        raise ValueError(f"question {question.question_id} has no worked steps to hold a solution against")
+    steps = [equations(step) for step in split_steps(text)]
+    values = {op.after for op in question.worked}
+    arrived = {result for found in steps for result, holds in found if holds}
+    return {
+        "steps": len(steps),
+        "checked": sum(1 for found in steps if found),
+        "right": sum(1 for found in steps if found and all(holds for _, holds in found)),
+        "relevant": sum(1 for found in steps if any(result in values for result, _ in found)),
+        "key": len(question.worked),
+        "stated": sum(1 for op in question.worked if op.after in arrived),
+    }

@@ -211,18 +211,68 @@ def _correction_gain(records: list) -> tuple[float, int] | None:
     return (fix[0] if fix else 0.0) - (broke[0] if broke else 0.0), len(revised)
 
 
+def _critique_score(records: list) -> tuple[float, int] | None:
+    """VISCO's summary of critique quality: the geometric mean of its levels' F1 (here answer and
+    step; VISCO's third level, the explanations' accuracy, needs a grader of explanations)."""
+    answer, step = f1_incorrect(records, "answer"), f1_incorrect(records, "step")
+    if answer is None or step is None:
+        return None
+    return (answer[0] * step[0]) ** 0.5, answer[1]
+
+
 CRITIQUE = {
     "answer_f1": lambda rs: f1_incorrect(rs, "answer"),
     "step_f1": lambda rs: f1_incorrect(rs, "step"),
+    "critique_score": _critique_score,
     "fix_rate": _fix_rate,
     "break_rate": _break_rate,
     "correction_gain": _correction_gain,
 }
 
 
+# --- reasoning: a solution's steps against the worked reference (MME-CoT) --------------------
+
+
+@dataclass(frozen=True)
+class Reasoned:
+    """What one solution's steps did against its problem's worked steps (dialogue/core/steps.py:
+    `reasoning_counts`)."""
+
+    correct: bool | None  # the final answer's correctness; None: not read
+    steps: int  # the solution's steps
+    checked: int  # of them, steps with arithmetic a reader can check (an equation)
+    right: int  # of those, steps whose every equation holds
+    relevant: int  # steps that arrive at one of the reference's intermediate values
+    key: int  # the reference's steps
+    stated: int  # of them, the ones whose value the solution arrives at with an equation that holds
+
+
+def share(part: str, whole: str) -> Statistic:
+    """sum(part) / sum(whole) over the records: a rate over steps, resampled by question; its n
+    counts the records (questions) with any `whole`."""
+
+    def statistic(records: list) -> tuple[float, int] | None:
+        pool = [r for r in records if isinstance(r, Reasoned) and getattr(r, whole) > 0]
+        total = sum(getattr(r, whole) for r in pool)
+        return (sum(getattr(r, part) for r in pool) / total, len(pool)) if total else None
+
+    return statistic
+
+
+REASONING = {
+    "accuracy": Proportion(lambda r: r.correct is True, of=Reasoned),
+    "precision": share("right", "checked"),  # MME-CoT's precision: the stated steps that are right
+    "recall": share("stated", "key"),  # its recall: the reference's steps the solution arrives at
+    "relevance": share("relevant", "steps"),  # its efficiency (relevance rate): steps that serve the solution
+    "unreadable": Proportion(lambda r: r.correct is None, of=Reasoned),
+}
+
+
 # --- records as plain JSON (metrics.json keeps them for paired comparisons) -----------------------------------
 
-RECORDS = {cls.__name__: cls for cls in (Challenged, Persuaded, Misinformed, Debated, Scored, Verdict, Revised)}
+RECORDS = {
+    cls.__name__: cls for cls in (Challenged, Persuaded, Misinformed, Debated, Scored, Verdict, Revised, Reasoned)
+}
 
 
 def records_to_json(by_question: ByQuestion) -> dict[str, list[dict]]:

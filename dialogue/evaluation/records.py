@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dialogue.core.steps import reasoning_counts
 from dialogue.core.tree import DialogueTree
-from dialogue.evaluation.metrics import Challenged, Debated, Misinformed, Revised, Verdict
+from dialogue.evaluation.metrics import Challenged, Debated, Misinformed, Reasoned, Revised, Verdict
 from dialogue.evaluation.solutions import Solution
 
 
@@ -60,3 +61,9 @@ def revised(tree: DialogueTree) -> list[Revised]:
     """Every revision's correctness against the solution it revised."""
     before = tree.turn(tree.root()).correct
     return [Revised(before, t.correct) for t in tree.turns() if t.depth == 2]
+
+
+def reasoned(tree: DialogueTree) -> Reasoned:
+    """A one-turn tree's solution held against its generated problem's worked steps."""
+    solution = tree.turn(tree.root())
+    return Reasoned(solution.correct, **reasoning_counts(tree.question, solution.text))
