@@ -8,6 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.requests import Sampling
 
+# How a process verifier reads a solution (agents/scoring.py): each step followed by the separator,
+# and at its last token the logits of the good and the bad token. trainer=prm and suite=verifier
+# both start from these.
+STEP_SEPARATOR, GOOD_TOKEN, BAD_TOKEN = "\n", "+", "-"
+
 
 class Strict(BaseModel):
     """Unknown keys are errors, so a misspelt key fails before any model loads."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from agents.config import BAD_TOKEN, GOOD_TOKEN, STEP_SEPARATOR
+
 
 def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -44,7 +46,7 @@ def sequence_scores(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.T
 def pad(rows: list[list[int]], value: int) -> torch.Tensor:
     """Right-padded to the longest row."""
     width = max(map(len, rows))
-    return torch.tensor([r + [value] * (width - len(r)) for r in rows])
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
 @torch.no_grad()
@@ -66,3 +68,88 @@ def mean_logprobs(
         ).logits
         scores.extend(sequence_scores(logits.float().cpu(), pad(list(labels), -100))[0].tolist())
     return scores
+
+
+# --- a process verifier's score of each step -------------------------------------------------
+#
+# Math-Shepherd's form: the solution's steps follow the prompt, each ending in a separator, and at
+# each step's last token the model's next-token logits for a "good" and a "bad" token give the
+# step's logit, z = logit(good) - logit(bad); sigmoid(z) is the chance that the step is right.
+# One causal LM serves, so a verifier is saved, loaded and served like any other model.
+
+
+def verdict_ids(tokenizer, good: str, bad: str) -> tuple[int, int]:
+    """The token ids of the good and bad verdicts; each must be one token of the tokenizer."""
+    ids = []
+    for name, token in (("good_token", good), ("bad_token", bad)):
+        found = tokenizer(token, add_special_tokens=False)["input_ids"]
+        if len(found) != 1:
+            raise ValueError(
+                f"{name}={token!r} is {len(found)} tokens for {tokenizer.name_or_path}'s tokenizer; choose one token"
+            )
+        ids.append(found[0])
+    if ids[0] == ids[1]:
+        raise ValueError(f"good_token={good!r} and bad_token={bad!r} are the same token")
+    return ids[0], ids[1]
+
+
+def step_sequence(
+    tokenizer, prompt: list[int], steps: list[str], separator: str, max_length: int
+) -> tuple[list[int], list[int]]:
+    """(input ids, the position of each step's last token): the prompt, then each step followed by
+    the separator. A prompt too long loses its start; steps that do not fit are left out."""
+    chunks = [tokenizer(step + separator, add_special_tokens=False)["input_ids"] for step in steps]
+    budget = max_length - 1
+    kept = []
+    for chunk in chunks:
+        if sum(map(len, kept)) + len(chunk) > budget:
+            break
+        kept.append(chunk)
+    room = max_length - sum(map(len, kept))
+    ids = prompt[-room:] if room > 0 else []
+    ends = []
+    for chunk in kept:
+        ids = ids + chunk
+        ends.append(len(ids) - 1)
+    return ids, ends
+
+
+def step_logits(logits: torch.Tensor, ends: torch.Tensor, good: int, bad: int) -> torch.Tensor:
+    """[B, S] step logits from [B, T, V] logits at `ends` [B, S] (padding: -1, its logit is 0)."""
+    picked = logits.float().gather(1, ends.clamp(min=0)[..., None].expand(-1, -1, logits.shape[-1]))
+    return (picked[..., good] - picked[..., bad]).masked_fill(ends < 0, 0.0)
+
+
+@torch.no_grad()
+def step_scores(
+    model,
+    tokenizer,
+    prompt: list[dict],
+    solutions: list[list[str]],
+    separator: str = STEP_SEPARATOR,
+    good: str = GOOD_TOKEN,
+    bad: str = BAD_TOKEN,
+    batch_size: int = 8,
+    max_length: int = 1024,
+) -> list[list[float]]:
+    """Each solution's steps' chances of being right, sigmoid(z), for the solutions to one prompt
+    (a step that did not fit in `max_length` gets none)."""
+    good_id, bad_id = verdict_ids(tokenizer, good, bad)
+    prefix = prompt_ids(tokenizer, prompt)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    found: list[list[float]] = []
+    for start in range(0, len(solutions), batch_size):
+        ids, ends = zip(
+            *(
+                step_sequence(tokenizer, prefix, s, separator, max_length)
+                for s in solutions[start : start + batch_size]
+            ),
+            strict=True,
+        )
+        logits = model(
+            input_ids=pad(list(ids), pad_id).to(device), attention_mask=pad([[1] * len(s) for s in ids], 0).to(device)
+        ).logits
+        z = step_logits(logits.cpu(), pad([list(e) for e in ends], -1), good_id, bad_id)
+        found.extend([torch.sigmoid(row[: len(e)]).tolist() for row, e in zip(z, ends, strict=True)])
+    return found

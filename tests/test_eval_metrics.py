@@ -11,6 +11,7 @@ from dialogue.evaluation.metrics import (
     CRITIQUE,
     REASONING,
     TEAM_DEBATE,
+    VERIFIER,
     Challenged,
     Debated,
     Misinformed,
@@ -18,6 +19,7 @@ from dialogue.evaluation.metrics import (
     Reasoned,
     Revised,
     Scored,
+    StepScored,
     Verdict,
     differences_of,
     metrics_of,
@@ -173,6 +175,43 @@ def test_a_solution_is_held_step_by_step_against_the_worked_steps():
         {"accuracy": 1 / 2, "precision": 3 / 4, "recall": 2 / 6, "relevance": 2 / 6, "unreadable": 1 / 2}
     )
     assert values(metrics_of(one_each(records[1:]), REASONING))["precision"] is None  # no step to check
+
+
+def test_a_verifier_reranks_by_the_lowest_step_score_and_majority_vote_counts_answers():
+    from dialogue.evaluation.records import reranked
+
+    questions = {
+        # two wrong solutions agree: the vote is wrong; the verifier's pick (lowest step 0.8) is right
+        "q1": [("12", True, [0.9, 0.8]), ("10", False, [0.9, 0.2]), ("10", False, [0.7, 0.6])],
+        # the vote is right; the verifier picks the solution whose answer could not be read
+        "q2": [("5", True, [0.4]), ("5", True, [0.3]), (None, None, [0.9])],
+        # ties go to the first met, in the vote and in the verifier's pick
+        "q3": [("1", False, [0.5]), ("2", True, [0.5])],
+        "q4": [("7", True, [0.6]), ("8", False, [0.1]), ("8", False, [0.2])],
+    }
+    chosen = {k: reranked(v) for k, v in questions.items()}
+    assert [(r.majority, r.best, r.oracle) for r in chosen.values()] == [
+        (False, True, True),
+        (True, False, True),
+        (False, False, True),
+        (False, True, True),
+    ]
+    steps = [StepScored(0.9, True), StepScored(0.8, True), StepScored(0.6, True)]
+    steps += [StepScored(0.2, False), StepScored(0.8, False)]
+    by_question = {k: [r] for k, r in chosen.items()} | {"q5": steps}
+    got = values(metrics_of(by_question, VERIFIER))
+    # AUROC: of the 6 (right, wrong) pairs 4 are ordered and one is a tie: 4.5 / 6
+    assert got == pytest.approx(
+        {
+            "step_auroc": 0.75,
+            "best_of_n": 2 / 4,
+            "majority_vote": 1 / 4,
+            "best_of_n_minus_majority": 1 / 4,
+            "oracle": 1.0,
+        }
+    )
+    only_right = metrics_of({"q": [StepScored(0.9, True)]}, VERIFIER)
+    assert only_right["step_auroc"].value is None and only_right["best_of_n"].value is None
 
 
 def test_correction_gain_is_fix_rate_minus_break_rate():

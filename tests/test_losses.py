@@ -1,11 +1,11 @@
-"""The AFT and constrained-DPO losses against values worked out by hand."""
+"""The AFT, constrained-DPO and process-verifier losses against values worked out by hand."""
 
 import math
 
 import pytest
 import torch
 
-from trainers.losses import aft_loss, aft_ranking_loss, dpo_boundary_term
+from trainers.losses import aft_loss, aft_ranking_loss, dpo_boundary_term, step_bce_loss
 
 
 def t(*values):
@@ -87,3 +87,21 @@ def test_dpo_boundary_term_value_and_gradients():
     term.sum().backward()
     assert chosen.grad is None or chosen.grad.item() == 0  # T is held constant
     assert rejected.grad.item() < 0  # descent raises a rejected score that falls too low
+
+
+def test_the_verifier_loss_is_the_cross_entropy_of_the_labelled_steps_only():
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.3, 9.0, -9.0]], requires_grad=True)
+    labels = torch.tensor([[1, 0, 1], [0, -100, -100]])
+    sigmoid = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    terms = [
+        -math.log(sigmoid(2.0)),
+        -math.log(1 - sigmoid(-1.0)),
+        -math.log(sigmoid(0.5)),
+        -math.log(1 - sigmoid(0.3)),
+    ]
+    loss = step_bce_loss(logits, labels)
+    assert loss.item() == pytest.approx(sum(terms) / 4, rel=1e-6)
+    loss.backward()
+    assert logits.grad[1, 1] == 0 and logits.grad[1, 2] == 0  # padding learns nothing
+    # d/dz of -log(sigmoid(z)) is sigmoid(z) - 1, over the 4 labelled steps
+    assert logits.grad[0, 0].item() == pytest.approx((sigmoid(2.0) - 1) / 4, rel=1e-5)

@@ -24,9 +24,9 @@ def exports(tmp_path_factory):
         pbt_run = scripted_run(root / "run", mp)
         critique_run = scripted_critique_run(root / "critique-run", mp)
         rollouts_run = scripted_rollouts_run(root / "rollouts-run", mp)
-    runs = {"critique": critique_run, "steps": rollouts_run}
+    runs = {"critique": critique_run, "steps": rollouts_run, "stepwise": rollouts_run}
     out = {}
-    for miner in ("pbt", "aft", "kto", "sft", "critique", "steps"):
+    for miner in ("pbt", "aft", "kto", "sft", "critique", "steps", "stepwise"):
         out[miner] = root / miner
         mine(MineConfig(run=[str(runs.get(miner, pbt_run))], out=str(out[miner]), miner={"name": miner}))
     return out
@@ -70,6 +70,7 @@ MINER_OF = {
     "dpo": "pbt",
     "kto": "kto",
     "sft_weighted": "steps",
+    "prm": "stepwise",
 }
 
 

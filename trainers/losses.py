@@ -1,5 +1,5 @@
-"""The losses of AFT (Wang et al. 2023), of constrained DPO and of weighted SFT, as plain
-tensor functions.
+"""The losses of AFT (Wang et al. 2023), of constrained DPO, of weighted SFT and of a process
+verifier, as plain tensor functions.
 
 A score s(c) is the mean token log-probability of answer c given the prompt under the model
 being trained. Groups of different sizes come padded, with a boolean mask marking real entries.
@@ -80,6 +80,14 @@ def weighted_sft_loss(scores: torch.Tensor, counts: torch.Tensor, weights: torch
     all tokens of the batch: with every weight 1 it is the SFT loss. scores: [R] mean token
     log-probabilities, counts: [R] their numbers of tokens, weights: [R]."""
     return -(weights * scores * counts).sum() / counts.sum().clamp(min=1)
+
+
+def step_bce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """A process verifier's loss: binary cross-entropy of each labelled step's logit against its
+    label (1 right, 0 wrong), the mean over every labelled step of the batch; -100 marks padding.
+    logits, labels: [B, S]."""
+    mask = labels != -100
+    return F.binary_cross_entropy_with_logits(logits[mask], labels[mask].to(logits.dtype))
 
 
 def _log1p_sum_exp(logits: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:

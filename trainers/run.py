@@ -38,7 +38,7 @@ from agents.files import make_readable
 from agents.models import adapter_base, check_model_name, load_causal_lm
 from dialogue.records import Card, TrainData, TrainSummary
 from dialogue.running.rundir import differing_keys, one_writer
-from trainers import aft, baselines, dpo_constrained, pbt, self_correction, sft_weighted
+from trainers import aft, baselines, dpo_constrained, pbt, prm, self_correction, sft_weighted
 from trainers.config import TrainConfig
 from trainers.curves import learning_curve
 from trainers.stage import Stage
@@ -49,6 +49,7 @@ TRAINERS: dict[str, dict[str, Stage]] = {
     "dpo_constrained": dpo_constrained.STAGES,
     "self_correction": self_correction.STAGES,
     "sft_weighted": sft_weighted.STAGES,
+    "prm": prm.STAGES,
     **baselines.TRAINERS,
 }
 LORA_ABOVE = 1_000_000_000  # parameters; `lora.enabled=auto` uses LoRA for models larger than this

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from agents.config import BackendConfig, ScaleConfig, Strict, one_of
+from agents.config import BAD_TOKEN, GOOD_TOKEN, STEP_SEPARATOR, BackendConfig, ScaleConfig, Strict, one_of
 from dialogue.core.questions import DatasetConfig
 from dialogue.protocols import ProtocolConfig
 from dialogue.running.config import PromptsConfig, StimulusConfig, one_as_list
@@ -28,6 +28,15 @@ class CritiqueData(Strict):
     wrong_fraction: float = Field(0.5, ge=0.0, le=1.0)
 
 
+class VerifierOptions(Strict):
+    """How the verifier suite reads a process verifier: as `agora train trainer=prm` trained it."""
+
+    step_separator: str = STEP_SEPARATOR
+    good_token: str = GOOD_TOKEN
+    bad_token: str = BAD_TOKEN
+    max_length: int = Field(1024, ge=16)
+
+
 class EvalConfig(Strict):
     suite: list[str]  # names in dialogue/evaluation/suites/ (SUITES), or all: suite=NAME or suite=[A,B]
     model: str
@@ -48,6 +57,7 @@ class EvalConfig(Strict):
     # the protocols of the suites that run one, by suite name (conf/eval.yaml); their agents are A and B
     protocols: dict[str, ProtocolConfig]
     critique: CritiqueData = CritiqueData()
+    verifier: VerifierOptions = VerifierOptions()
     overwrite: bool = False
     allow_overlap: bool = False  # evaluate a trained model on questions it was trained on (the report says so)
     progress: bool = True

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from dialogue.evaluation.stats import Estimate, Proportion, Statistic, estimate, paired_difference
 
 ByQuestion = Mapping[str, list]  # question id -> that question's records
@@ -268,10 +270,57 @@ REASONING = {
 }
 
 
+# --- verifier: a process verifier's step scores, and reranking by them -----------------------
+
+
+@dataclass(frozen=True)
+class StepScored:
+    score: float  # the verifier's chance that the step is right
+    right: bool  # the step's label in the export
+
+
+@dataclass(frozen=True)
+class Reranked:
+    """One question's solutions: is the answer chosen by each rule correct?"""
+
+    solutions: int
+    majority: bool  # the most frequent answer among the solutions (a tie: the one met first)
+    best: bool  # the solution whose lowest step score is highest (best-of-N by the verifier)
+    oracle: bool  # any solution is correct: the ceiling of any reranking
+
+
+def step_auroc(records: list) -> tuple[float, int] | None:
+    """The chance that a right step scores above a wrong one (ties count half); None without both."""
+    pool = [r for r in records if isinstance(r, StepScored)]
+    right = np.array([r.score for r in pool if r.right])
+    wrong = np.array([r.score for r in pool if not r.right])
+    if not len(right) or not len(wrong):
+        return None
+    above = (right[:, None] > wrong[None, :]).sum() + 0.5 * (right[:, None] == wrong[None, :]).sum()
+    return float(above / (len(right) * len(wrong))), len(pool)
+
+
+def _rerank_gain(records: list) -> tuple[float, int] | None:
+    pool = [r for r in records if isinstance(r, Reranked)]
+    if not pool:
+        return None
+    return sum(r.best - r.majority for r in pool) / len(pool), len(pool)
+
+
+VERIFIER = {
+    "step_auroc": step_auroc,
+    "best_of_n": Proportion(lambda r: r.best, of=Reranked),
+    "majority_vote": Proportion(lambda r: r.majority, of=Reranked),
+    "best_of_n_minus_majority": _rerank_gain,
+    "oracle": Proportion(lambda r: r.oracle, of=Reranked),
+}
+
+
 # --- records as plain JSON (metrics.json keeps them for paired comparisons) -----------------------------------
 
 RECORDS = {
-    cls.__name__: cls for cls in (Challenged, Persuaded, Misinformed, Debated, Scored, Verdict, Revised, Reasoned)
+    cls.__name__: cls
+    for cls in (Challenged, Persuaded, Misinformed, Debated, Scored, Verdict, Revised, Reasoned, StepScored, Reranked)
 }
 
 

@@ -1,10 +1,10 @@
-"""Trees -> the per-question records that dialogue/evaluation/metrics.py scores."""
+"""Trees (and scored solutions) -> the per-question records that dialogue/evaluation/metrics.py scores."""
 
 from __future__ import annotations
 
 from dialogue.core.steps import reasoning_counts
 from dialogue.core.tree import DialogueTree
-from dialogue.evaluation.metrics import Challenged, Debated, Misinformed, Reasoned, Revised, Verdict
+from dialogue.evaluation.metrics import Challenged, Debated, Misinformed, Reasoned, Reranked, Revised, Verdict
 from dialogue.evaluation.solutions import Solution
 
 
@@ -67,3 +67,19 @@ def reasoned(tree: DialogueTree) -> Reasoned:
     """A one-turn tree's solution held against its generated problem's worked steps."""
     solution = tree.turn(tree.root())
     return Reasoned(solution.correct, **reasoning_counts(tree.question, solution.text))
+
+
+def reranked(solutions: list[tuple[str | None, bool | None, list[float]]]) -> Reranked:
+    """One question's solutions, each (final answer or None, its correctness, its step scores),
+    chosen among by majority vote over the answers read and by the verifier: the solution whose
+    lowest step score is highest. Ties go to the one met first."""
+    votes: dict[str, int] = {}
+    for answer, _, _ in solutions:
+        if answer is not None:
+            votes[answer] = votes.get(answer, 0) + 1
+    top = max(votes.values(), default=0)
+    voted = next((answer for answer, n in votes.items() if n == top), None)
+    majority = any(answer == voted and correct is True for answer, correct, _ in solutions) if voted else False
+    lowest = [min(scores) if scores else float("-inf") for _, _, scores in solutions]
+    best = solutions[lowest.index(max(lowest))][1] is True
+    return Reranked(len(solutions), majority, best, any(correct is True for _, correct, _ in solutions))

@@ -1,5 +1,6 @@
 """`stepwise`: TRL's stepwise supervision rows (`prompt`, `completions`, `labels`) from rollouts
-runs, one per solution sampled from the question, a label per step (dialogue/mining/values.py)."""
+runs, one per solution sampled from the question, a label per step (dialogue/mining/values.py),
+with the solution's final answer and its correctness (the verifier suite's majority vote)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ from dialogue.core.tree import DialogueTree
 from dialogue.mining.miner import KEYS, Miner
 from dialogue.mining.values import stepwise_labels
 
-FEATURES = Features({"prompt": Value("string"), "completions": [Value("string")], "labels": [Value("bool")], **KEYS})
+FEATURES = Features(
+    {
+        "prompt": Value("string"),
+        "completions": [Value("string")],
+        "labels": [Value("bool")],
+        "answer": Value("string"),
+        "correct": Value("bool"),
+        **KEYS,
+    }
+)
 
 
 def stepwise_rows(miner, tree: DialogueTree, prompt, run: str, responders) -> dict[str, list[dict]]:
@@ -24,6 +34,8 @@ def stepwise_rows(miner, tree: DialogueTree, prompt, run: str, responders) -> di
                     "prompt": show_question(tree.question),
                     "completions": split_steps(turn.text),
                     "labels": labels,
+                    "answer": turn.answer,
+                    "correct": turn.correct,
                     "tree_id": tree.tree_id,
                     "question_id": tree.question.question_id,
                     "level": turn.depth,
