@@ -1,11 +1,11 @@
-"""The AFT, constrained-DPO and process-verifier losses against values worked out by hand."""
+"""The AFT, constrained-DPO, OREAL and process-verifier losses against values worked out by hand."""
 
 import math
 
 import pytest
 import torch
 
-from trainers.losses import aft_loss, aft_ranking_loss, dpo_boundary_term, step_bce_loss
+from trainers.losses import aft_loss, aft_ranking_loss, dpo_boundary_term, oreal_loss, step_bce_loss, threshold_rescale
 
 
 def t(*values):
@@ -105,3 +105,33 @@ def test_the_verifier_loss_is_the_cross_entropy_of_the_labelled_steps_only():
     assert logits.grad[1, 1] == 0 and logits.grad[1, 2] == 0  # padding learns nothing
     # d/dz of -log(sigmoid(z)) is sigmoid(z) - 1, over the 4 labelled steps
     assert logits.grad[0, 0].item() == pytest.approx((sigmoid(2.0) - 1) / 4, rel=1e-5)
+
+
+def test_oreal_clones_right_solutions_and_pushes_wrong_ones_down_by_their_advantage():
+    # two solutions of 2 and 1 tokens (the second padded): the first right, the second wrong with
+    # advantage -0.5 (half of the other solutions were right)
+    logps = torch.tensor([[-0.5, -1.0], [-2.0, -9.0]], requires_grad=True)
+    mask = torch.tensor([[1, 1], [1, 0]])
+    reward, advantage = torch.tensor([1.0, 0.0]), torch.tensor([0.5, -0.5])
+    weights = torch.tensor([[0.2, 1.0], [0.6, 1.0]])
+    total, positive, negative = oreal_loss(logps, mask, reward, advantage, weights, weights, 2.0, 0.5)
+    # positive: 2 * (0.2 * 0.5 + 1.0 * 1.0) / 2 tokens; negative: 0.5 * -(-0.5 * 0.6) / 1 token
+    assert positive.item() == pytest.approx(2.0 * (0.1 + 1.0) / 2)
+    assert negative.item() == pytest.approx(0.5 * 0.3)
+    assert total.item() == pytest.approx(positive.item() + negative.item())
+    total.backward()
+    # gradient descent raises the right tokens' log-probabilities and lowers the wrong one's
+    assert logps.grad.flatten().tolist() == pytest.approx([-2.0 * 0.2 / 2, -2.0 * 1.0 / 2, 0.5 * 0.5 * 0.6, 0.0])
+
+    # with weights and factors of 1 the terms are plain: SFT on the right solutions, and the
+    # policy gradient -A * grad(log p) on the wrong ones
+    plain = torch.tensor([[-0.5, -1.0], [-2.0, -9.0]], requires_grad=True)
+    total, positive, negative = oreal_loss(plain, mask, reward, advantage)
+    assert positive.item() == pytest.approx((0.5 + 1.0) / 2) and negative.item() == pytest.approx(0.5)
+    total.backward()
+    assert plain.grad.flatten().tolist() == pytest.approx([-0.5, -0.5, 0.5, 0.0])
+
+
+def test_token_weights_start_above_the_threshold():
+    weights = threshold_rescale(torch.tensor([0.2, 0.5, 0.75, 1.0]), 0.5)
+    assert weights.tolist() == pytest.approx([0.0, 0.0, 0.5, 1.0])

@@ -71,6 +71,7 @@ MINER_OF = {
     "kto": "kto",
     "sft_weighted": "steps",
     "prm": "stepwise",
+    "oreal": "stepwise",
 }
 
 
@@ -90,6 +91,18 @@ def test_each_trainer_trains_two_steps_and_writes_a_loadable_model(name, exports
     assert not hasattr(model, "peft_config")
 
 
+def test_oreal_rewards_each_solution_against_the_other_solutions_of_its_question():
+    from datasets import Dataset
+
+    from trainers.oreal import with_advantages
+
+    rows = [("q1", True), ("q1", False), ("q1", False), ("q2", True), ("q3", None), ("q3", True)]
+    data = Dataset.from_list([{"question_id": q, "correct": c, "run": "r"} for q, c in rows])
+    got = [(r["question_id"], r["reward"], r["advantage"]) for r in with_advantages(data)]
+    # q2 has no other solution to compare with; an unread answer (None) is not correct
+    assert got == [("q1", 1.0, 1.0), ("q1", 0.0, -0.5), ("q1", 0.0, -0.5), ("q3", 0.0, -1.0), ("q3", 1.0, 1.0)]
+
+
 def test_training_logs_what_each_loss_is_made_of(exports, tiny_model, tmp_path):
     train(config("dpo_constrained", exports["pbt"], tiny_model, tmp_path / "dc"))
     train(config("aft", exports["aft"], tiny_model, tmp_path / "aft"))
@@ -101,6 +114,9 @@ def test_training_logs_what_each_loss_is_made_of(exports, tiny_model, tmp_path):
     assert dc["boundary/term"] == pytest.approx(expected, rel=0.2)  # a batch mean of the same
     aft = json.loads((tmp_path / "aft" / "log.jsonl").read_text().splitlines()[0])
     assert {"sft_loss", "align_loss", "score_positive", "score_negative", "boundary", "learning_rate"} <= set(aft)
+    train(config("oreal", exports["stepwise"], tiny_model, tmp_path / "oreal"))
+    oreal = json.loads((tmp_path / "oreal" / "log.jsonl").read_text().splitlines()[0])
+    assert {"positive_loss", "negative_loss", "token_rm_loss"} <= set(oreal)
 
 
 def test_pbt_with_lora_saves_an_adapter_that_loads_as_a_model_and_changes_it(exports, tiny_model, tmp_path):

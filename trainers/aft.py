@@ -17,7 +17,7 @@ from transformers import Trainer, TrainingArguments
 
 from agents.scoring import answer_sequence, pad, prompt_ids, sequence_scores
 from trainers.losses import aft_loss, aft_ranking_loss
-from trainers.stage import Stage
+from trainers.stage import LogsLossParts, Stage
 
 REQUIRED_COLUMNS = ("prompt", "positives", "negatives")
 
@@ -85,7 +85,7 @@ def by_group(values: torch.Tensor, group: torch.Tensor, select: torch.Tensor) ->
     return out, mask
 
 
-class AFTTrainer(Trainer):
+class AFTTrainer(LogsLossParts, Trainer):
     # compute_loss returns a batch mean, not a sum over num_items_in_batch: the Trainer must
     # divide it by the gradient accumulation steps (transformers >= 5.19 reads this)
     loss_is_scaled_for_ga = False
@@ -130,11 +130,6 @@ class AFTTrainer(Trainer):
                 if not a.ranking:
                     self._metrics["boundary"] = boundary[boundary.isfinite()].mean().item()
         return (loss, outputs) if return_outputs else loss
-
-    def log(self, logs: dict, *args, **kwargs) -> None:
-        if "loss" in logs and getattr(self, "_metrics", None):
-            logs = {**logs, **self._metrics}
-        super().log(logs, *args, **kwargs)
 
 
 STAGES = {

@@ -1,5 +1,5 @@
-"""The losses of AFT (Wang et al. 2023), of constrained DPO, of weighted SFT and of a process
-verifier, as plain tensor functions.
+"""The losses of AFT (Wang et al. 2023), of constrained DPO, of weighted SFT, of OREAL and of a
+process verifier, as plain tensor functions.
 
 A score s(c) is the mean token log-probability of answer c given the prompt under the model
 being trained. Groups of different sizes come padded, with a boolean mask marking real entries.
@@ -80,6 +80,43 @@ def weighted_sft_loss(scores: torch.Tensor, counts: torch.Tensor, weights: torch
     all tokens of the batch: with every weight 1 it is the SFT loss. scores: [R] mean token
     log-probabilities, counts: [R] their numbers of tokens, weights: [R]."""
     return -(weights * scores * counts).sum() / counts.sum().clamp(min=1)
+
+
+def oreal_loss(
+    logps: torch.Tensor,
+    mask: torch.Tensor,
+    reward: torch.Tensor,
+    advantage: torch.Tensor,
+    positive_weights: torch.Tensor | None = None,
+    negative_weights: torch.Tensor | None = None,
+    positive_factor: float = 1.0,
+    negative_factor: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """OREAL's objective over sampled solutions with a binary outcome (Lyu et al. 2025): behaviour
+    cloning on the right ones, and on the wrong ones a policy-gradient term with the advantage
+    reshaped to the others' success (r - mean of the group's other rewards, so always <= 0: a wrong
+    answer to a question the model usually solves is pushed down hardest, one nobody solves not at
+    all). Each part is a mean over its own tokens; token weights (from a token-level reward model)
+    scale each token's term. logps, mask, weights: [R, T] (log-probability of each completion
+    token); reward, advantage: [R]. Returns (total, positive part, negative part).
+
+    The negative term is written with the ratio exp(logp - logp.detach()), which is 1: its value is
+    -sum(A * w) / tokens and its gradient -A * w * grad(logp), the on-policy policy gradient."""
+    mask = mask.to(logps.dtype)
+    positive_weights = torch.ones_like(logps) if positive_weights is None else positive_weights
+    negative_weights = torch.ones_like(logps) if negative_weights is None else negative_weights
+    right = (reward > 0).to(logps.dtype)[:, None] * mask
+    wrong = (reward <= 0).to(logps.dtype)[:, None] * mask
+    positive = -(logps * positive_weights * right).sum() / right.sum().clamp(min=1)
+    ratio = torch.exp(logps - logps.detach())
+    negative = -(ratio * advantage[:, None] * negative_weights * wrong).sum() / wrong.sum().clamp(min=1)
+    positive, negative = positive_factor * positive, negative_factor * negative
+    return positive + negative, positive, negative
+
+
+def threshold_rescale(probability: torch.Tensor, threshold: float) -> torch.Tensor:
+    """OREAL's token weight from a token-level reward: 0 up to `threshold`, rising linearly to 1."""
+    return ((probability - threshold) / (1 - threshold)).clamp(0, 1)
 
 
 def step_bce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,7 @@ from agents.files import make_readable
 from agents.models import adapter_base, check_model_name, load_causal_lm
 from dialogue.records import Card, TrainData, TrainSummary
 from dialogue.running.rundir import differing_keys, one_writer
-from trainers import aft, baselines, dpo_constrained, pbt, prm, self_correction, sft_weighted
+from trainers import aft, baselines, dpo_constrained, oreal, pbt, prm, self_correction, sft_weighted
 from trainers.config import TrainConfig
 from trainers.curves import learning_curve
 from trainers.stage import Stage
@@ -50,6 +50,7 @@ TRAINERS: dict[str, dict[str, Stage]] = {
     "self_correction": self_correction.STAGES,
     "sft_weighted": sft_weighted.STAGES,
     "prm": prm.STAGES,
+    "oreal": oreal.STAGES,
     **baselines.TRAINERS,
 }
 LORA_ABOVE = 1_000_000_000  # parameters; `lora.enabled=auto` uses LoRA for models larger than this
@@ -352,6 +353,12 @@ def load_data(config: TrainConfig, stage: str, spec: Stage) -> tuple[Dataset, Da
         splits[1] = None
     if spec.prepare:
         splits = [None if s is None else spec.prepare(s) for s in splits]
+        if len(splits[0]) == 0:
+            why = " ".join(spec.prepare.__doc__.split())
+            raise AgoraError(f"trainer {config.trainer.name}, stage {stage}: no row of {train_file} is left ({why})")
+        if splits[1] is not None and len(splits[1]) == 0:
+            print(f"stage {stage}: no validation rows are left once prepared; it trains without an eval set")
+            splits[1] = None
     return splits[0], splits[1]
 
 

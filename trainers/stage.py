@@ -25,3 +25,13 @@ def chosen_as_completion(data: Dataset) -> Dataset:
     return data.rename_column("chosen", "completion").remove_columns(
         [c for c in ("rejected",) if c in data.column_names]
     )
+
+
+class LogsLossParts:
+    """A Trainer mixin: what `compute_loss` put in `self._metrics` (the loss's parts) joins each
+    logged training step."""
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if "loss" in logs and getattr(self, "_metrics", None):
+            logs = {**logs, **self._metrics}
+        super().log(logs, *args, **kwargs)
