@@ -106,7 +106,7 @@ def check_model_directory(path: Path) -> None:
         for what, found in (
             ("config.json", (path / "config.json").is_file()),
             ("weights (*.safetensors or pytorch_model*.bin)", any(any(path.glob(p)) for p in WEIGHTS)),
-            ("a tokenizer (tokenizer.json or tokenizer_config.json)", any((path / f).is_file() for f in TOKENIZER)),
+            ("tokenizer (tokenizer.json or tokenizer_config.json)", any((path / f).is_file() for f in TOKENIZER)),
         )
         if not found
     ]

@@ -32,6 +32,8 @@ commands:
   train     train a model on a mined dataset                         agora train trainer=pbt data=DIR model=M out=DIR
   eval      run evaluation suites against a model                    agora eval suite=all model=M data=DIR out=DIR
             and compare evaluations, paired by question              agora eval compare DIR_A DIR_B [out=FILE.md]
+  tune-prompt  a system-message phrase searched for on one suite's  agora tune-prompt suite=are_you_sure
+            metric (validation split), measured on the test split      tune.metric=accuracy_after model=M
   serve     a model behind vLLM's OpenAI-compatible server           agora serve smollm2-135m [--port 8000 ...]
 """
 
@@ -187,6 +189,19 @@ class WriteComparison(Callback):
             print(f"comparison: {path}")
 
 
+def tune_prompt_command(cfg: DictConfig) -> None:
+    from dialogue.evaluation.tune import TuneConfig, tune_prompt
+    from dialogue.running.config import validate
+
+    config = validate(cfg, TuneConfig).model_copy(update={"out": shown(HydraConfig.get().runtime.output_dir)})
+    print(f"out={config.out}", flush=True)
+    result = tune_prompt(config)
+    best = result["finalists"][0]
+    print(f"best phrase: {best['phrase']}")
+    print(f"report: {config.out}/report.md")
+    print(f"out={config.out}")
+
+
 COMMANDS = {
     "simulate": simulate_command,
     "mine": mine_command,
@@ -195,6 +210,7 @@ COMMANDS = {
     "view": view_command,
     "train": train_command,
     "eval": eval_command,
+    "tune-prompt": tune_prompt_command,
 }
 
 
@@ -347,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"agora: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)
     for override in overrides:  # before Hydra, which makes `out` its own output directory
-        if override.startswith("out=") and command in ("simulate", "eval"):
+        if override.startswith("out=") and command in ("simulate", "eval", "tune-prompt"):
             from dialogue.running.rundir import check_writable
 
             try:
@@ -363,7 +379,12 @@ def main(argv: list[str] | None = None) -> None:
     saved = saved_hydra(Path(given[-1])) if existed else {}
 
     def task(cfg: DictConfig) -> None:
-        if command in ("mine", "train", "eval"):  # one bar per step of Agora's own, not one per `datasets` map
+        if command in (
+            "mine",
+            "train",
+            "eval",
+            "tune-prompt",
+        ):  # one bar per step of Agora's own, not one per `datasets` map
             import datasets
 
             datasets.disable_progress_bars()

@@ -354,7 +354,10 @@ def test_failures_name_their_cause_without_a_traceback(tiny_model, tmp_path):
     (no_weights / "config.json").write_text("{}")
     done = agora("simulate", *base, f"agents.B.model={no_weights}", f"out={tmp_path / 'x'}")
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert f"model '{no_weights}': this directory has no weights" in done.stderr and "no a tokenizer" in done.stderr
+    assert (
+        f"model '{no_weights}': this directory has no weights" in done.stderr
+        and "and no tokenizer (tokenizer.json" in done.stderr
+    )
     assert not (tmp_path / "x" / "manifest.json").exists()
 
     a_file = tmp_path / "a-file"
