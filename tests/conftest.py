@@ -255,16 +255,26 @@ def exports(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-SUITE_ORDER = ["are_you_sure", "assessment", "balanced", "critique", "misinformation", "reasoning", "team_debate"]
+SUITE_ORDER = [
+    "are_you_sure",
+    "assessment",
+    "balanced",
+    "critique",
+    "misinformation",
+    "reasoning",
+    "team_debate",
+    "verifier",
+]
 
 
 def eval_all(exports, model) -> list[str]:
-    """`agora eval` of every suite, test-sized, on the scripted run's pbt and aft exports."""
+    """`agora eval` of every suite, test-sized, on the scripted runs' pbt, aft and stepwise exports."""
     return [
         "eval",
         f"model={model}",
         f"data={exports / 'pbt'}",
         f"data={exports / 'aft'}",
+        f"data={exports / 'stepwise'}",
         "dataset.split=all",
         "dataset.limit=3",
         "critique.count=3",
@@ -283,8 +293,10 @@ def evaluated_all(tmp_path_factory, tiny_model) -> tuple[Path, list[str]]:
     root = tmp_path_factory.mktemp("evaluated-all")
     with pytest.MonkeyPatch.context() as mp:
         run = scripted_run(root / "run", mp, questions=12)
+        rollouts = scripted_rollouts_run(root / "rollouts", mp, 12)
     for miner in ("pbt", "aft"):
         mine(MineConfig(run=[str(run)], out=str(root / miner), miner={"name": miner}))
+    mine(MineConfig(run=[str(rollouts)], out=str(root / "stepwise"), miner={"name": "stepwise"}))
     out, args = root / "out", eval_all(root, tiny_model)
     done = agora(*args, f"out={out}")
     assert done.returncode == 0, done.stderr

@@ -395,7 +395,7 @@ def test_suite_all_without_exports_says_which_suites_did_not_run(tmp_path, monke
     )
     loads = scripted_models(monkeypatch, {"m": lambda request: "Answer: A"})
     metrics = evaluate(config, log=lambda *a, **k: None)
-    assert set(metrics.not_run) == {"balanced", "assessment"}
+    assert set(metrics.not_run) == {"balanced", "assessment", "verifier"}
     assert list(metrics.suites) == ["are_you_sure", "critique", "misinformation", "reasoning", "team_debate"]
     assert loads == ["m"]  # one model, loaded once for every run
     assert "not run: needs data=DIR, an export of `agora mine miner=aft`" in (tmp_path / "report.md").read_text()

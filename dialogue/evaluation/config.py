@@ -6,6 +6,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agents.config import BAD_TOKEN, GOOD_TOKEN, STEP_SEPARATOR, BackendConfig, ScaleConfig, Strict, one_of
 from dialogue.core.questions import DatasetConfig
+from dialogue.evaluation.fewshot import FewShotConfig
 from dialogue.protocols import ProtocolConfig
 from dialogue.running.config import PromptsConfig, StimulusConfig, one_as_list
 
@@ -58,6 +59,7 @@ class EvalConfig(Strict):
     protocols: dict[str, ProtocolConfig]
     critique: CritiqueData = CritiqueData()
     verifier: VerifierOptions = VerifierOptions()
+    fewshot: FewShotConfig = FewShotConfig()  # worked examples before each question (protocol suites)
     overwrite: bool = False
     allow_overlap: bool = False  # evaluate a trained model on questions it was trained on (the report says so)
     progress: bool = True
@@ -79,6 +81,15 @@ class EvalConfig(Strict):
             # a protocol every agent of which speaks in turn (a debate) has exactly the two
             if sorted(getattr(protocol, "agents", [EVALUATED, PARTNER])) != [EVALUATED, PARTNER]:
                 raise ValueError(f"protocols.{suite}.agents: must be [{EVALUATED}, {PARTNER}]")
+        return self
+
+    @model_validator(mode="after")
+    def _examples_from_another_split(self) -> EvalConfig:
+        if self.fewshot.count and (self.fewshot.split in (self.dataset.split, "all") or self.dataset.split == "all"):
+            raise ValueError(
+                f"fewshot.split={self.fewshot.split} with dataset.split={self.dataset.split}: the examples "
+                "must come from another split than the questions evaluated"
+            )
         return self
 
     @field_validator("suite")

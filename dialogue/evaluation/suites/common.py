@@ -9,6 +9,7 @@ the model itself unless `partner=` names another. A model is loaded once for all
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from dialogue.core.judge import Judge
 from dialogue.core.questions import DatasetConfig, Question
 from dialogue.core.tree import DialogueTree
 from dialogue.evaluation.config import EVALUATED, PARTNER, EvalConfig
+from dialogue.protocols import make_protocol
 from dialogue.protocols.base import Protocol
 from dialogue.running.cache import CachedBackend, GenerationCache
 from dialogue.running.config import SimulateConfig
@@ -104,6 +106,15 @@ def simulate_suite(
         scale=config.scale,
         progress=config.progress,
     )
+    if config.fewshot.count:
+        from dialogue.evaluation.fewshot import FewShot, example_pool
+
+        inner = protocol or make_protocol(run_config.protocol)
+        protocol = FewShot(inner, example_pool(run_config.dataset, config.fewshot), config.fewshot, config.seed)
+        # the run's config does not hold the examples: other settings grow in a run of their own
+        settings = hashlib.sha256(config.fewshot.model_dump_json().encode()).hexdigest()[:8]
+        folder = folder.with_name(f"{folder.name}-fewshot-{settings}")
+        run_config = run_config.model_copy(update={"out": str(folder)})
     result = simulate(run_config, folder, protocol, shared.pool)
     if result.summary.failed_turns:
         raise AgoraError(
