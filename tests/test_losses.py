@@ -1,11 +1,19 @@
-"""The AFT, constrained-DPO, OREAL and process-verifier losses against values worked out by hand."""
+"""The AFT, constrained-DPO, OREAL, QCRD-style and process-verifier losses against values worked out by hand."""
 
 import math
 
 import pytest
 import torch
 
-from trainers.losses import aft_loss, aft_ranking_loss, dpo_boundary_term, oreal_loss, step_bce_loss, threshold_rescale
+from trainers.losses import (
+    aft_loss,
+    aft_ranking_loss,
+    dpo_boundary_term,
+    oreal_loss,
+    qcrd_loss,
+    step_bce_loss,
+    threshold_rescale,
+)
 
 
 def t(*values):
@@ -135,3 +143,23 @@ def test_oreal_clones_right_solutions_and_pushes_wrong_ones_down_by_their_advant
 def test_token_weights_start_above_the_threshold():
     weights = threshold_rescale(torch.tensor([0.2, 0.5, 0.75, 1.0]), 0.5)
     assert weights.tolist() == pytest.approx([0.0, 0.0, 0.5, 1.0])
+
+
+def test_the_qcrd_style_contrast_sets_each_right_rationale_against_every_wrong_one():
+    # one question: right rationales scored -1 and -2 (weights 0.5, 1), wrong ones -3 and -1.5
+    # (weights 0.2, 0.8); a second question's padding takes no part
+    pos = torch.tensor([[-1.0, -2.0], [-0.5, 0.0]], dtype=torch.float64)
+    neg = torch.tensor([[-3.0, -1.5], [-4.0, 0.0]], dtype=torch.float64)
+    pos_mask, neg_mask = torch.tensor([[1, 1], [1, 0]]), torch.tensor([[1, 1], [1, 0]])
+    pos_w = torch.tensor([[0.5, 1.0], [1.0, 1.0]], dtype=torch.float64)
+    neg_w = torch.tensor([[0.2, 0.8], [1.0, 1.0]], dtype=torch.float64)
+
+    def term(p, negatives):
+        return math.log(1 + sum(w * math.exp(n - p) for n, w in negatives))
+
+    expected = 0.5 * term(-1.0, [(-3.0, 0.2), (-1.5, 0.8)]) + 1.0 * term(-2.0, [(-3.0, 0.2), (-1.5, 0.8)])
+    expected = (expected + term(-0.5, [(-4.0, 1.0)])) / 3
+    assert qcrd_loss(pos, neg, pos_mask, neg_mask, pos_w, neg_w).item() == pytest.approx(expected)
+    # weights of 1: the plain many-to-one term log(1 + sum_n exp(s_n - s_p))
+    plain = (term(-1.0, [(-3.0, 1), (-1.5, 1)]) + term(-2.0, [(-3.0, 1), (-1.5, 1)]) + term(-0.5, [(-4.0, 1)])) / 3
+    assert qcrd_loss(pos, neg, pos_mask, neg_mask).item() == pytest.approx(plain)

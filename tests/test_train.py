@@ -72,6 +72,7 @@ MINER_OF = {
     "sft_weighted": "steps",
     "prm": "stepwise",
     "oreal": "stepwise",
+    "qcrd": "stepwise",
 }
 
 
@@ -103,6 +104,17 @@ def test_oreal_rewards_each_solution_against_the_other_solutions_of_its_question
     assert got == [("q1", 1.0, 1.0), ("q1", 0.0, -0.5), ("q1", 0.0, -0.5), ("q3", 0.0, -1.0), ("q3", 1.0, 1.0)]
 
 
+def test_qcrd_groups_each_questions_right_and_wrong_rationales():
+    from datasets import Dataset
+
+    from trainers.qcrd import as_groups
+
+    rows = [("q1", True, "a"), ("q1", False, "b"), ("q1", False, "b"), ("q2", True, "c"), ("q3", None, "d")]
+    data = Dataset.from_list([{"question_id": q, "correct": c, "prompt": q, "completions": [t]} for q, c, t in rows])
+    # q2 has no wrong rationale and q3 no right one (an unread answer is not right): both are left out
+    assert [(r["question_id"], r["positives"], r["negatives"]) for r in as_groups(data)] == [("q1", ["a"], ["b"])]
+
+
 def test_training_logs_what_each_loss_is_made_of(exports, tiny_model, tmp_path):
     train(config("dpo_constrained", exports["pbt"], tiny_model, tmp_path / "dc"))
     train(config("aft", exports["aft"], tiny_model, tmp_path / "aft"))
@@ -117,6 +129,9 @@ def test_training_logs_what_each_loss_is_made_of(exports, tiny_model, tmp_path):
     train(config("oreal", exports["stepwise"], tiny_model, tmp_path / "oreal"))
     oreal = json.loads((tmp_path / "oreal" / "log.jsonl").read_text().splitlines()[0])
     assert {"positive_loss", "negative_loss", "token_rm_loss"} <= set(oreal)
+    train(config("qcrd", exports["stepwise"], tiny_model, tmp_path / "qcrd"))
+    qcrd = json.loads((tmp_path / "qcrd" / "log.jsonl").read_text().splitlines()[0])
+    assert {"sft_loss", "contrast_loss", "discriminator_loss"} <= set(qcrd)
 
 
 def test_pbt_with_lora_saves_an_adapter_that_loads_as_a_model_and_changes_it(exports, tiny_model, tmp_path):

@@ -1,5 +1,5 @@
-"""The losses of AFT (Wang et al. 2023), of constrained DPO, of weighted SFT, of OREAL and of a
-process verifier, as plain tensor functions.
+"""The losses of AFT (Wang et al. 2023), of constrained DPO, of weighted SFT, of OREAL, of
+Agora's QCRD-style contrast and of a process verifier, as plain tensor functions.
 
 A score s(c) is the mean token log-probability of answer c given the prompt under the model
 being trained. Groups of different sizes come padded, with a boolean mask marking real entries.
@@ -112,6 +112,27 @@ def oreal_loss(
     negative = -(ratio * advantage[:, None] * negative_weights * wrong).sum() / wrong.sum().clamp(min=1)
     positive, negative = positive_factor * positive, negative_factor * negative
     return positive + negative, positive, negative
+
+
+def qcrd_loss(
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    pos_mask: torch.Tensor,
+    neg_mask: torch.Tensor,
+    pos_weights: torch.Tensor | None = None,
+    neg_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Agora's QCRD-style many-to-one contrast (trainers/qcrd.py): the mean over every right
+    rationale p of w_p * log(1 + sum_n w_n * exp(s_n - s_p)) over its question's wrong ones n.
+    pos: [G, P] scores, neg: [G, N]; masks mark real entries; weights default to 1."""
+    pos_weights = torch.ones_like(pos) if pos_weights is None else pos_weights
+    neg_weights = torch.ones_like(neg) if neg_weights is None else neg_weights
+    logits = neg[:, None, :] - pos[:, :, None] + torch.log(neg_weights.clamp(min=1e-12))[:, None, :]  # [G, P, N]
+    logits = logits.masked_fill(~neg_mask.bool()[:, None, :], float("-inf"))
+    zero = torch.zeros_like(logits[..., :1])
+    per_positive = torch.logsumexp(torch.cat([zero, logits], dim=-1), dim=-1)  # log(1 + sum_n ...): [G, P]
+    mask = pos_mask.bool()
+    return (pos_weights * per_positive)[mask].sum() / mask.sum().clamp(min=1)
 
 
 def threshold_rescale(probability: torch.Tensor, threshold: float) -> torch.Tensor:

@@ -13,7 +13,7 @@ right solutions and pushes the wrong ones down by their advantage.
 With `token_rm=true` a token-level reward model is trained beside the policy, and weights each
 token of the loss: a linear head over the policy's last hidden states (detached, so it does not
 train the policy), learnt with binary cross-entropy of its mean token score against the outcome
-and its own optimizer. A token's weight is the running mean of the scores up to it, as a
+and its own optimizer (trainers/heads.py). A token's weight is the running mean of the scores up to it, as a
 probability: sigmoid, then `threshold_rescale` (for a right solution the probability of right,
 for a wrong one of wrong). For `token_rm_warmup_steps` steps only the head learns, as OREAL
 freezes the policy while its reward model starts.
@@ -31,12 +31,11 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from accelerate import PartialState
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 
-from agents.errors import AgoraError
 from agents.scoring import answer_sequence, masked_mean, pad, prompt_ids
+from trainers.heads import OnlineHead
 from trainers.losses import oreal_loss, threshold_rescale
 from trainers.stage import LogsLossParts, Stage
 
@@ -111,18 +110,11 @@ class OREALTrainer(LogsLossParts, Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.oreal: OREALConfig = self.args
-        self.token_rm = self.token_rm_optimizer = None
-        if self.oreal.token_rm:
-            if PartialState().num_processes > 1:
-                raise AgoraError(
-                    "trainer oreal: the token-level reward model trains in one process only; "
-                    "set trainer.stage.oreal.token_rm=false to train in several"
-                )
-            hidden = self.model.config.hidden_size
-            self.token_rm = torch.nn.Linear(hidden, 1).to(self.model.device)
-            self.token_rm_optimizer = torch.optim.AdamW(
-                self.token_rm.parameters(), lr=self.oreal.token_rm_learning_rate
-            )
+        self.token_rm = (
+            OnlineHead(self.model, self.oreal.token_rm_learning_rate, "oreal", "token_rm")
+            if self.oreal.token_rm
+            else None
+        )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         reward, advantage, labels = inputs.pop("reward"), inputs.pop("advantage"), inputs.pop("labels")
@@ -134,13 +126,11 @@ class OREALTrainer(LogsLossParts, Trainer):
         right_w = wrong_w = None
         parts = {}
         if self.token_rm is not None:
-            scores = self.token_rm(outputs.hidden_states[-1][:, :-1].detach().float()).squeeze(-1)
+            scores = self.token_rm(outputs.hidden_states[-1][:, :-1])
             mean, _ = masked_mean(scores, mask)
             rm_loss = F.binary_cross_entropy_with_logits(mean, reward.to(mean.dtype))
             if model.training:
-                self.token_rm_optimizer.zero_grad()
-                rm_loss.backward()
-                self.token_rm_optimizer.step()
+                self.token_rm.learn(rm_loss)
             with torch.no_grad():
                 counted = mask.to(scores.dtype)
                 running = (scores * counted).cumsum(-1) / counted.cumsum(-1).clamp(min=1)

@@ -38,7 +38,7 @@ from agents.files import make_readable
 from agents.models import adapter_base, check_model_name, load_causal_lm
 from dialogue.records import Card, TrainData, TrainSummary
 from dialogue.running.rundir import differing_keys, one_writer
-from trainers import aft, baselines, dpo_constrained, oreal, pbt, prm, self_correction, sft_weighted
+from trainers import aft, baselines, dpo_constrained, oreal, pbt, prm, qcrd, self_correction, sft_weighted
 from trainers.config import TrainConfig
 from trainers.curves import learning_curve
 from trainers.stage import Stage
@@ -51,6 +51,7 @@ TRAINERS: dict[str, dict[str, Stage]] = {
     "sft_weighted": sft_weighted.STAGES,
     "prm": prm.STAGES,
     "oreal": oreal.STAGES,
+    "qcrd": qcrd.STAGES,
     **baselines.TRAINERS,
 }
 LORA_ABOVE = 1_000_000_000  # parameters; `lora.enabled=auto` uses LoRA for models larger than this
