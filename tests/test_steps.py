@@ -207,3 +207,22 @@ def test_depth_two_branches_the_continuations_and_values_their_steps(tmp_path, m
                 assert all(s.advantage is not None for s in step_values(tree, turn.id))
     card = mine(MineConfig(run=[str(run)], out=str(tmp_path / "steps"), miner=MinerConfig(name="steps")))
     assert card.report["pits_agree"] == card.report["pits_with_truth"] == card.report["pits_located"] > 0
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        ("Step 1: 12 + 5 = 17", [(17.0, True)]),
+        ("3 x 4 x 2 = 24 and 60 / 5 - 2 = 11", [(24.0, True), (11.0, False)]),  # * and / before - and +
+        ("5 + 5 = 10 + 2 = 12", [(10.0, True), (12.0, True)]),  # a chain is two equations
+        ("1,200 + 5 = 1,205.", [(1205.0, True)]),
+        ("8 / 0 = 1", [(1.0, False)]),
+        ("Then 2 times 3 is 6. Then 4 times 6 is 18.", [(6.0, True), (18.0, False)]),  # in words
+        ("12 plus 5 equals 17, and 20 divided by 4 makes 5", [(17.0, True), (5.0, True)]),
+        ("Her collection grows to 4 times its size. The answer is 11.", []),  # words between no numbers
+    ],
+)
+def test_equations_are_read_in_symbols_and_in_words(step, expected):
+    from dialogue.core.steps import equations
+
+    assert equations(step) == expected

@@ -102,8 +102,22 @@ def _evaluate(expression: str) -> float | None:
     return sum(t if sign == "+" else -t for t, sign in zip(terms, signs, strict=True))
 
 
+# arithmetic written in words, as small models often write it: "4 times 4 is 16"
+_IN_WORDS = [
+    (re.compile(r"\b(?:multiplied by|times)\b", re.IGNORECASE), "*"),
+    (re.compile(r"\bdivided by\b", re.IGNORECASE), "/"),
+    (re.compile(r"\bplus\b", re.IGNORECASE), "+"),
+    (re.compile(r"\bminus\b", re.IGNORECASE), "-"),
+    (re.compile(r"\b(?:is equal to|equals|is|makes|gives)\b", re.IGNORECASE), "="),
+]
+
+
 def equations(step: str) -> list[tuple[float, bool]]:
-    """Each equation a step writes: the number it arrives at, and whether it holds."""
+    """Each equation a step writes ("12 + 5 = 17", or in words, "12 plus 5 is 17"): the number
+    it arrives at, and whether it holds. Words count only between numbers: "grows to 4 times its
+    size" and "the answer is 11" write no equation."""
+    for words, symbol in _IN_WORDS:
+        step = words.sub(symbol, step)
     found = []
     for expression, result in _EQUATION.findall(step):
         value = _evaluate(expression)
