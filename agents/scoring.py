@@ -34,13 +34,17 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor,
     return (values * mask).sum(dim=-1) / counts.clamp(min=1), counts
 
 
-def sequence_scores(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per sequence: (mean log-probability of its labelled tokens, how many there are). The token
-    at position t is predicted by the logits at t - 1."""
+def token_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each labelled token's log-probability and the mask of labelled tokens, both [B, T - 1]: the
+    token at position t is predicted by the logits at t - 1."""
     logits, labels = logits[:, :-1], labels[:, 1:]
-    mask = labels != -100
     logps = torch.log_softmax(logits.float(), dim=-1).gather(-1, labels.clamp(min=0)[..., None]).squeeze(-1)
-    return masked_mean(logps, mask)
+    return logps, labels != -100
+
+
+def sequence_scores(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sequence: (mean log-probability of its labelled tokens, how many there are)."""
+    return masked_mean(*token_logps(logits, labels))
 
 
 def pad(rows: list[list[int]], value: int) -> torch.Tensor:
@@ -49,13 +53,20 @@ def pad(rows: list[list[int]], value: int) -> torch.Tensor:
     return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
+def padded(tokenizer, ids: list[list[int]], labels: list[list[int]] | None = None) -> dict[str, torch.Tensor]:
+    """A batch of sequences: input ids padded with the tokenizer's pad token (its end-of-text
+    token where it has none), the attention mask, and the labels padded with -100, if given."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    batch = {"input_ids": pad(ids, pad_id), "attention_mask": pad([[1] * len(s) for s in ids], 0)}
+    return batch | ({"labels": pad(labels, -100)} if labels is not None else {})
+
+
 @torch.no_grad()
 def mean_logprobs(
     model, tokenizer, prompt: list[dict], answers: list[str], batch_size: int = 8, max_length: int = 1024
 ) -> list[float]:
     """The score of each answer to the same prompt."""
     prefix = prompt_ids(tokenizer, prompt)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(model.parameters()).device
     scores: list[float] = []
     for start in range(0, len(answers), batch_size):
@@ -63,10 +74,11 @@ def mean_logprobs(
             *(answer_sequence(tokenizer, prefix, a, max_length) for a in answers[start : start + batch_size]),
             strict=True,
         )
+        batch = padded(tokenizer, list(ids), list(labels))
         logits = model(
-            input_ids=pad(list(ids), pad_id).to(device), attention_mask=pad([[1] * len(s) for s in ids], 0).to(device)
+            input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
         ).logits
-        scores.extend(sequence_scores(logits.float().cpu(), pad(list(labels), -100))[0].tolist())
+        scores.extend(sequence_scores(logits.float().cpu(), batch["labels"])[0].tolist())
     return scores
 
 
@@ -136,7 +148,6 @@ def step_scores(
     (a step that did not fit in `max_length` gets none)."""
     good_id, bad_id = verdict_ids(tokenizer, good, bad)
     prefix = prompt_ids(tokenizer, prompt)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(model.parameters()).device
     found: list[list[float]] = []
     for start in range(0, len(solutions), batch_size):
@@ -147,8 +158,9 @@ def step_scores(
             ),
             strict=True,
         )
+        batch = padded(tokenizer, list(ids))
         logits = model(
-            input_ids=pad(list(ids), pad_id).to(device), attention_mask=pad([[1] * len(s) for s in ids], 0).to(device)
+            input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
         ).logits
         z = step_logits(logits.cpu(), pad([list(e) for e in ends], -1), good_id, bad_id)
         found.extend([torch.sigmoid(row[: len(e)]).tolist() for row, e in zip(z, ends, strict=True)])

@@ -347,10 +347,14 @@ def scripted_critique_run(path, monkeypatch, questions=10):
     return path
 
 
-def scripted_rollouts_run(path, monkeypatch, questions=6, *overrides):
+def scripted_rollouts_run(path, monkeypatch, questions=6, *overrides, slips=None):
     """protocol=rollouts from planted worked solutions on arithmetic, continued by a scripted
     answerer that goes on correctly from whatever value its prefix reached: a prefix is worth 1
-    until its first wrong step and 0 from there, so the first pits are the planted steps."""
+    until its first wrong step and 0 from there, so the first pits are the planted steps.
+
+    `slips(request) -> bool`: the answerer writes its own solutions instead (4 per question, one
+    continuation per prefix), right except where `slips` says; those add one at step 2, all in the
+    same way, and mark every step from there with the word "Mars"."""
     import re
 
     from dialogue.core.questions import load_questions
@@ -361,8 +365,9 @@ def scripted_rollouts_run(path, monkeypatch, questions=6, *overrides):
         [
             f"out={path}",
             "protocol=rollouts",
-            "protocol.planted=true",
-            "protocol.continuations=2",
+            f"protocol.planted={slips is None}",
+            f"protocol.continuations={2 if slips is None else 1}",
+            *([] if slips is None else ["protocol.solutions=4"]),
             "dataset=arithmetic",
             f"dataset.limit={questions}",
             "progress=false",
@@ -376,10 +381,14 @@ def scripted_rollouts_run(path, monkeypatch, questions=6, *overrides):
         operations = worked[next(q for q in worked if question.startswith(q))]
         prefix = next((text for role, text in request.messages if role == "assistant"), "")
         values = [int(v) for v in re.findall(r"= (-?\d+)", prefix)]
+        slip = slips is not None and not prefix and slips(request)
         value, lines = values[-1] if values else operations[0].before, []
         for number, op in enumerate(operations[len(values) :], len(values) + 1):
-            lines.append(f"Step {number}: {value} {SYMBOLS[op.op]} {op.n} = {op.apply(value)}")
-            value = op.apply(value)
+            result = op.apply(value) + (1 if slip and number == 2 else 0)
+            lines.append(
+                f"Step {number}: {value} {SYMBOLS[op.op]} {op.n} = {result}" + (" Mars" * (slip and number >= 2))
+            )
+            value = result
         return "\n".join(lines) + f"\nAnswer: {value}"
 
     monkeypatch.setattr("dialogue.running.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))

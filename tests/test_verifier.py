@@ -1,15 +1,13 @@
 """A process verifier end to end: the step positions it reads, and a PRM trained on a stepwise
 export that reranks held-out solutions better than a majority vote does."""
 
-import re
-
 import pytest
 import torch
 
 from agents.errors import AgoraError
 from agents.models import load_causal_lm
 from agents.scoring import prompt_ids, step_scores, step_sequence, verdict_ids
-from tests.conftest import ScriptedBackend, simulate_config
+from tests.conftest import scripted_rollouts_run
 
 
 def test_each_step_is_scored_at_its_last_token_by_the_good_and_bad_logits(tiny_model):
@@ -36,49 +34,6 @@ def test_each_step_is_scored_at_its_last_token_by_the_good_and_bad_logits(tiny_m
         verdict_ids(tokenizer, "Mercury Venus", "-")
 
 
-def cue_rollouts_run(path, monkeypatch, questions: int):
-    """protocol=rollouts on arithmetic. A scripted solver gets a third of its solutions right;
-    the others add one at step 2, all in the same way (so wrong answers agree and often win a
-    vote), and mark every step from there with the word "Mars", a cue a tiny verifier can learn.
-    Continuations go on correctly from the value their prefix reached."""
-    from dialogue.core.questions import load_questions
-    from dialogue.core.steps import SYMBOLS
-    from dialogue.running.simulate import simulate
-
-    config = simulate_config(
-        [
-            f"out={path}",
-            "protocol=rollouts",
-            "protocol.solutions=4",
-            "protocol.continuations=1",
-            "dataset=arithmetic",
-            f"dataset.limit={questions}",
-            "progress=false",
-        ]
-    )
-    worked = {q.question: q.worked for q in load_questions(config.dataset).questions}
-
-    def rule(request):
-        question = next(text for role, text in request.messages if role == "user")
-        operations = worked[next(q for q in worked if question.startswith(q))]
-        prefix = next((text for role, text in request.messages if role == "assistant"), "")
-        values = [int(v) for v in re.findall(r"= (-?\d+)", prefix)]
-        wrong = not prefix and request.seed % 3 != 0
-        value, lines = values[-1] if values else operations[0].before, []
-        for number, op in enumerate(operations[len(values) :], len(values) + 1):
-            result = op.apply(value) + (1 if wrong and number == 2 else 0)
-            lines.append(
-                f"Step {number}: {value} {SYMBOLS[op.op]} {op.n} = {result}"
-                + (" Mars" if wrong and number >= 2 else "")
-            )
-            value = result
-        return "\n".join(lines) + f"\nAnswer: {value}"
-
-    monkeypatch.setattr("dialogue.running.simulate.make_backend", lambda *a, **k: ScriptedBackend(rule))
-    simulate(config, path)
-    return path
-
-
 def test_a_trained_verifier_picks_right_solutions_a_majority_vote_misses(tmp_path, monkeypatch, tiny_model):
     from dialogue.evaluation.run import evaluate
     from dialogue.mining.export import MineConfig, mine
@@ -86,7 +41,9 @@ def test_a_trained_verifier_picks_right_solutions_a_majority_vote_misses(tmp_pat
     from tests.test_train import config
     from trainers.run import train
 
-    run = cue_rollouts_run(tmp_path / "run", monkeypatch, 100)
+    # a third of the solutions are right; the wrong ones agree, so they often win a vote, and carry
+    # a cue word a tiny verifier can learn
+    run = scripted_rollouts_run(tmp_path / "run", monkeypatch, 100, slips=lambda request: request.seed % 3 != 0)
     monkeypatch.undo()
     export = tmp_path / "stepwise"
     mine(MineConfig(run=[str(run)], out=str(export), miner={"name": "stepwise"}))

@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from transformers import Trainer, TrainingArguments
 
-from agents.scoring import answer_sequence, pad, prompt_ids, sequence_scores
+from agents.scoring import answer_sequence, padded, prompt_ids, sequence_scores
 from trainers.losses import aft_loss, aft_ranking_loss
 from trainers.stage import LogsLossParts, Stage
 
@@ -40,7 +40,6 @@ class AFTCollator:
 
     def __init__(self, tokenizer, max_length: int = 1024, ranking: bool = False):
         self.tokenizer, self.max_length, self.ranking = tokenizer, max_length, ranking
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         sequences, labels, group, positive, rank = [], [], [], [], []
@@ -59,10 +58,7 @@ class AFTCollator:
                 group.append(g)
                 positive.append(is_positive)
                 rank.append(k)
-        return {
-            "input_ids": pad(sequences, self.pad_id),
-            "attention_mask": pad([[1] * len(s) for s in sequences], 0),
-            "labels": pad(labels, -100),
+        return padded(self.tokenizer, sequences, labels) | {
             "group": torch.tensor(group),
             "positive": torch.tensor(positive),
             "rank": torch.tensor(rank),

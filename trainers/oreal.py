@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 
-from agents.scoring import answer_sequence, masked_mean, pad, prompt_ids
+from agents.scoring import answer_sequence, masked_mean, padded, prompt_ids, token_logps
 from trainers.heads import OnlineHead
 from trainers.losses import oreal_loss, threshold_rescale
 from trainers.stage import LogsLossParts, Stage
@@ -79,7 +79,6 @@ class OutcomeCollator:
 
     def __init__(self, tokenizer, args: OREALConfig):
         self.tokenizer, self.max_length = tokenizer, args.max_length
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         ids, labels = zip(
@@ -94,10 +93,7 @@ class OutcomeCollator:
             ),
             strict=True,
         )
-        return {
-            "input_ids": pad(list(ids), self.pad_id),
-            "attention_mask": pad([[1] * len(s) for s in ids], 0),
-            "labels": pad(list(labels), -100),
+        return padded(self.tokenizer, list(ids), list(labels)) | {
             "reward": torch.tensor([row["reward"] for row in rows]),
             "advantage": torch.tensor([row["advantage"] for row in rows]),
         }
@@ -119,10 +115,7 @@ class OREALTrainer(LogsLossParts, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         reward, advantage, labels = inputs.pop("reward"), inputs.pop("advantage"), inputs.pop("labels")
         outputs = model(**inputs, output_hidden_states=self.token_rm is not None)
-        # the log-probability of each solution token, read where it is predicted
-        targets, mask = labels[:, 1:], labels[:, 1:] != -100
-        logps = torch.log_softmax(outputs.logits[:, :-1].float(), dim=-1)
-        logps = logps.gather(-1, targets.clamp(min=0)[..., None]).squeeze(-1)
+        logps, mask = token_logps(outputs.logits, labels)  # each solution token's, where it is predicted
         right_w = wrong_w = None
         parts = {}
         if self.token_rm is not None:

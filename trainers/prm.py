@@ -20,6 +20,7 @@ from agents.config import BAD_TOKEN, GOOD_TOKEN, STEP_SEPARATOR
 from agents.errors import AgoraError
 from agents.scoring import (
     pad,
+    padded,
     prompt_ids,
     step_logits,
     step_sequence,
@@ -47,7 +48,6 @@ class StepCollator:
 
     def __init__(self, tokenizer, args: PRMConfig):
         self.tokenizer, self.separator, self.max_length = tokenizer, args.step_separator, args.max_length
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         try:
             self.verdicts = verdict_ids(tokenizer, args.good_token, args.bad_token)
         except ValueError as e:
@@ -63,9 +63,7 @@ class StepCollator:
             ids.append(sequence)
             ends.append(row_ends)
             labels.append([int(label) for label in row["labels"][: len(row_ends)]])
-        return {
-            "input_ids": pad(ids, self.pad_id),
-            "attention_mask": pad([[1] * len(s) for s in ids], 0),
+        return padded(self.tokenizer, ids) | {
             "step_ends": pad(ends, -1),
             "step_labels": pad(labels, -100),
         }

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import Trainer, TrainingArguments
 
-from agents.scoring import answer_sequence, pad, prompt_ids, sequence_scores
+from agents.scoring import answer_sequence, padded, prompt_ids, sequence_scores
 from trainers.losses import weighted_sft_loss
 from trainers.stage import Stage
 
@@ -36,7 +36,6 @@ class WeightedCollator:
 
     def __init__(self, tokenizer, max_length: int = 1024):
         self.tokenizer, self.max_length = tokenizer, max_length
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         ids, labels = zip(
@@ -48,10 +47,7 @@ class WeightedCollator:
             ),
             strict=True,
         )
-        return {
-            "input_ids": pad(list(ids), self.pad_id),
-            "attention_mask": pad([[1] * len(s) for s in ids], 0),
-            "labels": pad(list(labels), -100),
+        return padded(self.tokenizer, list(ids), list(labels)) | {
             "weight": torch.tensor([float(row["weight"]) for row in rows]),
         }
 

@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 from agents.config import SamplingConfig, Strict
 from agents.errors import AgoraError
 from agents.files import write_atomic
-from agents.requests import ChatRequest, Sampling
+from agents.requests import ChatRequest
 from dialogue.evaluation.config import EVALUATED, EvalConfig
 from dialogue.evaluation.leakage import check_overlap
 from dialogue.evaluation.metrics import differences_of, metrics_of
@@ -160,13 +160,9 @@ class Search:
         """The model's own rewording of a phrase: its first line, or None when it gave nothing usable."""
         config = self.config
         backend = load_backend(self.shared.pool, config.model, config.backend, config.seed)
-        sampling = SamplingConfig(temperature=0.7, top_p=0.95, max_tokens=64)
+        sampling = SamplingConfig(temperature=0.7, top_p=0.95, max_tokens=64).to_sampling()
         prompt = config.tune.rewrite_instruction.format(phrase=text)
-        request = ChatRequest(
-            (("user", prompt),),
-            Sampling(sampling.temperature, sampling.top_p, sampling.max_tokens),
-            self.rng.randrange(2**31),
-        )
+        request = ChatRequest((("user", prompt),), sampling, self.rng.randrange(2**31))
         completion = backend.generate([request])[0]
         line = next((part.strip().strip("\"'") for part in completion.text.splitlines() if part.strip()), "")
         return line if 0 < len(line) <= 300 and not completion.error else None
