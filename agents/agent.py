@@ -17,3 +17,4 @@ class Agent:
     persona: str  # the persona's text, placed in the system message
     sampling: Sampling
     backend_key: str  # which shared backend instance serves this agent
+    adapter: str = ""  # the LoRA adapter its requests name, where its backend serves several of one base

@@ -145,6 +145,34 @@ def load_causal_lm(name: str, dtype=None, trainable: bool = False):
     return model, tokenizer
 
 
+BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a batch of mixed adapters
+
+
+def load_with_adapters(base: str, adapters: list[str], dtype=None):
+    """(model, tokenizer, names): `base` once, with each adapter directory loaded beside the
+    others, unmerged, under its own name (`names[path]`). A forward pass given
+    `adapter_names=[one name per row]` applies each row's own adapter (BASE_ADAPTER: none), so
+    agents that are adapters of one base share its weights in memory and in a batch."""
+    from peft import PeftModel
+
+    model, tokenizer = load_causal_lm(base, dtype=dtype)
+    names = {path: f"adapter{i}" for i, path in enumerate(adapters)}
+    for path, name in names.items():
+        if adapter_base(path) is None:
+            raise AgoraError(f"model '{path}': not a LoRA adapter (no adapter_config.json)")
+        if isinstance(model, PeftModel):
+            model.load_adapter(resolve_model(path), adapter_name=name)
+        else:
+            model = PeftModel.from_pretrained(model, resolve_model(path), adapter_name=name)
+    return model, tokenizer, names
+
+
+def shared_base(model: str) -> str:
+    """The directory (or Hub id) whose weights serve `model`: its base's for an adapter, its own
+    otherwise. Two agents with the same shared base can share one loaded model."""
+    return resolve_model(adapter_base(resolve_model(model)) or model)
+
+
 def load_tokenizer(name: str):
     """The tokenizer of a model (an adapter's own, or its base's), with a pad token."""
     from transformers import AutoTokenizer

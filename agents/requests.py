@@ -25,6 +25,9 @@ class ChatRequest:
     sampling: Sampling
     seed: int
     affinity: str = ""  # what the request belongs to (its tree): requests with one affinity stay on one replica
+    # the LoRA adapter (its directory) to generate with, on a backend that serves several adapters
+    # of its base model side by side; empty: the backend's own model
+    adapter: str = ""
 
     def chat(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from agents.errors import AgoraError
 from agents.files import DISK_FULL
+from trainers.config import train_override
 
 USAGE = """usage: agora COMMAND [key=value ...]
 
@@ -34,6 +35,8 @@ commands:
             and compare evaluations, paired by question              agora eval compare DIR_A DIR_B [out=FILE.md]
   tune-prompt  a system-message phrase searched for on one suite's  agora tune-prompt suite=are_you_sure
             metric (validation split), measured on the test split      tune.metric=accuracy_after model=M
+  iterate   rounds of simulate, mine, train and eval, each round's   agora iterate rounds=2 questions_per_round=8
+            models arguing in the next; a report by round
   serve     a model behind vLLM's OpenAI-compatible server           agora serve smollm2-135m [--port 8000 ...]
 """
 
@@ -202,6 +205,37 @@ def tune_prompt_command(cfg: DictConfig) -> None:
     print(f"out={config.out}")
 
 
+def iterate_command(cfg: DictConfig) -> None:
+    from dialogue.running.config import validate
+    from trainers.iterate import IterateConfig, iterate
+
+    config = validate(cfg, IterateConfig)
+    print(f"out={config.out}", flush=True)
+    state = iterate(config)
+    print(f"{len(state.rounds)} rounds done")
+    print(f"report: {config.out}/report.md  page: {config.out}/report.html")
+    print(f"out={config.out}")
+
+
+STAGES = ("simulate", "mine", "train", "eval")
+
+
+def stage_overrides(overrides: list[str]) -> list[str]:
+    """`simulate.protocol.depth=4` -> `simulate=['protocol.depth=4']`: each stage's options of
+    `agora iterate` are that stage's own overrides, kept as a list."""
+    kept, by_stage = [], {stage: [] for stage in STAGES}
+    for override in overrides:
+        stage = override.split(".", 1)[0]
+        if stage in by_stage and "." in override.split("=", 1)[0]:
+            by_stage[stage].append(override.split(".", 1)[1])
+        else:
+            kept.append(override)
+    for stage, given in by_stage.items():
+        if given:
+            kept.append(f"{stage}={hydra_list(given)}")
+    return kept
+
+
 COMMANDS = {
     "simulate": simulate_command,
     "mine": mine_command,
@@ -211,6 +245,7 @@ COMMANDS = {
     "train": train_command,
     "eval": eval_command,
     "tune-prompt": tune_prompt_command,
+    "iterate": iterate_command,
 }
 
 
@@ -290,23 +325,17 @@ def replay_override(override: str) -> str:
     return "+" + override if override.startswith("agents.") else override
 
 
-def train_override(override: str) -> str:
-    """`data=DIR` names the export (data.labels is the other data key); `trainer.*` may add any
-    TRL option, which the trainer's YAML does not list."""
-    if override.startswith("data="):
-        return "data.path=" + override[len("data=") :]
-    if override.startswith("trainer."):
-        return "++" + override
-    return override
-
-
 def merge_repeated(overrides: list[str], key: str) -> list[str]:
     """`run=A run=B` -> `run=['A','B']`: Hydra takes a key once, users name several runs."""
     values = [o.split("=", 1)[1] for o in overrides if o.startswith(f"{key}=")]
     if len(values) < 2:
         return overrides
-    quoted = ",".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values)
-    return [o for o in overrides if not o.startswith(f"{key}=")] + [f"{key}=[{quoted}]"]
+    return [o for o in overrides if not o.startswith(f"{key}=")] + [f"{key}={hydra_list(values)}"]
+
+
+def hydra_list(values: list[str]) -> str:
+    """A Hydra list override's value, each string quoted."""
+    return "[" + ",".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values) + "]"
 
 
 def saved_hydra(out: Path) -> dict[str, bytes]:
@@ -359,11 +388,13 @@ def main(argv: list[str] | None = None) -> None:
         overrides = [replay_override(o) for o in overrides]
     if command == "train":
         overrides = [train_override(o) for o in overrides]
+    if command == "iterate":
+        overrides = stage_overrides(overrides)
     if command not in COMMANDS:
         print(f"agora: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)
     for override in overrides:  # before Hydra, which makes `out` its own output directory
-        if override.startswith("out=") and command in ("simulate", "eval", "tune-prompt"):
+        if override.startswith("out=") and command in ("simulate", "eval", "tune-prompt", "iterate"):
             from dialogue.running.rundir import check_writable
 
             try:
@@ -384,6 +415,7 @@ def main(argv: list[str] | None = None) -> None:
             "train",
             "eval",
             "tune-prompt",
+            "iterate",
         ):  # one bar per step of Agora's own, not one per `datasets` map
             import datasets
 

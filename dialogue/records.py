@@ -5,6 +5,7 @@
     card.json       mine -> train, eval                              Card
     train.json      train -> eval (which questions a model has seen)  TrainSummary
     metrics.json    eval -> eval compare                             EvalMetrics
+    iterate.json    iterate -> iterate (a rerun continues from it)     LoopState
 
 Every file carries `schema_version` (a tree line in its graph attributes). A reader brings an
 older file up to date with the migrations written for it, one version at a time, and refuses a
@@ -346,3 +347,29 @@ def _metrics_from_0(data: dict) -> dict:
 
 
 EvalMetrics.MIGRATIONS = {0: _metrics_from_0}
+
+
+# -- iterate.json -----------------------------------------------------------------------------
+
+
+class RoundRecord(BaseModel):
+    """What one round of `agora iterate` did, filled in stage by stage."""
+
+    model_config = ConfigDict(extra="forbid")
+    offset: int  # where its questions start in the train split
+    questions: int  # how many it simulated
+    models_before: dict[str, str]  # trained agent -> the model it argued with
+    models_after: dict[str, str] = {}  # trained agent -> its model after the round
+    rows: dict[str, int] = {}  # trained agent -> the train rows mined for it
+    not_trained: dict[str, str] = {}  # trained agent -> why it kept its model this round
+    # the evaluation of the round's models: its own eval/, or an earlier one where they did not change
+    evaluation: str | None = None
+    finished_at: str | None = None  # set once the round's evaluation is written
+
+
+class LoopState(Record):
+    """`iterate.json`: a loop's config and what each round did, rewritten after every stage."""
+
+    config: dict[str, Any]  # what makes the loop what it is (IterateConfig, less rounds and out)
+    rounds: list[RoundRecord] = []
+    status: Literal["running", "complete"] = "running"

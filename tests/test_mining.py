@@ -328,3 +328,50 @@ def test_siblings_whose_texts_differ_only_in_surrounding_space_make_no_pair():
         critiqued.graph.nodes[turn_id]["correct"] = None if answer is None else answer == "A"
     pairs = [(a.id, b.id) for a, b, _ in critique_examples(critiqued).revision_pairs]
     assert pairs == [("0.0.0", "0.0.2")]
+
+
+def test_persuasion_that_worked_is_mined_for_the_persuader_with_its_own_instruction():
+    from types import SimpleNamespace
+
+    from dialogue.mining.miners.persuader import persuader_report, persuader_rows
+
+    tree = build(
+        {
+            "0": ("A", "neutral", "B"),
+            "0.0": ("B", "resist", "A"),
+            "0.0.0": ("A", "logical", "B"),  # argues for a wrong answer: one reply takes it up
+            "0.0.0.0": ("B", "resist", "A"),
+            "0.0.0.1": ("B", "accept", "B"),
+            "0.0.1": ("A", "emotional", "B"),  # argues for it too: no reply takes it up
+            "0.0.1.0": ("B", "resist", "A"),
+            "0.0.1.1": ("B", "accept", "C"),
+            "0.1": ("B", "accept", "C"),
+            "0.1.0": ("A", "credibility", "A"),  # argues for the right answer: both replies take it up
+            "0.1.0.0": ("B", "resist", "A"),
+            "0.1.0.1": ("B", "accept", "A"),
+            "0.1.1": ("A", "logical", None),  # its answer cannot be read: no dispute
+            "0.1.1.0": ("B", "resist", "A"),
+            "0.1.1.1": ("B", "accept", "A"),
+        }
+    )
+
+    def prompt(tree, last, speaker, instruction):
+        return (("user", f"{speaker} after {last} under {instruction}"),)
+
+    def mined(toward):
+        rows = persuader_rows(SimpleNamespace(toward=toward), tree, prompt, "run", {"B"})[""]
+        return [(r["prompt"][0]["content"], r["completion"][0]["content"], r["label"], r["adopted"]) for r in rows]
+
+    worked = [
+        ("A after 0.0 under logical", "A at 0.0.0 says B", "misleading", 0.5),
+        ("A after 0.1 under credibility", "A at 0.1.0 says A", "correct", 1.0),
+    ]
+    assert mined("any") == worked
+    assert mined("correct") == worked[1:] and mined("misleading") == worked[:1]
+    assert persuader_report(None, [tree], {"B"}) == {
+        "disputes": 3,
+        "worked_correct": 1,
+        "worked_misleading": 1,
+        "failed": 1,
+    }
+    assert persuader_rows(SimpleNamespace(toward="any"), tree, prompt, "run", {"A"}) == {"": []}  # A answers no one

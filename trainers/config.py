@@ -47,3 +47,14 @@ class TrainConfig(Strict):
     seed: int = 0
     resume: bool = False  # continue an unfinished run in `out` from its last checkpoint
     overwrite: bool = False  # replace a finished run in `out`
+
+
+def train_override(override: str) -> str:
+    """An `agora train` command-line override as Hydra takes it: `data=DIR` names the export
+    (data.labels is the other data key); `trainer.*` may add any TRL option, which the trainer's
+    YAML does not list."""
+    if override.startswith("data="):
+        return "data.path=" + override[len("data=") :]
+    if override.startswith("trainer."):
+        return "++" + override
+    return override

@@ -22,13 +22,14 @@ from agents.requests import ChatRequest, Completion, Streaming
 class _Worker:
     """Runs in a Ray actor: one backend, fed by the driver, stepped on the driver's demand."""
 
-    def __init__(self, model: str, backend: dict, seed: int):
+    def __init__(self, model: str, backend: dict, seed: int, adapters: tuple[str, ...]):
         from pydantic import TypeAdapter
 
         from agents.backends import make_backend
         from agents.config import BackendConfig
 
-        self.backend = make_backend(model, TypeAdapter(BackendConfig).validate_python(backend), seed=seed)
+        config = TypeAdapter(BackendConfig).validate_python(backend)
+        self.backend = make_backend(model, config, seed=seed, adapters=adapters)
         self.ours: dict[int, int] = {}  # the backend's ticket -> the driver's
 
     def ready(self) -> int:
@@ -50,7 +51,7 @@ class _Worker:
 
 
 class RayBackend(Streaming):
-    def __init__(self, model: str, backend, seed: int, scale: ScaleConfig):
+    def __init__(self, model: str, backend, seed: int, scale: ScaleConfig, adapters: tuple[str, ...] = ()):
         super().__init__()
         import ray
 
@@ -58,7 +59,7 @@ class RayBackend(Streaming):
         self.model_id = model
         self._ray = ray
         actor = ray.remote(_Worker).options(num_cpus=scale.cpus_per_worker, num_gpus=scale.gpus_per_worker)
-        self.actors = [actor.remote(model, backend.model_dump(), seed) for _ in range(scale.workers)]
+        self.actors = [actor.remote(model, backend.model_dump(), seed, adapters) for _ in range(scale.workers)]
         try:
             ray.get([a.ready.remote() for a in self.actors])
         except ray.exceptions.RayError as e:

@@ -13,6 +13,11 @@ and prompt, not on which other requests shared its batch. In bfloat16 (the defau
 hardware computes in it, as on vLLM) a batched matmul rounds differently from a single row's, so
 a completion can drift with its batch-mates; a run is still reproducible from its seed and config.
 On a CPU the model attends with `grouped_attention`, which keeps padded batches cheap to decode.
+
+Given `adapters` (LoRA directories of the one base model it loads), the backend holds them side
+by side, unmerged, and each request names its own (`ChatRequest.adapter`): rows of different
+adapters share a batch, each decoded through its own adapter (PEFT's mixed-adapter forward), and
+only rows of the same adapter share a prompt prefix, since their KV differ.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from transformers import DynamicCache
 from agents.backends.chat import chat_prompt_ids, template_takes_system
 from agents.backends.grouped_attention import use_grouped_attention
 from agents.config import TransformersBackendConfig
-from agents.models import load_causal_lm
+from agents.models import BASE_ADAPTER, load_causal_lm, load_with_adapters
 from agents.requests import ChatRequest, Completion, Sampling, Streaming, too_long
 
 
@@ -118,7 +123,7 @@ class _Request:
 
 
 class TransformersBackend(Streaming):
-    def __init__(self, model: str, config: TransformersBackendConfig | None = None):
+    def __init__(self, model: str, config: TransformersBackendConfig | None = None, adapters: tuple[str, ...] = ()):
         super().__init__()
         config = config or TransformersBackendConfig()
         self.model_id = model
@@ -127,10 +132,14 @@ class TransformersBackend(Streaming):
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = auto_dtype(device) if config.dtype == "auto" else config.dtype
-        self.model, self.tokenizer = load_causal_lm(model, dtype=getattr(torch, dtype))
+        self.adapters: dict[str, str] = {}  # adapter directory -> its name in the model
+        if adapters:
+            self.model, self.tokenizer, self.adapters = load_with_adapters(model, list(adapters), getattr(torch, dtype))
+        else:
+            self.model, self.tokenizer = load_causal_lm(model, dtype=getattr(torch, dtype))
         self.model.to(device).eval()
         if device == "cpu":
-            use_grouped_attention(self.model)
+            use_grouped_attention(self.model.get_base_model() if adapters else self.model)
         self.device = device
         self.pad_id = self.tokenizer.pad_token_id
         self.eos_ids = set(_eos_ids(self.model, self.tokenizer))
@@ -147,6 +156,8 @@ class TransformersBackend(Streaming):
         started = time.perf_counter()
         fitting: list[int] = []
         for ticket, request in zip(tickets, requests, strict=True):
+            if request.adapter and request.adapter not in self.adapters:
+                raise ValueError(f"{self.model_id}: the backend holds no adapter {request.adapter}")
             prompt = self.prompt_ids(request)
             # a request that cannot fit the context fails at once, on its own turn
             if failed := too_long(len(prompt), request.sampling.max_tokens, self.context_length):
@@ -201,11 +212,22 @@ class TransformersBackend(Streaming):
     def sibling_groups(self, tickets: list[int]) -> list[list[int]]:
         """Tickets of requests that share all messages but the last, at most a batch each,
         shortest first so that rows admitted together need little padding."""
-        groups = siblings([self._requests[t].request.messages for t in tickets])
+        groups = siblings([self._conversation(t) for t in tickets])
         chunks = [
             [tickets[i] for i in g[k : k + self.batch_size]] for g in groups for k in range(0, len(g), self.batch_size)
         ]
         return sorted(chunks, key=lambda g: max(len(self._requests[t].prompt) for t in g))
+
+    def _conversation(self, ticket: int) -> tuple:
+        """What makes two requests siblings: their adapter and every message but the last."""
+        request = self._requests[ticket].request
+        return (request.adapter, *request.messages)
+
+    def _adapter_names(self, tickets: list[int]) -> dict:
+        """The forward pass's per-row adapters, when the backend holds adapters."""
+        if not self.adapters:
+            return {}
+        return {"adapter_names": [self.adapters.get(self._requests[t].request.adapter, BASE_ADAPTER) for t in tickets]}
 
     def _step(self, running: Running) -> None:
         next_ids = torch.tensor([[tokens[-1]] for tokens in running.tokens], device=self.device)
@@ -217,6 +239,7 @@ class TransformersBackend(Streaming):
             position_ids=running.positions[:, None],
             past_key_values=running.cache,
             use_cache=True,
+            **self._adapter_names(running.rows),
         )
         running.logits = out.logits[:, -1]
 
@@ -225,11 +248,12 @@ class TransformersBackend(Streaming):
         prefix once."""
         prompts = [self._requests[t].prompt for t in rows]
         group_of = [0] * len(rows)
-        prefixes = []
-        for g, slots in enumerate(siblings([self._requests[t].request.messages for t in rows])):
+        prefixes, leaders = [], []
+        for g, slots in enumerate(siblings([self._conversation(t) for t in rows])):
             group = [prompts[s] for s in slots]
             # every row keeps at least its last token to run, which yields its first logits
             prefixes.append(group[0][: min(_common_prefix(group), min(map(len, group)) - 1)])
+            leaders.append(rows[slots[0]])
             for s in slots:
                 group_of[s] = g
             for s in slots[1:]:  # the first row of a group computes the prefix; the others read it
@@ -244,6 +268,7 @@ class TransformersBackend(Streaming):
                 past_key_values=cache,
                 use_cache=True,
                 logits_to_keep=1,
+                **self._adapter_names(leaders),
             )
             index = torch.tensor(group_of, device=self.device)
             cache.reorder_cache(index)  # one copy of its group's prefix per row
@@ -261,6 +286,7 @@ class TransformersBackend(Streaming):
             past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
+            **self._adapter_names(rows),
         )
         return Running(list(rows), cache, mask, positions[:, -1], out.logits[:, -1], [[] for _ in rows])
 

@@ -6,7 +6,9 @@ turn's children join the running batch as soon as they are asked for.
 The engine spawns worker processes, so a script that uses it must guard its entry point with
 `if __name__ == "__main__":`. The CPU build rejects per-request seeds; there the engine seed
 is used and a completion depends on the batch it was generated in. A LoRA adapter directory is
-served as its base model with the adapter applied per request (vLLM's LoRA support).
+served as its base model with the adapter applied per request (vLLM's LoRA support); given
+`adapters` (directories of adapters of the model it loads), it serves them all beside the base,
+each request with the one it names (`ChatRequest.adapter`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from agents.requests import ChatRequest, Completion, Streaming, too_long
 
 
 class VllmBackend(Streaming):
-    def __init__(self, model: str, config: VllmBackendConfig | None = None, seed: int = 0):
+    def __init__(
+        self, model: str, config: VllmBackendConfig | None = None, seed: int = 0, adapters: tuple[str, ...] = ()
+    ):
         super().__init__()
         config = config or VllmBackendConfig()
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")  # GiB; used only by the CPU build
@@ -35,7 +39,6 @@ class VllmBackend(Streaming):
         self.per_request_seed = self.on_gpu if config.per_request_seed is None else config.per_request_seed
         path = resolve_model(model)
         base = adapter_base(path)
-        self.lora = None
         kwargs = dict(
             model=resolve_model(base) if base else path,
             tensor_parallel_size=config.tensor_parallel_size,
@@ -45,14 +48,21 @@ class VllmBackend(Streaming):
         )
         if config.max_model_len:
             kwargs["max_model_len"] = config.max_model_len
-        if base:
+        # each adapter by the name requests give it; the model's own adapter under "" (the default)
+        served = {"": path} if base else {}
+        served.update({name: resolve_model(name) for name in adapters})
+        self.loras = {}
+        if served:
             from vllm.lora.request import LoRARequest
 
-            rank = json.loads((Path(path) / "adapter_config.json").read_text())["r"]
+            ranks = [json.loads((Path(p) / "adapter_config.json").read_text())["r"] for p in served.values()]
             kwargs.update(
-                enable_lora=True, max_lora_rank=max(8, 1 << (rank - 1).bit_length())
-            )  # vLLM takes powers of two
-            self.lora = LoRARequest("agora-adapter", 1, path)
+                enable_lora=True,
+                max_lora_rank=max(8, 1 << (max(ranks) - 1).bit_length()),  # vLLM takes powers of two
+                max_loras=len(set(served.values())),
+            )
+            ids = {p: i for i, p in enumerate(dict.fromkeys(served.values()), start=1)}
+            self.loras = {name: LoRARequest(f"agora-adapter-{ids[p]}", ids[p], p) for name, p in served.items()}
         if self.on_gpu:
             kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
         self.llm = LLM(**{**kwargs, **config.engine_kwargs})
@@ -83,7 +93,10 @@ class VllmBackend(Streaming):
                 output_kind=RequestOutputKind.FINAL_ONLY,
             )
             request_id = f"agora-{ticket}"
-            self.llm.llm_engine.add_request(request_id, {"prompt_token_ids": prompt}, params, lora_request=self.lora)
+            lora = self.loras.get(request.adapter)
+            if request.adapter and lora is None:
+                raise ValueError(f"{self.model_id}: the backend holds no adapter {request.adapter}")
+            self.llm.llm_engine.add_request(request_id, {"prompt_token_ids": prompt}, params, lora_request=lora)
             self._started[request_id] = (ticket, time.perf_counter())
 
     def _working(self) -> bool:

@@ -152,23 +152,31 @@ def _page(title: str, body: str) -> str:
     return page(title, f"<h1>{esc(title)}</h1>{body}")
 
 
-def compare_page(markdown_table: str, evaluations: list[tuple[str, str]], plot: Path | None) -> str:
+def compare_page(
+    markdown_table: str,
+    evaluations: list[tuple[str, str]],
+    plot: Path | None,
+    title: str = "Comparison",
+    more: str = "",
+) -> str:
     """`agora eval compare` as a page: each evaluation with a link to its report, the table,
-    the plot."""
-    lines = [line for line in markdown_table.splitlines() if line.startswith("|")]
+    the plot; `more`, a second markdown table (the rounds of a loop), after them."""
     # the title and the list of evaluations are the page's own heading and linked list
     prose = [line for line in markdown_table.splitlines() if line and not line.startswith(("|", "#", "- ", "!["))]
     note = " ".join(prose)
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if not set(line) <= set("|-")]
-    head = "".join(f"<th>{esc(c)}</th>" for c in rows[0]) if rows else ""
-    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
     listed = "".join(
         f"<li>{esc(label)}: {_link(Path(folder, 'report.html').resolve().as_uri(), folder)}</li>"
         for label, folder in evaluations
     )
     image = _image(plot, "comparison") if plot is not None else ""
-    return _page(
-        "Comparison",
-        f'<ul>{listed}</ul><table class="metrics"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-        f"<p>{esc(note)}</p>{image}",
-    )
+    extra = _html_table(more, "rounds") if more else ""
+    return _page(title, f"<ul>{listed}</ul>{_html_table(markdown_table, 'metrics')}<p>{esc(note)}</p>{image}{extra}")
+
+
+def _html_table(markdown: str, css: str) -> str:
+    """The table rows of a markdown text as an HTML table."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if not set(line) <= set("|-")]
+    head = "".join(f"<th>{esc(c)}</th>" for c in rows[0]) if rows else ""
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
+    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'

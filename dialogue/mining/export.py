@@ -66,6 +66,8 @@ class MinerConfig(Strict):
     pit_value: float = Field(0.0, ge=0.0, lt=1.0)
     threshold: float = Field(0.0, ge=0.0, lt=1.0)
     labels: Literal["rollouts", "truth"] = "rollouts"
+    # persuader: keep the persuasion that worked toward the correct answer, toward a wrong one, or both
+    toward: Literal["any", "correct", "misleading"] = "any"
 
     @field_validator("responders", mode="before")
     @classmethod
@@ -142,7 +144,7 @@ def mine(config: MineConfig) -> Card:
                 # turns whose structured content (a critic's JSON) could not be read
                 "failed_parses": sum(1 for t in trees for u in t.turns() if "error" in (u.parsed or {})),
                 **judge_counts(trees, free_form_of(manifest)),
-                **({"report": spec.report(miner, trees)} if spec.report else {}),
+                **({"report": spec.report(miner, trees, responders)} if spec.report else {}),
             }
         )
     rule = _one_rule(rules)

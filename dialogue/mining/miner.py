@@ -25,7 +25,7 @@ class Miner:
     rows: Callable  # (miner config, tree, prompt, run, responders) -> {subset: rows}
     label: str | None = None  # the accept/resist column that balance and data.labels read
     neutral_prompts: bool = True  # prompts under miner.instruction; else each turn's own instruction
-    report: Callable | None = None  # (miner config, a run's trees) -> counts for the card, summed over runs
+    report: Callable | None = None  # (miner config, a run's trees, responders) -> counts for the card, summed over runs
     # (miner config, tree, responders) -> the persuasion turns with their pairs or why they gave
     # none: for the miners of PBT pairs, whose card counts what was lost
     persuasions: Callable | None = None
@@ -34,6 +34,11 @@ class Miner:
 MESSAGES = [{"role": Value("string"), "content": Value("string")}]
 KEYS = {"tree_id": Value("string"), "question_id": Value("string"), "level": Value("int64"), "run": Value("string")}
 PAIR = {"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES}
+
+
+def row_keys(tree, level: int, run: str) -> dict:
+    """The KEYS every row carries: where it came from."""
+    return {"tree_id": tree.tree_id, "question_id": tree.question.question_id, "level": level, "run": run}
 
 
 def chat(messages: Messages) -> list[dict]:

@@ -88,11 +88,14 @@ class CachedBackend(Streaming):
         self.backend = backend
         self.cache = cache
         self.cache_id = cache_id  # backend kind and model, e.g. "transformers:smollm2-135m"
+        self.kind = cache_id.split(":", 1)[0]
         self.model_id = backend.model_id
         self._asked: dict[int, tuple[int, str]] = {}  # the backend's ticket -> (ours, cache key)
 
     def _start(self, tickets: list[int], requests: list[ChatRequest]) -> None:
-        keys = [request_key(self.cache_id, r) for r in requests]
+        # a request for an adapter is keyed by the adapter as if it were the model, so it finds its
+        # completions whether the adapter was served alone (merged) or beside others
+        keys = [request_key(f"{self.kind}:{r.adapter}" if r.adapter else self.cache_id, r) for r in requests]
         cached = self.cache.get_many(keys)
         self._ready += [(t, replace(cached[k], cached=True)) for t, k in zip(tickets, keys, strict=True) if k in cached]
         missing = [i for i, k in enumerate(keys) if k not in cached]

@@ -190,7 +190,8 @@ class Engine:
             self.answer_format,
             many_agents=len(self.agents) > 2,
         )
-        return ChatRequest(messages, agent.sampling, derive_seed(self.seed, tree.tree_id, turn_id), tree.tree_id)
+        seed = derive_seed(self.seed, tree.tree_id, turn_id)
+        return ChatRequest(messages, agent.sampling, seed, tree.tree_id, agent.adapter)
 
     def _add_turns(self, jobs: list[_Job]) -> None:
         # a turn that is neither right nor wrong (a given prefix, a backward question) is not read

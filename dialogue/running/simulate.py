@@ -14,7 +14,7 @@ from agents.agent import Agent
 from agents.backends import BACKENDS, make_backend
 from agents.config import BackendConfig, ScaleConfig
 from agents.errors import AgoraError
-from agents.models import check_model_name, load_tokenizer
+from agents.models import adapter_base, check_model_name, load_tokenizer, resolve_model, shared_base
 from agents.requests import Backend
 from dialogue.core.judge import Judge
 from dialogue.core.questions import (
@@ -171,34 +171,75 @@ def grow(
         cache.close()
 
 
-def backend_key(model: str, backend: BackendConfig) -> str:
-    return f"{backend.type}:{model}:{backend.model_dump_json()}"
+def backend_key(model: str, backend: BackendConfig, adapters: tuple[str, ...] = ()) -> str:
+    return f"{backend.type}:{model}:{backend.model_dump_json()}" + (f":{list(adapters)}" if adapters else "")
 
 
 def load_backend(
-    pool: dict[str, Backend], model: str, backend: BackendConfig, seed: int, scale: ScaleConfig | None = None
+    pool: dict[str, Backend],
+    model: str,
+    backend: BackendConfig,
+    seed: int,
+    scale: ScaleConfig | None = None,
+    adapters: tuple[str, ...] = (),
 ) -> Backend:
-    """The backend serving `model` with these settings (in Ray workers if `scale` says so),
-    loaded once into `pool`."""
-    key = backend_key(model, backend)
+    """The backend serving `model` (and `adapters` of it beside it) with these settings (in Ray
+    workers if `scale` says so), loaded once into `pool`."""
+    key = backend_key(model, backend, adapters)
     if key not in pool:
-        pool[key] = make_backend(model, backend, seed=seed, scale=scale)
+        pool[key] = make_backend(model, backend, seed=seed, scale=scale, adapters=adapters)
     return pool[key]
+
+
+@dataclass(frozen=True)
+class Serving:
+    """How one agent's model is served."""
+
+    model: str  # what its backend loads
+    adapters: tuple[str, ...] = ()  # LoRA directories that backend serves beside the model
+    adapter: str = ""  # the one of them the agent's requests name; empty: the model itself
+
+
+def servings(config: SimulateConfig) -> dict[str, Serving]:
+    """Agents whose models are LoRA adapters of one base, or that base, on a backend kind that
+    serves adapters, share one loaded base with every adapter beside it, unmerged: no second
+    copy of the base, and their requests share batches. Any other agent's model is loaded on its
+    own (an adapter alone is merged into its base, which generates as fast as the base)."""
+    plan = {name: Serving(agent.model) for name, agent in config.agents.items()}
+    groups: dict[tuple[str, str], list[str]] = {}
+    for name, agent in config.agents.items():
+        backend = agent.backend or config.backend
+        if BACKENDS[backend.type].serves_adapters:
+            groups.setdefault((shared_base(agent.model), backend.model_dump_json()), []).append(name)
+    for names in groups.values():
+        models = list(dict.fromkeys(config.agents[n].model for n in names))
+        adapters = tuple(m for m in models if adapter_base(resolve_model(m)) is not None)
+        if len(models) < 2 or not adapters:
+            continue
+        # the base by the name an agent gave it, else as the first adapter names it
+        base = next((m for m in models if m not in adapters), None) or adapter_base(resolve_model(adapters[0]))
+        for n in names:
+            model = config.agents[n].model
+            plan[n] = Serving(base, adapters, model if model in adapters else "")
+    return plan
 
 
 def build_agents(
     config: SimulateConfig, personas: dict[str, str], cache: GenerationCache, pool: dict[str, Backend]
 ) -> tuple[dict[str, Agent], dict[str, Backend]]:
-    """Agents that use the same model on the same backend share one loaded instance; each run
-    reads and fills its own generation cache in front of it."""
+    """Agents that use the same model on the same backend share one loaded instance, and adapters
+    of one base share that base (`servings`); each run reads and fills its own generation cache
+    in front of it."""
     agents, backends = {}, {}
-    for name, agent_cfg in config.agents.items():
+    for name, serving in servings(config).items():
+        agent_cfg = config.agents[name]
         backend_cfg = agent_cfg.backend or config.backend
-        key = backend_key(agent_cfg.model, backend_cfg)
+        key = backend_key(serving.model, backend_cfg, serving.adapters)
         if key not in backends:
-            backend = load_backend(pool, agent_cfg.model, backend_cfg, config.seed, config.scale)
-            backends[key] = CachedBackend(backend, cache, f"{backend_cfg.type}:{agent_cfg.model}")
-        agents[name] = Agent(name, agent_cfg.model, personas[name], agent_cfg.sampling.to_sampling(), key)
+            backend = load_backend(pool, serving.model, backend_cfg, config.seed, config.scale, serving.adapters)
+            backends[key] = CachedBackend(backend, cache, f"{backend_cfg.type}:{serving.model}")
+        sampling = agent_cfg.sampling.to_sampling()
+        agents[name] = Agent(name, agent_cfg.model, personas[name], sampling, key, serving.adapter)
     return agents, backends
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datasets import Features, Value
 
 from dialogue.core.tree import DialogueTree
-from dialogue.mining.miner import KEYS, MESSAGES, PAIR, Miner, chat, reply
+from dialogue.mining.miner import KEYS, MESSAGES, PAIR, Miner, chat, reply, row_keys
 from dialogue.mining.rules import critique_examples
 
 FEATURES = {  # four datasets, one folder each
@@ -23,7 +23,7 @@ def critique_rows(miner, tree: DialogueTree, prompt, run: str, responders) -> di
     found = critique_examples(tree)
 
     def keys(turn):
-        return {"tree_id": tree.tree_id, "question_id": tree.question.question_id, "level": turn.depth, "run": run}
+        return row_keys(tree, turn.depth, run)
 
     def asked(turn):
         return chat(prompt(tree, turn.parent, turn.speaker, turn.instruction))

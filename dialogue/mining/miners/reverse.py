@@ -7,7 +7,7 @@ from __future__ import annotations
 from datasets import Features, Value
 
 from dialogue.core.tree import DialogueTree
-from dialogue.mining.miner import KEYS, MESSAGES, Miner, chat, reply
+from dialogue.mining.miner import KEYS, MESSAGES, Miner, chat, reply, row_keys
 from dialogue.mining.rules import reverse_turns, verified
 from dialogue.protocols.reverse import backward_gold
 
@@ -30,17 +30,14 @@ def reverse_rows(miner, tree: DialogueTree, prompt, run: str, responders) -> dic
                 "prompt": chat(prompt(tree, after, turn.speaker, task)),
                 "completion": reply(turn),
                 "task": task,
-                "tree_id": tree.tree_id,
-                "question_id": tree.question.question_id,
-                "level": turn.depth,
-                "run": run,
+                **row_keys(tree, turn.depth, run),
             }
             for task, turn, after in tasks
         ]
     }
 
 
-def reverse_report(miner, trees: list[DialogueTree]) -> dict:
+def reverse_report(miner, trees: list[DialogueTree], responders) -> dict:
     counts = dict.fromkeys(("questions", "forward_right", "checkable", "backward_right", "consistent", "verified"), 0)
     for tree in trees:
         turns = reverse_turns(tree)

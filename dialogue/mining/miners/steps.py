@@ -7,7 +7,7 @@ from __future__ import annotations
 from datasets import Features, Value
 
 from dialogue.core.tree import DialogueTree
-from dialogue.mining.miner import KEYS, MESSAGES, PAIR, Miner, chat
+from dialogue.mining.miner import KEYS, MESSAGES, PAIR, Miner, chat, row_keys
 from dialogue.mining.values import StepValue, first_pit, first_wrong_step, solutions, step_pairs, step_values
 
 _STEP = {"step": Value("int64")}
@@ -54,8 +54,7 @@ def steps_rows(miner, tree: DialogueTree, prompt, run: str, responders) -> dict[
         return chat(prompt(tree, prefix, turn.speaker, "solve" if turn.parent is None else "continue"))
 
     def keys(prefix: str) -> dict:
-        level = tree.turn(prefix).depth + 1
-        return {"tree_id": tree.tree_id, "question_id": tree.question.question_id, "level": level, "run": run}
+        return row_keys(tree, tree.turn(prefix).depth + 1, run)
 
     def step(s: StepValue) -> list[dict]:
         return [{"role": "assistant", "content": s.text}]
@@ -104,7 +103,7 @@ def steps_rows(miner, tree: DialogueTree, prompt, run: str, responders) -> dict[
     return {"": pairs, "pits": pits, "weighted": weighted}
 
 
-def steps_report(miner, trees: list[DialogueTree]) -> dict:
+def steps_report(miner, trees: list[DialogueTree], responders) -> dict:
     """How the first pits found by rollouts compare with the true first wrong step, where the
     problem's truth is known (arithmetic; planted solutions)."""
     wrong = located = with_truth = agree = 0

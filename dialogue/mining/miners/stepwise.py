@@ -9,7 +9,7 @@ from datasets import Features, Value
 from dialogue.core.questions import show_question
 from dialogue.core.steps import split_steps
 from dialogue.core.tree import DialogueTree
-from dialogue.mining.miner import KEYS, Miner
+from dialogue.mining.miner import KEYS, Miner, row_keys
 from dialogue.mining.values import stepwise_labels
 
 FEATURES = Features(
@@ -36,16 +36,13 @@ def stepwise_rows(miner, tree: DialogueTree, prompt, run: str, responders) -> di
                     "labels": labels,
                     "answer": turn.answer,
                     "correct": turn.correct,
-                    "tree_id": tree.tree_id,
-                    "question_id": tree.question.question_id,
-                    "level": turn.depth,
-                    "run": run,
+                    **row_keys(tree, turn.depth, run),
                 }
             )
     return {"": rows}
 
 
-def stepwise_report(miner, trees: list[DialogueTree]) -> dict:
+def stepwise_report(miner, trees: list[DialogueTree], responders) -> dict:
     found = [labels for tree in trees for labels in stepwise_labels(tree, miner.threshold, miner.labels).values()]
     return {"solutions": len(found), "unlabelled": sum(labels is None for labels in found)}
 
