@@ -108,11 +108,12 @@ def test_agora_serve_serves_the_embedded_model_and_its_printed_command_runs_a_si
             server.kill()
 
 
-def test_vllm_backend_serves_a_trained_lora_adapter_and_refuses_prompts_longer_than_its_context(
+def test_vllm_backend_serves_two_trained_lora_adapters_and_refuses_prompts_longer_than_its_context(
     tiny_model, tmp_path, monkeypatch
 ):
-    """`agora train` output as B's model: vLLM loads the base and applies the adapter per request.
-    A question too long for `max_model_len` fails on its own turn; the other tree grows."""
+    """Two `agora train` outputs as A's and B's models: one vLLM engine loads their base once and
+    applies each agent's adapter to its requests. A question too long for `max_model_len` fails
+    on its own turn; the other tree grows."""
     from dialogue.mining.export import MineConfig, mine
     from tests.conftest import scripted_run
     from tests.test_train import config
@@ -125,8 +126,9 @@ def test_vllm_backend_serves_a_trained_lora_adapter_and_refuses_prompts_longer_t
             miner={"name": "pbt"},
         )
     )
-    adapter = tmp_path / "adapter"
+    adapter, other = tmp_path / "adapter", tmp_path / "other"
     train(config("pbt", tmp_path / "data", tiny_model, adapter, lora=True, max_steps=1))
+    train(config("pbt", tmp_path / "data", tiny_model, other, lora=True, max_steps=2))
     rows = tmp_path / "q.jsonl"
     rows.write_text(
         json.dumps({"id": "short", "question": "Which planet is red?", "choices": ["Mars", "Venus"], "answer": "A"})
@@ -152,6 +154,7 @@ def test_vllm_backend_serves_a_trained_lora_adapter_and_refuses_prompts_longer_t
             "dataset.fields.choices=choices",
             "backend=vllm",
             "backend.max_model_len=2048",
+            f"agents.A.model={other}",
             f"agents.B.model={adapter}",
         ),
         returncode=3,
@@ -161,8 +164,9 @@ def test_vllm_backend_serves_a_trained_lora_adapter_and_refuses_prompts_longer_t
         for line in (out / "trees.jsonl").read_text().splitlines()
     }
     # An adapter directory has no config.json: the engine starts only if it was given the base
-    # with LoRA enabled, and a request for the adapter fails unless the adapter loads.
-    persuadee = [t for t in trees["short"] if t["speaker"] == "B"]
-    assert persuadee and all(t["gen"]["model"] == str(adapter) and t["gen"]["completion_tokens"] > 0 for t in persuadee)
+    # with LoRA enabled, and a request for an adapter fails unless that adapter loads.
+    for agent, model in (("A", other), ("B", adapter)):
+        turns = [t for t in trees["short"] if t["speaker"] == agent]
+        assert turns and all(t["gen"]["model"] == str(model) and t["gen"]["completion_tokens"] > 0 for t in turns)
     (root,) = trees["long"]
     assert "more than the model's context of 2048 tokens" in root["gen"]["error"]

@@ -14,7 +14,7 @@ from agents.agent import Agent
 from agents.backends import BACKENDS, make_backend
 from agents.config import BackendConfig, ScaleConfig
 from agents.errors import AgoraError
-from agents.models import adapter_base, check_model_name, load_tokenizer, resolve_model, shared_base
+from agents.models import adapter_base, check_model_name, load_tokenizer, shared_base
 from agents.requests import Backend
 from dialogue.core.judge import Judge
 from dialogue.core.questions import (
@@ -206,18 +206,23 @@ def servings(config: SimulateConfig) -> dict[str, Serving]:
     copy of the base, and their requests share batches. Any other agent's model is loaded on its
     own (an adapter alone is merged into its base, which generates as fast as the base)."""
     plan = {name: Serving(agent.model) for name, agent in config.agents.items()}
+    serving = {
+        name: agent.backend or config.backend
+        for name, agent in config.agents.items()
+        if BACKENDS[(agent.backend or config.backend).type].serves_adapters
+    }
+    if not any(adapter_base(config.agents[name].model) for name in serving):
+        return plan  # no adapter: nothing to share (and no model name is resolved here)
     groups: dict[tuple[str, str], list[str]] = {}
-    for name, agent in config.agents.items():
-        backend = agent.backend or config.backend
-        if BACKENDS[backend.type].serves_adapters:
-            groups.setdefault((shared_base(agent.model), backend.model_dump_json()), []).append(name)
+    for name, backend in serving.items():
+        groups.setdefault((shared_base(config.agents[name].model), backend.model_dump_json()), []).append(name)
     for names in groups.values():
         models = list(dict.fromkeys(config.agents[n].model for n in names))
-        adapters = tuple(m for m in models if adapter_base(resolve_model(m)) is not None)
+        adapters = tuple(m for m in models if adapter_base(m) is not None)
         if len(models) < 2 or not adapters:
             continue
         # the base by the name an agent gave it, else as the first adapter names it
-        base = next((m for m in models if m not in adapters), None) or adapter_base(resolve_model(adapters[0]))
+        base = next((m for m in models if m not in adapters), None) or adapter_base(adapters[0])
         for n in names:
             model = config.agents[n].model
             plan[n] = Serving(base, adapters, model if model in adapters else "")
