@@ -221,19 +221,22 @@ STAGES = ("simulate", "mine", "train", "eval")
 
 
 def stage_overrides(overrides: list[str]) -> list[str]:
-    """`simulate.protocol.depth=4` -> `simulate=['protocol.depth=4']`: each stage's options of
+    """`simulate.protocol.depth=4` -> `simulate=['protocol.depth=4']`, and likewise `mine.`, `train.`,
+    `eval.` and one agent's `trained.B.mine.` and `trained.B.train.`: each stage's options of
     `agora iterate` are that stage's own overrides, kept as a list."""
-    kept, by_stage = [], {stage: [] for stage in STAGES}
+    kept, lists = [], {}
     for override in overrides:
-        stage = override.split(".", 1)[0]
-        if stage in by_stage and "." in override.split("=", 1)[0]:
-            by_stage[stage].append(override.split(".", 1)[1])
+        parts = override.split("=", 1)[0].split(".")
+        if parts[0] in STAGES and len(parts) > 1:
+            lists.setdefault(parts[0], []).append(override.split(".", 1)[1])
+        elif parts[0] == "trained" and len(parts) > 3 and parts[2] in ("mine", "train"):
+            lists.setdefault(".".join(parts[:3]), []).append(override.split(".", 3)[3])
         else:
             kept.append(override)
-    for stage, given in by_stage.items():
-        if given:
-            kept.append(f"{stage}={hydra_list(given)}")
-    return kept
+    # an agent's lists are not in conf/iterate.yaml: `++` adds or sets them
+    return kept + [
+        f"{'++' if key.startswith('trained.') else ''}{key}={hydra_list(given)}" for key, given in lists.items()
+    ]
 
 
 COMMANDS = {

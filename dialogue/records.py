@@ -362,7 +362,8 @@ class RoundRecord(BaseModel):
     models_after: dict[str, str] = {}  # trained agent -> its model after the round
     rows: dict[str, int] = {}  # trained agent -> the train rows mined for it
     not_trained: dict[str, str] = {}  # trained agent -> why it kept its model this round
-    # the evaluation of the round's models: its own eval/, or an earlier one where they did not change
+    # the evaluation of the round's models, in the loop's folder: its own round-R/eval, or an earlier
+    # one where they did not change
     evaluation: str | None = None
     finished_at: str | None = None  # set once the round's evaluation is written
 

@@ -5,29 +5,30 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_tiny_model, simulate_config, tiny_overrides
 
 from agents.backends.transformers_backend import TransformersBackend
 from agents.requests import ChatRequest, Sampling
 from dialogue.running.rundir import RunDir
 from dialogue.running.simulate import Serving, servings, simulate
+from tests.conftest import build_tiny_model, simulate_config, tiny_overrides
 
 GREEDY = Sampling(temperature=0.0, top_p=1.0, max_tokens=10)
 
 
-def write_adapter(base: str, path: Path, seed: int) -> str:
-    """A LoRA adapter of `base` with random weights large enough to change what it says."""
+def write_adapter(base: str, path: Path, seed: int, std: float = 0.5, r: int = 4) -> str:
+    """A LoRA adapter of `base` (its attention projections) with random weights, drawn with `std`:
+    the default is large enough to change what a tiny model says."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(base)
     torch.manual_seed(seed)
-    lora = LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    lora = LoraConfig(r=r, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     peft = get_peft_model(model, lora)
     with torch.no_grad():
         for name, weight in peft.named_parameters():
             if "lora_" in name:
-                weight.normal_(0.0, 0.5)
+                weight.normal_(0.0, std)
     peft.save_pretrained(path)
     AutoTokenizer.from_pretrained(base).save_pretrained(path)
     config = json.loads((path / "adapter_config.json").read_text())

@@ -14,13 +14,13 @@ import textwrap
 import time
 
 import pytest
-from conftest import REPO, ScriptedBackend
 
 from agents.errors import AgoraError
 from agora.cli import stage_overrides
 from dialogue.core.questions import DatasetConfig, load_questions
 from dialogue.records import LoopState
 from dialogue.running.config import validate
+from tests.conftest import REPO, ScriptedBackend
 from trainers.iterate import IterateConfig, composed, iterate
 
 QUESTIONS = load_questions(DatasetConfig(split="all")).questions
@@ -133,9 +133,9 @@ def test_each_round_argues_with_the_last_rounds_models_and_its_metrics_move_as_p
 
 DRIVER = """
 import sys
-sys.path.insert(0, {tests!r})
+sys.path.insert(0, {repo!r})
 import pytest
-import test_iterate
+from tests import test_iterate
 from agora.cli import main
 
 with pytest.MonkeyPatch.context() as monkeypatch:
@@ -146,7 +146,7 @@ with pytest.MonkeyPatch.context() as monkeypatch:
 
 def test_a_loop_killed_in_round_2_and_run_again_ends_as_the_uninterrupted_loop(reference, tiny_model, tmp_path):
     driver = tmp_path / "driver.py"
-    driver.write_text(textwrap.dedent(DRIVER.format(tests=str(REPO / "tests"))))
+    driver.write_text(textwrap.dedent(DRIVER.format(repo=str(REPO))))
     out = tmp_path / "loop"
     command = [sys.executable, str(driver), "0.01", *arguments(tiny_model, out)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -182,3 +182,20 @@ def test_a_rerun_with_another_config_is_refused_and_more_rounds_continue(referen
         loop_config(*arguments(tiny_model, tmp_path / "x"), "simulate.dataset.split=test")
     with pytest.raises(AgoraError, match="evaluate: 'C' is not a trained agent"):
         loop_config(*arguments(tiny_model, tmp_path / "x"), "evaluate=C")
+
+
+def test_an_agent_without_train_rows_keeps_its_model_and_an_unchanged_round_reuses_the_evaluation(
+    tiny_model, tmp_path, monkeypatch
+):
+    scripted(monkeypatch)
+    out = tmp_path / "loop"
+    # the scripted persuader only ever argues for the right answer, and no reply is at level 9
+    untrained = ["trained.A.mine.miner.toward=misleading", "trained.B.mine.miner.levels=[9]"]
+    state = iterate(loop_config(*arguments(tiny_model, out, rounds=1), *untrained), log=lambda *a, **k: None)
+    (record,) = state.rounds
+    assert record.rows == {"B": 0, "A": 0} and record.models_after == record.models_before
+    assert set(record.not_trained) == {"A", "B"} and "miner=persuader gave no train rows" in record.not_trained["A"]
+    assert record.evaluation == "base/eval" and not (out / "round-0" / "eval").exists()
+    assert not (out / "round-0" / "models").exists()
+    rounds = (out / "report.md").read_text().split("## Rounds")[1]
+    assert "| 0 | 6 (from 0) | 0 | 0 | B: miner=pbt gave no train rows" in rounds

@@ -135,12 +135,13 @@ def iterate(config: IterateConfig, log=print) -> LoopState:
             models = dict(record.models_after)
             if record.evaluation is None:
                 if (models[config.evaluate], _partner(config, models)) == evaluated:
-                    record.evaluation = str(evaluations[-1][1])  # the same models: the same evaluation
-                    log(f"   eval: the models did not change; {record.evaluation} holds it", flush=True)
+                    # the same models: the same evaluation
+                    record.evaluation = evaluations[-1][1].relative_to(out).as_posix()
+                    log(f"   eval: the models did not change; {out / record.evaluation} holds it", flush=True)
                 else:
                     _evaluate(config, models[config.evaluate], _partner(config, models), folder / "eval", log)
-                    record.evaluation = str(folder / "eval")
-            evaluations.append((f"round {r}", Path(record.evaluation)))
+                    record.evaluation = f"round-{r}/eval"
+            evaluations.append((f"round {r}", out / record.evaluation))
             record.finished_at = record.finished_at or now()
             state.write(out / "iterate.json")
         state.status = "complete"
