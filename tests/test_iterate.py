@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -151,9 +152,19 @@ def test_a_loop_killed_in_round_2_and_run_again_ends_as_the_uninterrupted_loop(r
     command = [sys.executable, str(driver), "0.01", *arguments(tiny_model, out)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     loop = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    trees = out / "round-2" / "run" / "trees.jsonl"
+    cache = out / "round-2" / "run" / "gen_cache.sqlite"
+
+    def generated() -> int:  # round 2's completions so far: the kill lands inside its simulation
+        if not cache.exists():
+            return 0
+        try:
+            with sqlite3.connect(cache, timeout=0.1) as db:
+                return db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
     deadline = time.time() + 600
-    while loop.poll() is None and time.time() < deadline and not (trees.exists() and trees.read_text().count("\n")):
+    while loop.poll() is None and time.time() < deadline and generated() < 10:
         time.sleep(0.05)
     assert loop.poll() is None, loop.stderr.read().decode()[-3000:]
     loop.send_signal(signal.SIGKILL)
@@ -170,8 +181,10 @@ def test_a_loop_killed_in_round_2_and_run_again_ends_as_the_uninterrupted_loop(r
     strip = lambda s: [r.model_dump(exclude={"finished_at", "models_before", "models_after"}) for r in s.rounds]  # noqa: E731
     assert strip(state) == strip(reference_state)
     assert changed_by_round(out) == changed_by_round(reference_out)
-    # the rounds before the kill were not run again
+    # the rounds before the kill were not run again; round 2's simulation was resumed
     assert state.rounds[0].finished_at == killed.rounds[0].finished_at
+    manifests = [json.loads((out / f"round-{r}" / "run" / "manifest.json").read_text()) for r in range(ROUNDS)]
+    assert [len(m.get("resumed_at", [])) for m in manifests] == [0, 0, 1]
 
 
 def test_a_rerun_with_another_config_is_refused_and_more_rounds_continue(reference, tiny_model, tmp_path):

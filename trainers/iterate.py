@@ -34,7 +34,7 @@ from agents.errors import AgoraError
 from dialogue.core.questions import load_questions
 from dialogue.records import Card, LoopState, RoundRecord
 from dialogue.running.config import validate
-from dialogue.running.rundir import differing_keys, now, one_writer
+from dialogue.running.rundir import RunDir, differing_keys, now, one_writer
 
 # The keys each stage's overrides may not set: the loop sets them, round by round.
 SET_BY_THE_LOOP = {
@@ -106,48 +106,58 @@ def iterate(config: IterateConfig, log=print) -> LoopState:
     out = Path(config.out)
     with one_writer(out):
         state = _begin(out, config)
-        base_eval = out / "base" / "eval"
-        evaluations = [("base", base_eval)]
         train_questions = _train_questions(config)
         models = dict.fromkeys(config.trained, config.base)
-        _evaluate(config, config.base, _partner(config, models), base_eval, log)
+        _evaluate(config, config.base, _partner(config, models), out / "base" / "eval", log)
+        evaluations = [("base", out / "base" / "eval")]
         for r in range(config.rounds):
-            folder = out / f"round-{r}"
             if r == len(state.rounds):
                 offset, count = _window(r, config.questions_per_round, train_questions)
                 state.rounds.append(RoundRecord(offset=offset, questions=count, models_before=dict(models)))
                 state.write(out / "iterate.json")
             record = state.rounds[r]
             log(f"== round {r}: {record.questions} train questions from {record.offset}", flush=True)
-            run = _simulate(config, record, folder / "run", log)
-            for agent, how in config.trained.items():
-                data, model = folder / "data" / agent, folder / "models" / agent
-                rows, why = _mine(config, how, run, data, log)
-                record.rows[agent] = rows
-                if why:
-                    record.not_trained[agent] = why
-                    record.models_after[agent] = models[agent]
-                    log(f"   {agent}: not trained this round: {why}", flush=True)
-                else:
-                    record.models_after[agent] = _train(config, how, data, models[agent], model, log)
-                state.write(out / "iterate.json")
-            evaluated = (models[config.evaluate], _partner(config, models))
-            models = dict(record.models_after)
-            if record.evaluation is None:
-                if (models[config.evaluate], _partner(config, models)) == evaluated:
-                    # the same models: the same evaluation
-                    record.evaluation = evaluations[-1][1].relative_to(out).as_posix()
-                    log(f"   eval: the models did not change; {out / record.evaluation} holds it", flush=True)
-                else:
-                    _evaluate(config, models[config.evaluate], _partner(config, models), folder / "eval", log)
-                    record.evaluation = f"round-{r}/eval"
+            run = _simulate(config, record, out / f"round-{r}" / "run", log)
+            _train_agents(config, state, r, run, log)
+            _evaluate_round(config, state, r, models, evaluations[-1][1], log)
             evaluations.append((f"round {r}", out / record.evaluation))
-            record.finished_at = record.finished_at or now()
-            state.write(out / "iterate.json")
+            models = dict(record.models_after)
         state.status = "complete"
         _report(out, evaluations, state)
         state.write(out / "iterate.json")  # last: the loop is finished when it says so
     return state
+
+
+def _train_agents(config: IterateConfig, state: LoopState, r: int, run: Path, log) -> None:
+    """Mine each trained agent's rows from round r's run and train it on them; an agent without
+    train rows keeps its model, and the record says why."""
+    out, record = Path(config.out), state.rounds[r]
+    for agent, how in config.trained.items():
+        data, model = out / f"round-{r}" / "data" / agent, out / f"round-{r}" / "models" / agent
+        rows, why = _mine(config, how, run, data, log)
+        record.rows[agent] = rows
+        if why:
+            record.not_trained[agent] = why
+            record.models_after[agent] = record.models_before[agent]
+            log(f"   {agent}: not trained this round: {why}", flush=True)
+        else:
+            record.models_after[agent] = _train(config, how, data, record.models_before[agent], model, log)
+        state.write(out / "iterate.json")
+
+
+def _evaluate_round(config: IterateConfig, state: LoopState, r: int, before: dict[str, str], last: Path, log) -> None:
+    """Evaluate round r's models, unless they are the models `last` evaluated (`before`)."""
+    out, record = Path(config.out), state.rounds[r]
+    if record.evaluation is None:
+        model, partner = record.models_after[config.evaluate], _partner(config, record.models_after)
+        if (model, partner) == (before[config.evaluate], _partner(config, before)):
+            record.evaluation = last.relative_to(out).as_posix()  # the same models: the same evaluation
+            log(f"   eval: the models did not change; {last} holds it", flush=True)
+        else:
+            _evaluate(config, model, partner, out / f"round-{r}" / "eval", log)
+            record.evaluation = f"round-{r}/eval"
+    record.finished_at = record.finished_at or now()
+    state.write(out / "iterate.json")
 
 
 def _begin(out: Path, config: IterateConfig) -> LoopState:
@@ -200,6 +210,10 @@ def _window(r: int, size: int, available: int) -> tuple[int, int]:
 
 def _simulate(config: IterateConfig, record: RoundRecord, folder: Path, log) -> Path:
     from dialogue.running.simulate import simulate
+
+    manifest = RunDir(folder).manifest()
+    if manifest is not None and manifest.status == "complete":  # every tree grown, no turn failed
+        return folder
 
     overrides = [
         f"out={folder}",
