@@ -396,6 +396,20 @@ def scripted_rollouts_run(path, monkeypatch, questions=6, *overrides, slips=None
     return path
 
 
+def cached_completions(cache: Path) -> int:
+    """How many completions a run's generation cache holds, read while the run writes it: 0 before
+    the file exists (connecting would create it) or while it cannot be read."""
+    import sqlite3
+
+    if not cache.exists():
+        return 0
+    try:
+        with sqlite3.connect(cache, timeout=0.1) as db:
+            return db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
 def free_port() -> int:
     """A port nothing listens on now (the kernel's pick), for a server or launcher a test starts."""
     with socket.socket() as s:

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -21,7 +20,7 @@ from agora.cli import stage_overrides
 from dialogue.core.questions import DatasetConfig, load_questions
 from dialogue.records import LoopState
 from dialogue.running.config import validate
-from tests.conftest import REPO, ScriptedBackend
+from tests.conftest import REPO, ScriptedBackend, cached_completions
 from trainers.iterate import IterateConfig, composed, iterate
 
 QUESTIONS = load_questions(DatasetConfig(split="all")).questions
@@ -152,19 +151,9 @@ def test_a_loop_killed_in_round_2_and_run_again_ends_as_the_uninterrupted_loop(r
     command = [sys.executable, str(driver), "0.01", *arguments(tiny_model, out)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     loop = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    cache = out / "round-2" / "run" / "gen_cache.sqlite"
-
-    def generated() -> int:  # round 2's completions so far: the kill lands inside its simulation
-        if not cache.exists():
-            return 0
-        try:
-            with sqlite3.connect(cache, timeout=0.1) as db:
-                return db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
-        except sqlite3.Error:
-            return 0
-
+    cache = out / "round-2" / "run" / "gen_cache.sqlite"  # the kill lands inside round 2's simulation
     deadline = time.time() + 600
-    while loop.poll() is None and time.time() < deadline and generated() < 10:
+    while loop.poll() is None and time.time() < deadline and cached_completions(cache) < 10:
         time.sleep(0.05)
     assert loop.poll() is None, loop.stderr.read().decode()[-3000:]
     loop.send_signal(signal.SIGKILL)

@@ -3,7 +3,6 @@
 import json
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from hydra.errors import ConfigCompositionException
 
 from agents.errors import AgoraError
 from dialogue.running.simulate import simulate
-from tests.conftest import REPO, agora, compose_simulate, simulate_config, tiny_overrides
+from tests.conftest import REPO, agora, cached_completions, compose_simulate, simulate_config, tiny_overrides
 
 
 def read_lines(out: Path) -> list[dict]:
@@ -198,17 +197,8 @@ def test_sigkill_then_rerun_completes_every_question_once(tiny_model, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "agora", *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    cache = out / "gen_cache.sqlite"
-
-    def cached_completions() -> int:
-        try:
-            with sqlite3.connect(cache, timeout=0.1) as db:
-                return db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
-        except sqlite3.Error:
-            return 0
-
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and cached_completions() < 6:
+    while time.time() < deadline and proc.poll() is None and cached_completions(out / "gen_cache.sqlite") < 6:
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)

@@ -97,6 +97,23 @@ def persuasion_outcomes(
     persuasion turn whose answer cannot be read argues for the answer its speaker last gave that
     could be (pbt_tree tells the persuader to argue for its own answer); by default it gives none."""
     outcomes = []
+    for persuasion, before, children in persuasion_turns(tree, responders, levels):
+        argued = (
+            last_read_turn(tree, persuasion.speaker, persuasion.id)
+            if held and persuasion.answer is None
+            else persuasion
+        )
+        pairs, lost = _pairs_of(tree, persuasion, argued or persuasion, before, children, score, margin)
+        outcomes.append(PersuasionOutcome(tree.tree_id, tree.question.question_id, persuasion.id, tuple(pairs), lost))
+    return outcomes
+
+
+def persuasion_turns(
+    tree: DialogueTree, responders: set[str] | None = None, levels: set[int] | None = None
+) -> list[tuple[Turn, Turn, list[Turn]]]:
+    """(P, Y's last turn before P, Y's replies to P) for every turn P by X answered by another agent
+    Y (one of `responders`, at one of `levels`; None: any) who had answered before it."""
+    found = []
     for p_id in tree.graph.nodes:
         children = [tree.turn(c) for c in tree.children(p_id)]
         if not children:
@@ -110,12 +127,9 @@ def persuasion_outcomes(
         ):
             continue
         before = last_turn_of(tree, responder, persuasion.parent)
-        if before is None:  # an independent first answer: nothing was disputed
-            continue
-        argued = last_read_turn(tree, persuasion.speaker, p_id) if held and persuasion.answer is None else persuasion
-        pairs, lost = _pairs_of(tree, persuasion, argued or persuasion, before, children, score, margin)
-        outcomes.append(PersuasionOutcome(tree.tree_id, tree.question.question_id, p_id, tuple(pairs), lost))
-    return outcomes
+        if before is not None:  # else an independent first answer: nothing was disputed
+            found.append((persuasion, before, children))
+    return found
 
 
 def _pairs_of(

@@ -12,7 +12,7 @@ from datasets import Features, Value
 
 from dialogue.core.tree import DialogueTree, Turn
 from dialogue.mining.miner import KEYS, MESSAGES, Miner, chat, reply, row_keys
-from dialogue.mining.rules import last_turn_of
+from dialogue.mining.rules import persuasion_turns
 
 FEATURES = Features(
     {
@@ -30,20 +30,11 @@ LABEL = {True: "correct", False: "misleading"}
 def disputes(tree: DialogueTree, responders) -> list[tuple[Turn, list[Turn]]]:
     """Every turn that argued for an answer its responder (one of `responders`; None: any) did not
     hold, both answers read, with the responder's replies to it."""
-    found = []
-    for turn_id in tree.graph.nodes:
-        replies = [tree.turn(c) for c in tree.children(turn_id)]
-        persuasion = tree.turn(turn_id)
-        if not replies or any(r.speaker != replies[0].speaker or r.speaker == persuasion.speaker for r in replies):
-            continue
-        if responders is not None and replies[0].speaker not in responders:
-            continue
-        before = last_turn_of(tree, replies[0].speaker, persuasion.parent)
-        if before is None or before.answer is None or persuasion.answer is None or persuasion.correct is None:
-            continue
-        if persuasion.answer != before.answer:
-            found.append((persuasion, replies))
-    return found
+    return [
+        (persuasion, replies)
+        for persuasion, before, replies in persuasion_turns(tree, responders)
+        if None not in (before.answer, persuasion.answer, persuasion.correct) and persuasion.answer != before.answer
+    ]
 
 
 def adopted(persuasion: Turn, replies: list[Turn]) -> float:
